@@ -1,0 +1,3 @@
+"""CORA: Contrastive Overlap Representation Alignment for 360° panoramas."""
+
+__version__ = "0.1.0"

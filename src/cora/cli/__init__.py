@@ -1,0 +1,1 @@
+"""The ``cora`` command line: one entry point, one module per subcommand group."""

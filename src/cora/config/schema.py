@@ -1,0 +1,42 @@
+"""The whole CORA configuration (SPEC §5): one typed model per YAML section."""
+
+from __future__ import annotations
+
+from cora.config.base import ArchSpec, StrictModel
+from cora.config.sections.data import DataConfig
+from cora.config.sections.evaluation import EvaluationConfig, JudgeConfig
+from cora.config.sections.experiment import ExperimentConfig
+from cora.config.sections.image import ImageProcessingConfig
+from cora.config.sections.kit import KitConfig, TokenizerSpec
+from cora.config.sections.models import ModelsConfig, ProjectorConfig, ResamplerConfig
+from cora.config.sections.training import REFERENCE_STAGES, LoRAConfig, LossConfig, StageConfig, TrainingConfig
+
+__all__ = [
+    "REFERENCE_STAGES",
+    "ArchSpec",
+    "CoraConfig",
+    "DataConfig",
+    "EvaluationConfig",
+    "ExperimentConfig",
+    "ImageProcessingConfig",
+    "JudgeConfig",
+    "KitConfig",
+    "LoRAConfig",
+    "LossConfig",
+    "ModelsConfig",
+    "ProjectorConfig",
+    "ResamplerConfig",
+    "StageConfig",
+    "TokenizerSpec",
+    "TrainingConfig",
+]
+
+
+class CoraConfig(StrictModel):
+    experiment: ExperimentConfig = ExperimentConfig()
+    models: ModelsConfig = ModelsConfig()
+    image_processing: ImageProcessingConfig = ImageProcessingConfig()
+    training: TrainingConfig = TrainingConfig()
+    data: DataConfig = DataConfig()
+    evaluation: EvaluationConfig = EvaluationConfig()
+    kit: KitConfig | None = None

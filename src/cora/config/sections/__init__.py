@@ -1,0 +1,1 @@
+"""One file per config section; each helper/feature owns its own section file."""

@@ -1,0 +1,27 @@
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from cora.config.base import StrictModel
+
+CropStrategy = Literal["resize", "e2p", "cubemap", "sliding_window", "anyres", "anyres_max", "anyres_e2p"]
+
+
+class ImageProcessingConfig(StrictModel):
+    """How an ERP panorama becomes views (SPEC §2)."""
+
+    crop_strategy: CropStrategy = "anyres_e2p"
+    image_size: int = Field(256, ge=8, description="side of every square view, pixels")
+    fov_deg: float = Field(90.0, gt=0.0, lt=180.0, description="horizontal FOV of perspective tiles")
+    overlap_ratio: float = Field(0.5, ge=0.0, lt=1.0, description="overlap of adjacent views")
+    pitch_min_deg: float = Field(0.0, ge=-90.0, le=90.0)
+    pitch_max_deg: float = Field(0.0, ge=-90.0, le=90.0)
+    include_global: bool = True
+    cubemap_faces: Literal[4, 6] = 4
+    anyres_grid: tuple[int, int] = Field((2, 4), description="rows, cols of ERP patches (anyres)")
+    anyres_max_patches: int = Field(12, ge=1, description="patch budget (anyres_max)")
+    interpolation: Literal["nearest", "bilinear", "bicubic"] = "bilinear"
+    aspect_policy: Literal["warn", "error"] = Field("warn", description="on a non-2:1 input")
+    use_vision_processor: bool = True

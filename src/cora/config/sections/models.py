@@ -1,0 +1,49 @@
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from cora.config.base import ArchSpec, StrictModel
+
+
+class ResamplerConfig(StrictModel):
+    """Options of the resampler; each resampler reads the ones it uses."""
+
+    depth: int = Field(4, ge=1, description="blocks (bimamba, c_abstractor half-depth, perceiver layers)")
+    d_state: int = Field(64, ge=1, description="Mamba state size")
+    d_conv: int = Field(4, ge=1, description="Mamba depthwise conv width")
+    expand: int = Field(2, ge=1, description="Mamba inner expansion")
+    hidden_dim: int = Field(1536, ge=1, description="mlp hidden width")
+    num_heads: int = Field(8, ge=1, description="attention heads (perceiver, qformer)")
+    num_latents: int = Field(256, ge=1, description="learned queries (perceiver, qformer)")
+    pool_size: int = Field(2, ge=1, description="spatial pool / avgpool / conv stride")
+    drop_ratio: float = Field(0.25, ge=0.0, lt=1.0, description="masked_drop fraction during training")
+    dropout: float = Field(0.0, ge=0.0, lt=1.0)
+
+
+class ProjectorConfig(StrictModel):
+    """VICReg projector (stage 1) and panorama projector (stages 2-3)."""
+
+    vicreg_hidden_dim: int = 1024
+    vicreg_out_dim: int = 1024
+    vicreg_dropout: float = Field(0.0, ge=0.0, lt=1.0, description="0 for VICReg, 0.1 for contrastive")
+    stitching: Literal["stride_views", "unique", "concat"] = "stride_views"
+    positional_encoding: Literal["sinusoidal", "none"] = "sinusoidal"
+
+
+class ModelsConfig(StrictModel):
+    """Which vision tower, resampler and LLM; by hub name, local folder or architecture."""
+
+    vision_name: str = "google/siglip2-so400m-patch16-256"
+    vision_arch: ArchSpec | None = Field(None, description="random-init architecture; overrides vision_name")
+    language_model_name: str = "Qwen/Qwen3-0.6B"
+    language_model_arch: ArchSpec | None = Field(None, description="random-init architecture")
+    tokenizer_name: str | None = Field(None, description="defaults to language_model_name")
+    resampler_type: str = "bimamba"
+    latent_dim: int = Field(1024, ge=1)
+    resampler: ResamplerConfig = ResamplerConfig()
+    projector: ProjectorConfig = ProjectorConfig()
+    vision_token: str = "<|vision|>"
+    attn_implementation: Literal["sdpa", "eager", "flash_attention_2"] = "sdpa"
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"

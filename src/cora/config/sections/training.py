@@ -1,0 +1,138 @@
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field, model_validator
+
+from cora.config.base import StrictModel
+
+Mode = Literal["frozen", "full", "lora", "unused"]
+
+
+class LossConfig(StrictModel):
+    """The overlap loss of stage 1 (and stage 2's auxiliary term)."""
+
+    type: str = "vicreg"
+    overlap_columns: int | None = Field(None, ge=1, description="k strip columns; None: 25% of grid width")
+    sim_weight: float = 25.0
+    var_weight: float = 25.0
+    cov_weight: float = 1.0
+    temperature: float = Field(0.07, gt=0.0)
+
+
+class LoRAConfig(StrictModel):
+    r: int = Field(32, ge=1)
+    alpha: int = Field(64, ge=1)
+    dropout: float = Field(0.1, ge=0.0, lt=1.0)
+    target_modules: list[str] = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+
+
+class StageConfig(StrictModel):
+    """One training stage: which component trains how, and its optimisation."""
+
+    vision_trainable_blocks: int = Field(0, ge=-1, description="0 frozen, N last N blocks, -1 all")
+    resampler: Mode = "full"
+    vicreg_projector: Mode = "unused"
+    panorama_projector: Mode = "full"
+    language_model: Mode = "frozen"
+    lm_loss_weight: float = 1.0
+    overlap_loss_weight: float = 0.0
+    loss: LossConfig = LossConfig()
+    lora: LoRAConfig | None = None
+    epochs: float = Field(1.0, gt=0.0)
+    max_steps: int | None = Field(None, ge=1)
+    lr: float = Field(1e-4, gt=0.0)
+    batch_size: int = Field(1, ge=1)
+    accumulate_grad_batches: int = Field(1, ge=1)
+    warmup_ratio: float = Field(0.03, ge=0.0, lt=1.0)
+    weight_decay: float = Field(0.01, ge=0.0)
+    grad_clip: float | None = Field(1.0, gt=0.0)
+
+
+# The stage table of SPEC §4: the reference presets every config starts from.
+REFERENCE_STAGES: dict[str, dict[str, Any]] = {
+    "vision": {
+        "vision_trainable_blocks": 2,
+        "resampler": "full",
+        "vicreg_projector": "full",
+        "panorama_projector": "unused",
+        "language_model": "unused",
+        "lm_loss_weight": 0.0,
+        "overlap_loss_weight": 1.0,
+        "lr": 5e-4,
+        "batch_size": 16,
+    },
+    "resampler": {
+        "vision_trainable_blocks": 0,
+        "resampler": "full",
+        "vicreg_projector": "frozen",
+        "panorama_projector": "full",
+        "language_model": "frozen",
+        "overlap_loss_weight": 0.1,
+        "lr": 1e-4,
+        "batch_size": 4,
+        "accumulate_grad_batches": 8,
+    },
+    "finetune": {
+        "vision_trainable_blocks": 0,
+        "resampler": "frozen",
+        "vicreg_projector": "unused",
+        "panorama_projector": "full",
+        "language_model": "lora",
+        "lora": {},
+        "lr": 5e-5,
+        "batch_size": 4,
+    },
+}
+
+
+def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+class TrainingConfig(StrictModel):
+    """Stages, per-stage settings and the training engine (SPEC §4)."""
+
+    stages: list[str] = ["vision", "resampler", "finetune"]
+    stage_configs: dict[str, StageConfig] = Field(default_factory=dict)
+    precision: Literal["auto", "32", "bf16-mixed", "16-mixed"] = "auto"
+    strategy: Literal["auto", "ddp", "fsdp", "deepspeed_stage_2"] = "auto"
+    accelerator: str = "auto"
+    devices: int | str = "auto"
+    gradient_checkpointing: bool = False
+    log_every_n_steps: int = Field(10, ge=1)
+    checkpoint_every_n_steps: int = Field(200, ge=1)
+    val_check_interval: float | int = 1.0
+    loggers: list[Literal["csv", "tensorboard", "wandb"]] = ["csv", "tensorboard"]
+    wandb_project: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _start_from_reference_stages(cls, data: Any) -> Any:
+        # A user's `stage_configs.vision.lr: 1e-3` changes one number of the
+        # reference preset instead of replacing the whole preset.
+        if not isinstance(data, dict):
+            return data
+        given = data.get("stage_configs") or {}
+        if not isinstance(given, dict):
+            return data
+        merged = {name: dict(preset) for name, preset in REFERENCE_STAGES.items()}
+        for name, over in given.items():
+            merged[name] = _deep_merge(merged.get(name, {}), over) if isinstance(over, dict) else over
+        return {**data, "stage_configs": merged}
+
+    @model_validator(mode="after")
+    def _stages_are_configured(self) -> TrainingConfig:
+        missing = [s for s in self.stages if s not in self.stage_configs]
+        if missing:
+            raise ValueError(
+                f"training.stages names {missing} but training.stage_configs has only "
+                f"{sorted(self.stage_configs)}"
+            )
+        return self

@@ -1,0 +1,1 @@
+"""The CORA model: vision backbone, resamplers, projectors, language model, fusion."""

@@ -1,0 +1,1 @@
+"""Small leaf helpers shared by every package (no cora imports here)."""

@@ -1,0 +1,40 @@
+"""Shared fixtures: offline hub, the tiny kit (built once per session), ../shared data."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+# No hub anywhere in the tests: a download attempt must fail, not hang.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIGS = ROOT / "configs"
+SHARED_DATA = ROOT.parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """``../shared/data`` (real panoramas, the real Qwen3 tokenizer); skip where absent."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"{SHARED_DATA} is absent (a user's clone has no ../shared): real-data test skipped")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def tiny_config():
+    from cora.config import load_config
+
+    return load_config(CONFIGS / "tiny.yaml")
+
+
+@pytest.fixture(scope="session")
+def kit_paths(tiny_config, tmp_path_factory):
+    """The tiny kit written to a temp folder once per test session."""
+    from cora.kit import build_kit
+
+    return build_kit(tiny_config.kit, out_dir=tmp_path_factory.mktemp("kit"), seed=0)
