@@ -1,0 +1,1 @@
+"""Panorama geometry, views and text processing. A leaf: no model imports."""
