@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from transformers import AutoModel, AutoModelForCausalLM, GenerationConfig, SiglipImageProcessor
+from transformers import AutoModel, AutoModelForCausalLM, GenerationConfig, SiglipImageProcessorPil
 
 from cora.config.schema import KitConfig
 from cora.kit.corpus import scene_corpus
@@ -88,7 +88,7 @@ def build_kit(kit: KitConfig, out_dir: str | Path | None = None, extra_texts: It
     vision = AutoModel.from_config(vision_cfg)
     vision.save_pretrained(paths.vision)
     size = int(getattr(vision_cfg, "image_size", 224))
-    SiglipImageProcessor(size={"height": size, "width": size}).save_pretrained(paths.vision)
+    SiglipImageProcessorPil(size={"height": size, "width": size}).save_pretrained(paths.vision)
 
     lm_cfg = hf_config_from_arch(
         kit.language_model,
