@@ -14,7 +14,17 @@ os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "configs"
-SHARED_DATA = ROOT.parent / "shared" / "data"
+
+
+
+def _find_shared_data() -> Path:
+    # CORA_SHARED_DATA wins; else ../shared/data beside the checkout (a git worktree
+    # elsewhere can point the variable at it).
+    env = os.environ.get("CORA_SHARED_DATA")
+    return Path(env) if env else ROOT.parent / "shared" / "data"
+
+
+SHARED_DATA = _find_shared_data()
 
 
 @pytest.fixture(scope="session")
