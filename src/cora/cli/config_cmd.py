@@ -7,6 +7,8 @@ import json
 
 from cora.config import config_to_yaml, load_config
 
+ORDER = 10
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("config", help="show or validate a configuration")

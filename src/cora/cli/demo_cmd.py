@@ -14,6 +14,9 @@ from pathlib import Path
 from cora.cli.main import UserError
 from cora.config import CoraConfig, load_config, save_config
 
+ORDER = 0
+
+
 logger = logging.getLogger(__name__)
 
 

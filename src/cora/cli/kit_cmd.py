@@ -7,6 +7,8 @@ import argparse
 from cora.cli.main import UserError
 from cora.config import load_config
 
+ORDER = 20
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("kit", help="the offline tiny-model kit")

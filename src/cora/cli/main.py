@@ -1,7 +1,8 @@
 """``cora`` entry point. Each subcommand lives in its own module with a ``register`` function.
 
-Adding a command = one module in ``cora.cli`` + one name in ``COMMANDS``. The CLI takes
-only ``--config``, ``--stage``, ``--resume`` and paths; everything else is YAML.
+Adding a command = one module ``cora/cli/<name>_cmd.py`` with ``register(sub)`` and an
+optional ``ORDER`` (its place in ``--help``); it is found by name, no list to edit. The CLI
+takes only ``--config``, ``--stage``, ``--resume`` and paths; everything else is YAML.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import pkgutil
 import sys
 from collections.abc import Sequence
 
@@ -16,8 +18,15 @@ from cora import __version__
 
 logger = logging.getLogger("cora")
 
-# Module names under cora.cli, in --help order.
-COMMANDS = ["demo_cmd", "config_cmd", "kit_cmd"]
+
+
+def command_modules() -> list[str]:
+    """Every ``*_cmd`` module of ``cora.cli``, in ``--help`` order (``ORDER``, then name)."""
+    import cora.cli
+
+    names = [m.name for m in pkgutil.iter_modules(cora.cli.__path__) if m.name.endswith("_cmd")]
+    mods = [importlib.import_module(f"cora.cli.{n}") for n in names]
+    return [m.__name__.rsplit(".", 1)[1] for m in sorted(mods, key=lambda m: (getattr(m, "ORDER", 100), m.__name__))]
 
 
 class UserError(Exception):
@@ -31,7 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"cora {__version__}")
     parser.add_argument("--log-level", default=None, help="DEBUG, INFO (default), WARNING")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name in COMMANDS:
+    for name in command_modules():
         importlib.import_module(f"cora.cli.{name}").register(sub)
     return parser
 
