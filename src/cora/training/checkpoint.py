@@ -86,8 +86,9 @@ def load_trainable(model: nn.Module, state: dict[str, torch.Tensor], source: str
 def rng_state() -> dict[str, Any]:
     """Python, NumPy, torch (and CUDA) generator states, as weights_only-loadable values."""
     np_state = np.random.get_state()
+    version, internal, gauss = random.getstate()
     state: dict[str, Any] = {
-        "python": list(random.getstate()[1]) + [random.getstate()[0], random.getstate()[2]],
+        "python": [*internal, version, gauss],
         "numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *np_state[2:]],
         "torch": torch.get_rng_state(),
     }

@@ -118,8 +118,8 @@ class StageModule(L.LightningModule):
         loss, parts, out = self.losses(batch)
         values = {"val_loss": float(loss)} | {f"val_{k}": float(v) for k, v in parts.items()}
         if self.stage_cfg.vicreg_projector != "unused" and out.overlap_features is not None:
-            values |= overlap_diagnostics(out.overlap_features, out.tile_geometries, self.stage_cfg.loss.overlap_columns,
-                                          getattr(out, "resampler_features", None))
+            values |= overlap_diagnostics(out.overlap_features, out.tile_geometries,
+                                          self.stage_cfg.loss.overlap_columns, getattr(out, "resampler_features", None))
         for key, value in values.items():
             self._val_sums[key] = self._val_sums.get(key, 0.0) + value
         self._val_count += 1
@@ -129,7 +129,8 @@ class StageModule(L.LightningModule):
             return
         metrics = {k: v / self._val_count for k, v in self._val_sums.items()}
         # Every rank validates its own shard: average across ranks so all agree.
-        metrics = {k: float(self.trainer.strategy.reduce(torch.tensor(v), reduce_op="mean")) for k, v in metrics.items()}
+        reduce = self.trainer.strategy.reduce
+        metrics = {k: float(reduce(torch.tensor(v), reduce_op="mean")) for k, v in metrics.items()}
         self.val_metrics = metrics
         for key, value in metrics.items():
             self.log(f"val/{key}", value, prog_bar=key == "val_loss", sync_dist=False, rank_zero_only=True)
@@ -141,8 +142,9 @@ class StageModule(L.LightningModule):
 
     def train_dataloader(self) -> DataLoader:
         cfg = self.stage_cfg
-        sampler = StageSampler(len(self.data.train), cfg.batch_size, self.plan.micro_batches(cfg.accumulate_grad_batches),
-                               seed=self.plan.seed, start_micro_batch=self.plan.start_step * cfg.accumulate_grad_batches,
+        accumulate = cfg.accumulate_grad_batches
+        sampler = StageSampler(len(self.data.train), cfg.batch_size, self.plan.micro_batches(accumulate),
+                               seed=self.plan.seed, start_micro_batch=self.plan.start_step * accumulate,
                                rank=self.trainer.global_rank, world_size=self.trainer.world_size)
         return DataLoader(self.data.train, batch_size=cfg.batch_size, sampler=sampler, collate_fn=self.data.collate,
                           num_workers=self.num_workers)
@@ -164,7 +166,7 @@ class StageModule(L.LightningModule):
                   {"params": [p for p in params if p.dim() <= 1], "weight_decay": 0.0}]
         optimizer = torch.optim.AdamW([g for g in groups if g["params"]], lr=cfg.lr)
         total = self.plan.total_steps
-        warmup = int(round(cfg.warmup_ratio * total))
+        warmup = round(cfg.warmup_ratio * total)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: warmup_cosine(s, total, warmup))
         if self.resume is not None:
             optimizer.load_state_dict(self.resume["optimizer"])

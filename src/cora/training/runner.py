@@ -78,7 +78,7 @@ def plan_total_steps(stage_cfg: StageConfig, num_samples: int, world_size: int) 
     if stage_cfg.max_steps is not None:
         return stage_cfg.max_steps
     per_step = stage_cfg.batch_size * stage_cfg.accumulate_grad_batches * world_size
-    return max(1, int(round(stage_cfg.epochs * num_samples / per_step)))
+    return max(1, round(stage_cfg.epochs * num_samples / per_step))
 
 
 def format_table(rows: Sequence[Any]) -> str:
