@@ -168,7 +168,8 @@ class StageRunner:
                                "or delete the folder")
             logger.warning("%s: config differs from the run's; running stage %s on top of it", self.run_dir, stage)
             state.config_digest = digest
-        elif resume is None and stage is None and (state.completed or state.current):
+        elif resume is None and stage is None and (state.completed or state.current) and _is_rank_zero():
+            # (Ranks > 0 start after rank 0 has begun writing this file: only rank 0 judges it.)
             raise RunError(f"{self.run_dir} already holds a run (completed: {state.completed or 'none'}, "
                            f"interrupted: {state.current or 'none'}): pass --resume auto to continue it, "
                            "or use a new experiment.name")
