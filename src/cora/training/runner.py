@@ -231,6 +231,8 @@ class StageRunner:
         if not todo:
             logger.info("all stages of %s are complete", self.run_dir)
             return result
+        if cfg.training.num_threads:
+            torch.set_num_threads(cfg.training.num_threads)
         L.seed_everything(cfg.experiment.seed, workers=True, verbose=False)
         model = self.model_factory(cfg)
         if cfg.training.gradient_checkpointing:
