@@ -120,6 +120,5 @@ class PanoramaViews:
         if _is_tensor(image):
             return self.sample_tensor(image.unsqueeze(0))[0]
         views = self.sample(self.load(image))
-        # [V, S, S, 3] uint8 → [V, 3, S, S] float32 in [0, 1]
-        return torch.from_numpy(views).permute(0, 3, 1, 2).to(torch.float32, memory_format=torch.contiguous_format) \
-            .mul_(1.0 / 255.0)
+        # [V, S, S, 3] uint8 → [V, 3, S, S] float32 in [0, 1] (numpy's transposing cast is the fastest here)
+        return torch.from_numpy(views.transpose(0, 3, 1, 2).astype(np.float32, order="C")).mul_(1.0 / 255.0)
