@@ -232,7 +232,9 @@ def _area_resize_torch(image: torch.Tensor, width: int, height: int, cache: dict
     """Exact area resize ``[B, C, h, w] -> [B, C, height, width]`` as two small matmuls (any device)."""
     in_h, in_w = image.shape[-2:]
     if (in_h, in_w) == (2 * height, 2 * width):
-        return F.avg_pool2d(image, 2)
+        # 2×2 means as two strided sums: ~3x faster than avg_pool2d on CPU, same values.
+        rows = image[..., 0::2, :] + image[..., 1::2, :]
+        return (rows[..., 0::2] + rows[..., 1::2]).mul_(0.25)
     key = (in_h, in_w, height, width, str(image.device))
     if key not in cache:
         cache[key] = (torch.from_numpy(area_weights(in_h, height)).to(image.device),
