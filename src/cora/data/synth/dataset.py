@@ -112,6 +112,8 @@ def _csv_text(header: list[str], rows: list[list[str]]) -> str:
 def _jsonl_record(sample: SynthSample, image_rel: str, width: int, height: int) -> dict:
     objects = []
     for obj, box in zip(sample.scene.objects, sample.bboxes or []):
+        if box is None:  # no visible pixel at this resolution: no box to give
+            continue
         entry = {"bbox_2d": box, "desc": f"{obj.size} {obj.name}", "direction": obj.direction}
         objects.append({**entry, **{k: v for k, v in obj.to_dict().items() if k not in ("spin_deg",)}})
     return {"images": [image_rel], "width": width, "height": height, "summary": sample.caption,
