@@ -20,3 +20,6 @@ class DataConfig(StrictModel):
     cache_dir: str = ".cora/cache"
     num_workers: int = Field(4, ge=0)
     pin_memory: bool = True
+    jsonl_tasks: list[Literal["summary", "qa", "grounding"]] = Field(
+        ["summary", "qa", "grounding"],
+        description="text turns made from a JSONL row: summary caption, qa pairs, object grounding (norm1000)")
