@@ -128,28 +128,31 @@ _INTERSECT = {"sphere": _sphere, "cube": _cube, "cylinder": _cylinder, "cone": _
 
 
 # -- background ----------------------------------------------------------------------------
-def _background(scene: Scene, d: np.ndarray) -> np.ndarray:
-    """Sky gradient above the horizon; a textured, fogged ground plane below. ``[N, 3]``."""
-    horizon, zenith = (np.array(c) for c in SKIES[scene.sky])
-    up = np.clip(d[:, 1], 0.0, 1.0)[:, None]
-    sky = horizon + (zenith - horizon) * np.sqrt(up)
+def _ray_terms(d: np.ndarray) -> dict[str, np.ndarray]:
+    """Scene-independent per-ray terms of the background (cached for ERP rays)."""
     below = d[:, 1] < -1e-4
     t = np.where(below, CAMERA_HEIGHT / np.maximum(-d[:, 1], 1e-4), 0.0)
-    gx = t * d[:, 0] + scene.texture_offset[0]
-    gz = t * d[:, 2] + scene.texture_offset[1]
+    return {"below": below, "gx": t * d[:, 0], "gz": t * d[:, 2], "sky": np.sqrt(np.clip(d[:, 1], 0.0, 1.0)),
+            "fade": 0.25 * np.exp(-t / 20.0), "fog": 1.0 - np.exp(-t / 40.0)}
+
+
+def _background(scene: Scene, terms: dict[str, np.ndarray], windows: list[np.ndarray] | None) -> np.ndarray:
+    """Sky gradient above the horizon; a textured, fogged ground plane below. ``[N, 3]``."""
+    horizon, zenith = (np.array(c) for c in SKIES[scene.sky])
+    sky = horizon + (zenith - horizon) * terms["sky"][:, None]
+    ox, oz = scene.texture_offset
     # A checkerboard of 1.5 m tiles gives the overlap loss real texture; it fades with distance.
-    checker = (np.floor(gx / 1.5) + np.floor(gz / 1.5)) % 2
-    fade = np.exp(-t / 20.0)
-    shade = 0.8 + 0.25 * checker * fade
-    ground = np.array(GROUNDS[scene.ground])[None] * shade[:, None]
-    fog = (1.0 - np.exp(-t / 40.0))[:, None]
-    ground = ground * (1 - fog) + horizon * fog
-    # Soft contact shadows under each object.
-    for obj in scene.objects:
+    checker = (np.floor((terms["gx"] + ox) / 1.5) + np.floor((terms["gz"] + oz) / 1.5)) % 2
+    shade = 0.8 + checker * terms["fade"]
+    fog = terms["fog"][:, None]
+    ground = np.array(GROUNDS[scene.ground])[None] * shade[:, None] * (1 - fog) + horizon * fog
+    # Soft contact shadows under each object (only rays near it can be in its shadow).
+    for i, obj in enumerate(scene.objects):
+        idx = np.arange(len(shade)) if windows is None else windows[i]
         base = obj.base
-        dist = np.hypot(gx - scene.texture_offset[0] - base[0], gz - scene.texture_offset[1] - base[2])
-        ground *= (1.0 - 0.4 * np.clip(1.3 - dist / (obj.radius_m * 1.2), 0.0, 1.0))[:, None]
-    return np.where(below[:, None], ground, sky)
+        dist = np.hypot(terms["gx"][idx] - base[0], terms["gz"][idx] - base[2])
+        ground[idx] *= (1.0 - 0.4 * np.clip(1.3 - dist / (obj.radius_m * 1.2), 0.0, 1.0))[:, None]
+    return np.where(terms["below"][:, None], ground, sky)
 
 
 def _shade(obj: SynthObject, normals: np.ndarray) -> np.ndarray:
@@ -157,12 +160,13 @@ def _shade(obj: SynthObject, normals: np.ndarray) -> np.ndarray:
     return np.array(COLOURS[obj.colour])[None] * (0.5 + 0.5 * lambert)[:, None]
 
 
-def _trace(scene: Scene, d: np.ndarray, windows: list[np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
+def _trace(scene: Scene, d: np.ndarray, windows: list[np.ndarray] | None = None,
+           terms: dict[str, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Colours ``[N, 3]`` in [0, 1] and object ids ``[N]`` of rays ``d [N, 3]``.
 
-    ``windows[i]`` limits object ``i`` to the rays it can possibly hit (indices into ``d``).
+    ``windows[i]`` limits object ``i`` to the rays it can hit or shadow (indices into ``d``).
     """
-    rgb = _background(scene, d)
+    rgb = _background(scene, terms if terms is not None else _ray_terms(d), windows)
     depth = np.full(len(d), np.inf)
     ids = np.full(len(d), -1, dtype=np.int16)
     for i, obj in enumerate(scene.objects):
@@ -192,7 +196,8 @@ def render_directions(scene: Scene, lon_deg: np.ndarray, lat_deg: np.ndarray) ->
 def _erp_window(obj: SynthObject, width: int, height: int) -> np.ndarray:
     """Flat indices of the ERP pixels whose rays may hit ``obj`` (from its bounding sphere)."""
     c = obj.centre
-    reach = math.sqrt((obj.radius_m * math.sqrt(2.0)) ** 2 + (obj.height_m / 2.0) ** 2)
+    # The bounding sphere of the object and of its contact shadow (1.56 r on the ground).
+    reach = math.sqrt((obj.radius_m * 1.6) ** 2 + (obj.height_m / 2.0) ** 2)
     dist = float(np.linalg.norm(c))
     ang = math.degrees(math.asin(min(1.0, reach / dist))) + 2.0 * 360.0 / width
     lat_c = math.degrees(math.asin(c[1] / dist))
@@ -211,26 +216,29 @@ def _erp_window(obj: SynthObject, width: int, height: int) -> np.ndarray:
     return (rows[:, None] * width + cols[None, :]).ravel()
 
 
-_ERP_RAYS: dict[tuple[int, int], np.ndarray] = {}
+_ERP_RAYS: dict[tuple[int, int], tuple[np.ndarray, dict[str, np.ndarray]]] = {}
 
 
-def erp_rays(width: int, height: int) -> np.ndarray:
-    """Ray directions of every ERP pixel centre, ``[H*W, 3]`` (cached per size, read-only)."""
+def erp_rays(width: int, height: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Ray directions of every ERP pixel centre ``[H*W, 3]`` and their background terms
+    (cached per size, read-only)."""
     key = (width, height)
     if key not in _ERP_RAYS:
         xs, ys = np.meshgrid(np.arange(width), np.arange(height))
         lon, lat = erp_pixel_to_lonlat(xs, ys, width, height)
         rays = directions(lon, lat).reshape(-1, 3)
-        rays.setflags(write=False)
-        _ERP_RAYS[key] = rays
+        terms = _ray_terms(rays)
+        for array in (rays, *terms.values()):
+            array.setflags(write=False)
+        _ERP_RAYS[key] = (rays, terms)
     return _ERP_RAYS[key]
 
 
 def render_erp(scene: Scene, width: int, height: int, windowed: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """The ERP panorama ``[H, W, 3]`` uint8 and its object-id map ``[H, W]`` int16."""
-    d = erp_rays(width, height)
+    d, terms = erp_rays(width, height)
     windows = [_erp_window(o, width, height) for o in scene.objects] if windowed else None
-    rgb, ids = _trace(scene, d, windows)
+    rgb, ids = _trace(scene, d, windows, terms)
     return _to_uint8(rgb).reshape(height, width, 3), ids.reshape(height, width)
 
 
