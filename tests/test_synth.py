@@ -178,3 +178,18 @@ def test_cli_synth_is_deterministic_and_writes_every_format(tmp_path: Path, caps
     assert json.loads(a["synth.json"])["splits"]["train"]["panoramas"] == 8
     assert main(["data", "synth", "--out", str(tmp_path / "d"), "--n", "2", "--size", "100x60"]) == 2
     assert "2:1" in capsys.readouterr().err
+
+
+def test_ensure_synth_dataset_reuses_an_identical_dataset(tmp_path: Path) -> None:
+    from cora.data.synth import ensure_synth_dataset
+
+    ensure_synth_dataset(tmp_path, 4, seed=1, width=64, height=32)
+    png = tmp_path / "images" / "00002.png"
+    stamp = png.stat().st_mtime_ns
+    ensure_synth_dataset(tmp_path, 4, seed=1, width=64, height=32)
+    assert png.stat().st_mtime_ns == stamp  # reused
+    ensure_synth_dataset(tmp_path, 4, seed=2, width=64, height=32)
+    assert json.loads((tmp_path / "synth.json").read_text())["seed"] == 2  # regenerated
+    png.unlink()
+    ensure_synth_dataset(tmp_path, 4, seed=2, width=64, height=32)
+    assert png.is_file()  # a missing file triggers a rewrite

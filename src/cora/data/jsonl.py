@@ -23,10 +23,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from cora.data.fetch import image_size, is_url
-from cora.data.records import BadRowLog, DataError, Record
+from cora.data.records import CAPTION_QUERY, BadRowLog, DataError, Record
 
 JSONL_TASKS = ("summary", "qa", "grounding")
-CAPTION_QUERY = "Describe the panorama."
 GEOMETRY_KEYS = ("bbox_2d", "quad", "line")
 
 

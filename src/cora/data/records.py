@@ -16,6 +16,8 @@ logger = logging.getLogger(__name__)
 
 BadRowPolicy = Literal["error", "skip"]
 POLICIES = ("error", "skip")
+# The query paired with a caption (SynthPano captions, JSONL summaries).
+CAPTION_QUERY = "Describe the panorama."
 
 
 class DataError(ValueError):

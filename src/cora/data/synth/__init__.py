@@ -1,6 +1,13 @@
 """SynthPano: synthetic 360° scenes rendered by ray casting, with captions, QA and boxes."""
 
-from cora.data.synth.dataset import SynthPano, SynthSample, split_of, synth_corpus, write_synth_dataset
+from cora.data.synth.dataset import (
+    SynthPano,
+    SynthSample,
+    ensure_synth_dataset,
+    split_of,
+    synth_corpus,
+    write_synth_dataset,
+)
 from cora.data.synth.language import CAPTION_QUERY, caption, qa_pairs
 from cora.data.synth.render import erp_bbox, render_directions, render_erp
 from cora.data.synth.scene import DIRECTIONS, Scene, SynthObject, sample_scene
@@ -13,6 +20,7 @@ __all__ = [
     "SynthPano",
     "SynthSample",
     "caption",
+    "ensure_synth_dataset",
     "erp_bbox",
     "qa_pairs",
     "render_directions",

@@ -151,3 +151,22 @@ def write_synth_dataset(out: str | Path, n: int, seed: int = 0, width: int = 102
     atomic_write_json(out / "synth.json", summary)
     logger.info("SynthPano: %d panoramas %dx%d in %.1fs -> %s", n, width, height, time.perf_counter() - t0, out)
     return summary
+
+
+def ensure_synth_dataset(out: str | Path, n: int, seed: int = 0, width: int = 512, height: int = 256,
+                         min_objects: int = 2, max_objects: int = 5) -> dict:
+    """Like :func:`write_synth_dataset`, but reuse ``out`` when it already holds exactly this
+    dataset (same parameters in ``synth.json`` and every file present)."""
+    out = Path(out)
+    wanted = {"generator": "SynthPano", "n": n, "seed": seed, "width": width, "height": height,
+              "min_objects": min_objects, "max_objects": max_objects}
+    try:
+        summary = json.loads((out / "synth.json").read_text())
+    except (OSError, ValueError):
+        summary = None
+    files = [f"{s}{ext}" for s in SPLITS for ext in (".csv", ".jsonl", "_images.csv")]
+    files += [f"images/{i:05d}.png" for i in range(n)]
+    if summary and {k: summary.get(k) for k in wanted} == wanted and all((out / f).is_file() for f in files):
+        logger.info("SynthPano: %s is up to date", out)
+        return summary
+    return write_synth_dataset(out, n, seed, width, height, min_objects, max_objects)

@@ -13,7 +13,6 @@ import numpy as np
 from cora.data.synth.scene import DIRECTIONS, SHAPES, Scene, SynthObject
 from cora.processors.geometry import wrap_deg
 
-CAPTION_QUERY = "Describe the panorama."
 NUMBERS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight")
 OPPOSITE_TOLERANCE_DEG = 45.0
 
