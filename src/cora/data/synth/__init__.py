@@ -1,5 +1,6 @@
 """SynthPano: synthetic 360° scenes rendered by ray casting, with captions, QA and boxes."""
 
+from cora.data.records import CAPTION_QUERY
 from cora.data.synth.dataset import (
     SynthPano,
     SynthSample,
@@ -8,7 +9,7 @@ from cora.data.synth.dataset import (
     synth_corpus,
     write_synth_dataset,
 )
-from cora.data.synth.language import CAPTION_QUERY, caption, qa_pairs
+from cora.data.synth.language import caption, qa_pairs
 from cora.data.synth.render import erp_bbox, render_directions, render_erp
 from cora.data.synth.scene import DIRECTIONS, Scene, SynthObject, sample_scene
 

@@ -17,7 +17,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from cora.data.synth.language import CAPTION_QUERY, caption, qa_pairs
+from cora.data.records import CAPTION_QUERY
+from cora.data.synth.language import caption, qa_pairs
 from cora.data.synth.render import erp_bbox, render_erp
 from cora.data.synth.scene import Scene, sample_scene
 from cora.utils.io import atomic_open, atomic_write_json, atomic_write_text
