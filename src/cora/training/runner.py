@@ -313,6 +313,26 @@ class StageRunner:
         return summary
 
 
+def load_run_model(config: CoraConfig, run_dir: str | Path | None = None,
+                   model_factory: ModelFactory | None = None) -> nn.Module:
+    """The trained model of a run: build it, then replay every completed stage's modes and weights in order."""
+    run_dir = Path(run_dir) if run_dir is not None else run_dir_of(config)
+    state = StageState.load(run_dir)
+    if state is None or not state.completed:
+        raise RunError(f"{run_dir} has no completed stage to load (no stage_state.json or nothing completed)")
+    # Same seed as training: weights no stage trains (random-init, frozen) come out identical.
+    L.seed_everything(config.experiment.seed, workers=True, verbose=False)
+    model = (model_factory or default_model_factory)(config)
+    for stage in config.training.stages:
+        if stage not in state.checkpoints:
+            break
+        model.set_stage(config.training.stage_configs[stage])
+        path = run_dir / state.checkpoints[stage]
+        load_trainable(model, load_checkpoint(path)["trainable"], path)
+    model.eval()
+    return model
+
+
 def train(config: CoraConfig, stage: str | None = None, resume: str | None = None, **kwargs: Any) -> RunResult:
     """Train ``config`` (all stages, or ``stage``), resuming with ``resume='auto'`` or a checkpoint path."""
     return StageRunner(config, **kwargs).run(stage=stage, resume=resume)
