@@ -247,6 +247,9 @@ class StageRunner:
             result.summaries[name] = self._run_stage(model, state, name, payload)
             result.stages_run.append(name)
         result.model = model
+        if _is_rank_zero() and hasattr(model, "save_pretrained"):
+            # The trained model as one loadable folder (generation, evaluation, serving).
+            model.save_pretrained(str(self.run_dir / "model"))
         return result
 
     def _run_stage(self, model: nn.Module, state: StageState, name: str, payload: dict | None) -> dict[str, Any]:
