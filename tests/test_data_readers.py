@@ -172,3 +172,16 @@ def test_validate_cli_reports_and_strict_exit_code(tmp_path: Path, capsys) -> No
     assert main(["data", "validate", str(tmp_path / "d.csv"), "--strict"]) == 1
     (tmp_path / "ok.csv").write_text("url,query,annotation\na.png,q,a\n")
     assert main(["data", "validate", str(tmp_path / "ok.csv"), "--strict"]) == 0
+
+
+def test_validate_unusable_file_exits_2_and_urls_offline_are_bad_images(tmp_path: Path, capsys) -> None:
+    (tmp_path / "cols.csv").write_text("url,query\na.png,q\n")
+    assert main(["data", "validate", str(tmp_path / "cols.csv")]) == 2
+    assert "missing column(s) 'annotation' or 'response'" in capsys.readouterr().out
+    assert main(["data", "validate", str(tmp_path / "nope.jsonl")]) == 2
+    assert "dataset file not found" in capsys.readouterr().out
+    row = {"images": ["http://127.0.0.1:9/p.png"], "summary": "A room."}
+    (tmp_path / "u.jsonl").write_text(json.dumps(row) + "\n")
+    assert main(["data", "validate", str(tmp_path / "u.jsonl"), "--cache-dir", str(tmp_path / "c"), "--strict"]) == 1
+    out = capsys.readouterr().out
+    assert "bad image cannot download http://127.0.0.1:9/p.png" in out

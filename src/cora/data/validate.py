@@ -6,7 +6,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cora.data.fetch import is_url, local_path, read_image
+from cora.data.fetch import local_path, read_image
 from cora.data.readers import read_records
 from cora.data.records import BadRow, BadRowLog, DataError
 
@@ -44,7 +44,7 @@ def validate_file(path: str | Path, cache_dir: str | Path = ".cora/cache") -> Va
         try:
             pixels = read_image(local_path(ref, cache_dir))
         except DataError as exc:
-            report.bad_images.append(str(exc) if not is_url(ref) else f"{ref}: {exc}")
+            report.bad_images.append(str(exc))  # names the file or URL
             continue
         height, width = pixels.shape[:2]
         report.readable += 1
