@@ -168,7 +168,7 @@ def test_validate_cli_reports_and_strict_exit_code(tmp_path: Path, capsys) -> No
     assert "images: 2 referenced, 1 readable, 1 bad" in out
     assert "64x32 (1)" in out and "2.00:1 (1)" in out
     assert f"{tmp_path / 'd.csv'}:4: empty annotation" in out
-    assert "broken.png: unreadable image" in out
+    assert "broken.png: not a readable image" in out
     assert main(["data", "validate", str(tmp_path / "d.csv"), "--strict"]) == 1
     (tmp_path / "ok.csv").write_text("url,query,annotation\na.png,q,a\n")
     assert main(["data", "validate", str(tmp_path / "ok.csv"), "--strict"]) == 0

@@ -3,7 +3,8 @@
 An item is ``{"pixel_values": [V, 3, S, S] float in [0, 1], "geometries": list[ViewGeometry],
 "input_ids": [T] long, "labels": [T] long (-100 outside the answer), "meta": dict}``; image-only
 items (stage 1) have no ``input_ids``/``labels``. Views and text formatting are injected
-(``views(image) -> ViewBatch``, ``formatter.encode_train(query, answer)``) so the dataset
+(``views(path) -> ViewBatch``, e.g. ``PanoramaViews``; ``formatter.encode_train(query, answer)``,
+e.g. ``ChatFormatter``) so the dataset
 works with any crop strategy and any chat template.
 """
 
@@ -13,12 +14,12 @@ import logging
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
-import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from cora.data.fetch import local_path, read_image
+from cora.data.fetch import local_path
 from cora.data.records import BadRowLog, BadRowPolicy, DataError, Record
+from cora.processors.image_io import ImageError
 
 logger = logging.getLogger(__name__)
 
@@ -34,7 +35,8 @@ class TrainFormatter(Protocol):
     def encode_train(self, query: str, answer: str) -> dict[str, list[int]]: ...
 
 
-ViewsFn = Callable[[np.ndarray], ViewBatchLike]
+# ``cora.processors.views.PanoramaViews``: a path or an array in, views out.
+ViewsFn = Callable[[Any], ViewBatchLike]
 
 
 def group_references(records: Sequence[Record]) -> list[tuple[Record, list[str]]]:
@@ -102,13 +104,12 @@ class PanoramaDataset(Dataset):
     def __getitem__(self, index: int) -> dict[str, Any] | None:
         rec, refs = self.entries[index]
         try:
-            image = read_image(local_path(rec.image, self.cache_dir))
-        except DataError as exc:
+            batch = self.views(str(local_path(rec.image, self.cache_dir)))
+        except (DataError, ImageError) as exc:
             if self.log.policy == "error":
                 raise DataError(f"{rec.where}: {exc}") from exc
             logger.warning("skipped sample %s: %s", rec.where, exc)
             return None
-        batch = self.views(image)
         item: dict[str, Any] = {
             "pixel_values": batch.pixels,
             "geometries": list(batch.geometries),
