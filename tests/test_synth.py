@@ -193,3 +193,22 @@ def test_ensure_synth_dataset_reuses_an_identical_dataset(tmp_path: Path) -> Non
     png.unlink()
     ensure_synth_dataset(tmp_path, 4, seed=2, width=64, height=32)
     assert png.is_file()  # a missing file triggers a rewrite
+
+
+@pytest.mark.parametrize("yaw", [45.0, 180.0, -90.0])
+def test_real_views_show_the_object_in_the_tile_at_its_yaw(yaw: float) -> None:
+    # Through the real view pipeline: the red object must be centred in the tile looking at yaw.
+    from cora.config.schema import ImageProcessingConfig
+    from cora.processors.views import PanoramaViews
+
+    views = PanoramaViews.from_config(ImageProcessingConfig(image_size=48))
+    image, _ = render_erp(_scene(_obj("cube", "red", yaw, 3.5, 0.8, "large")), 512, 256)
+    batch = views(image)
+    px = batch.pixels.numpy()  # [V, 3, S, S]
+    red = (px[:, 0] > 0.25) & (px[:, 0] > 2 * px[:, 1]) & (px[:, 0] > 2 * px[:, 2])  # [V, S, S]
+    tile = next(i for i, g in enumerate(batch.geometries) if g.kind != "global" and abs(wrap_deg(g.yaw_deg - yaw)) < 1)
+    cols = np.flatnonzero(red[tile].any(axis=0))
+    assert len(cols) > 4 and abs(cols.mean() - 24) < 2.5
+    opposite = next(i for i, g in enumerate(batch.geometries)
+                    if g.kind != "global" and abs(wrap_deg(g.yaw_deg - yaw - 180)) < 1)
+    assert not red[opposite].any()
