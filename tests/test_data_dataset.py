@@ -134,3 +134,13 @@ def test_build_datamodule_per_stage(synth_dir: Path, tiny_config, tokenizer) -> 
     with pytest.raises(DataError, match="unknown stage 'nope'"):
         build_datamodule(cfg, tokenizer, "nope")
 
+
+
+def test_view_cache_returns_the_same_views_and_is_bounded(synth_dir: Path, tokenizer) -> None:
+    records, _ = read_records(synth_dir / "train.csv")
+    plain = PanoramaDataset(records, make_views(S), make_formatter(tokenizer))
+    cached = PanoramaDataset(records, make_views(S), make_formatter(tokenizer), view_cache=2)
+    for i in (0, 1, 0, 15, 30, 0):
+        assert torch.equal(cached[i]["pixel_values"], plain[i]["pixel_values"])
+        assert torch.equal(cached[i]["input_ids"], plain[i]["input_ids"])
+    assert len(cached._cache) == 2

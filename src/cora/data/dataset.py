@@ -11,6 +11,7 @@ works with any crop strategy and any chat template.
 from __future__ import annotations
 
 import logging
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
@@ -60,12 +61,16 @@ class PanoramaDataset(Dataset):
     ``max_length`` with at least one answer token is a bad row reported at construction.
     An image that cannot be decoded when the item is loaded is an error naming the row
     (policy ``error``) or a logged skip: the item is ``None`` and :class:`Collator` drops it.
+    ``view_cache`` > 0 keeps the views of that many panoramas in memory (per loader process).
     """
 
     def __init__(self, records: Sequence[Record], views: ViewsFn, formatter: TrainFormatter | None = None,
                  max_length: int = 512, cache_dir: str = ".cora/cache", policy: BadRowPolicy = "error",
-                 group_refs: bool = False, log: BadRowLog | None = None) -> None:
+                 group_refs: bool = False, log: BadRowLog | None = None, view_cache: int = 0) -> None:
         self.views = views
+        # LRU of decoded views per image: a panorama with ten QA rows is decoded once, not ten times.
+        self.view_cache = view_cache
+        self._cache: OrderedDict[str, ViewBatchLike] = OrderedDict()
         self.cache_dir = cache_dir
         self.log = log or BadRowLog(policy)
         self.image_only = formatter is None
@@ -103,13 +108,21 @@ class PanoramaDataset(Dataset):
 
     def __getitem__(self, index: int) -> dict[str, Any] | None:
         rec, refs = self.entries[index]
-        try:
-            batch = self.views(str(local_path(rec.image, self.cache_dir)))
-        except (DataError, ImageError) as exc:
-            if self.log.policy == "error":
-                raise DataError(f"{rec.where}: {exc}") from exc
-            logger.warning("skipped sample %s: %s", rec.where, exc)
-            return None
+        batch = self._cache.get(rec.image)
+        if batch is None:
+            try:
+                batch = self.views(str(local_path(rec.image, self.cache_dir)))
+            except (DataError, ImageError) as exc:
+                if self.log.policy == "error":
+                    raise DataError(f"{rec.where}: {exc}") from exc
+                logger.warning("skipped sample %s: %s", rec.where, exc)
+                return None
+            if self.view_cache:
+                self._cache[rec.image] = batch
+                if len(self._cache) > self.view_cache:
+                    self._cache.popitem(last=False)
+        else:
+            self._cache.move_to_end(rec.image)
         item: dict[str, Any] = {
             "pixel_values": batch.pixels,
             "geometries": list(batch.geometries),
