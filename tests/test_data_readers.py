@@ -185,3 +185,12 @@ def test_validate_unusable_file_exits_2_and_urls_offline_are_bad_images(tmp_path
     assert main(["data", "validate", str(tmp_path / "u.jsonl"), "--cache-dir", str(tmp_path / "c"), "--strict"]) == 1
     out = capsys.readouterr().out
     assert "bad image cannot download http://127.0.0.1:9/p.png" in out
+
+
+def test_binary_or_unknown_files_are_clear_errors(tmp_path: Path) -> None:
+    (tmp_path / "bin.csv").write_bytes(b"url,query,annotation\n\xff\xfe\x00bad\n")
+    with pytest.raises(DataError, match=r"bin\.csv: not UTF-8 text"):
+        read_records(tmp_path / "bin.csv")
+    (tmp_path / "d.parquet").write_text("x")
+    with pytest.raises(DataError, match=r"unknown dataset format '\.parquet'"):
+        read_records(tmp_path / "d.parquet")

@@ -109,12 +109,17 @@ def read_records(path: str | Path, policy: BadRowPolicy = "error", image_only: b
     if not path.is_file():
         raise DataError(f"{path}: dataset file not found")
     suffix = path.suffix.lower()
-    if suffix == ".csv":
-        records = read_csv(path, log, image_only)
-    elif suffix in (".jsonl", ".ndjson"):
-        records = read_jsonl(path, log, image_only, jsonl_tasks, resolve_image, check_image_ref)
-    else:
-        raise DataError(f"{path}: unknown dataset format {suffix!r} (expected .csv or .jsonl)")
+    try:
+        if suffix == ".csv":
+            records = read_csv(path, log, image_only)
+        elif suffix in (".jsonl", ".ndjson"):
+            records = read_jsonl(path, log, image_only, jsonl_tasks, resolve_image, check_image_ref)
+        else:
+            raise DataError(f"{path}: unknown dataset format {suffix!r} (expected .csv or .jsonl)")
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path}: not UTF-8 text (byte {exc.start}: {exc.reason})") from exc
+    except csv.Error as exc:
+        raise DataError(f"{path}: unreadable CSV ({exc})") from exc
     if image_only:
         records = _unique_images(records)
     if not records:
