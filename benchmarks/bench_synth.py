@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 from cora.data.synth import write_synth_dataset
+from cora.data.synth.dataset import _default_workers
 from cora.utils.io import atomic_write_json
 
 RESULTS = Path(__file__).resolve().parent / "results" / "synth.json"
@@ -32,7 +33,8 @@ def main() -> None:
             size = sum(f.stat().st_size for f in Path(tmp).rglob("*") if f.is_file())
         rows = sum(s["rows"] for s in summary["splits"].values())
         runs.append({"size": f"{width}x{height}", "panoramas": n, "rows": rows, "seconds": round(seconds, 2),
-                     "ms_per_panorama": round(1000 * seconds / n, 1), "bytes_on_disk": size})
+                     "ms_per_panorama": round(1000 * seconds / n, 1), "bytes_on_disk": size,
+                     "processes": _default_workers(n)})
         print(runs[-1])
     atomic_write_json(RESULTS, {"benchmark": "cora data synth", "runs": runs, "cpu_count": os.cpu_count(),
                                 "load_average_1m_at_end": round(os.getloadavg()[0], 2),
