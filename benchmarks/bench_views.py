@@ -11,7 +11,7 @@ texture where ../shared is absent), in one run, one thread (cv2 and torch):
   with ``erp_filter: remap``, the torch ``grid_sample`` path on CPU, and ours cold (plan built);
 * the floor: one ``cv2.remap`` over cached fixed-point maps for the 8 tiles on the full ERP;
 * JPEG decode of that ERP: cv2 full size, cv2 at 1/2 and 1/4 (libjpeg DCT scaling, what
-  ``decode_min_width`` enables), PIL.
+  ``decode_min_width`` enables), PIL, and JPEG bytes → 9 views with full vs ``auto`` decode.
 
 Prints a table, writes ``benchmarks/results/views.json`` and ends with one JSON line.
 Timings are medians of repeated runs; on a shared machine they are noisy.
@@ -97,18 +97,23 @@ def floor_remap(erp: np.ndarray, geoms) -> callable:
     return lambda: cv2.remap(erp, m1, m2, cv2.INTER_LINEAR, borderMode=cv2.BORDER_WRAP)
 
 
-def decode_times(erp: np.ndarray, repeats: int) -> dict[str, float]:
+def decode_times(erp: np.ndarray, repeats: int, views: PanoramaViews) -> dict[str, float]:
     from PIL import Image
 
     data = cv2.imencode(".jpg", cv2.cvtColor(erp, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 90])[1].tobytes()
     buf = np.frombuffer(data, np.uint8)
     n = max(3, repeats // 3)
+    need = views.needed_width()
     return {
         "cv2_full_ms": timed(lambda: cv2.imdecode(buf, cv2.IMREAD_COLOR), n),
         "cv2_half_ms": timed(lambda: cv2.imdecode(buf, cv2.IMREAD_REDUCED_COLOR_2), n),
         "cv2_quarter_ms": timed(lambda: cv2.imdecode(buf, cv2.IMREAD_REDUCED_COLOR_4), n),
         "pil_full_ms": timed(lambda: np.asarray(Image.open(io.BytesIO(data)).convert("RGB")), n),
         "load_image_ms": timed(lambda: load_image(data), n),
+        # decode_min_width: auto (the width the default views need), then all 9 views
+        "load_auto_ms": timed(lambda: load_image(data, decode_min_width=need), n),
+        "jpeg_to_views_full_ms": timed(lambda: views.sample(load_image(data)), n),
+        "jpeg_to_views_auto_ms": timed(lambda: views.sample(load_image(data, decode_min_width=need)), n),
     }
 
 
@@ -133,7 +138,7 @@ def bench_size(width: int, repeats: int) -> dict:
     row["floor_one_remap_ms"] = timed(floor_remap(erp, geoms), repeats)
     row["ratio_vs_py360convert_warm"] = row["py360convert_warm_ms"] / row["ours_uint8_ms"]
     row["ratio_vs_floor"] = row["ours_uint8_ms"] / row["floor_one_remap_ms"]
-    row["decode"] = decode_times(erp, repeats)
+    row["decode"] = decode_times(erp, repeats, ours)
     return row
 
 

@@ -110,3 +110,15 @@ def test_aspect_policy_warns_or_errors(tmp_path, caplog) -> None:
         strict(torch.zeros(3, 32, 32))
     lenient = PanoramaViews.from_config(ImageProcessingConfig(image_size=16))
     assert lenient(path).pixels.shape == (9, 3, 16, 16)
+
+
+def test_auto_decode_width_follows_the_views(tmp_path) -> None:
+    cfg = ImageProcessingConfig(image_size=64, decode_min_width="auto")
+    views = PanoramaViews.from_config(cfg)
+    # 64-px tiles of 90°: focal 32 px/rad → an ERP 2π·32 ≈ 202 px wide is as dense as the tiles.
+    assert views.decode_min_width == 202
+    assert PanoramaViews.from_config(cfg.model_copy(update={"erp_filter": "remap"})).decode_min_width == 0
+    path = tmp_path / "pano.jpg"
+    Image.fromarray(cv2.resize(erp(64, 32), (1024, 512))).save(path)
+    assert views.load(path).shape == (128, 256, 3)  # 1/4 scale is 256 ≥ 202 wide; 1/8 would be 128 < 202
+    assert views(path).pixels.shape == (9, 3, 64, 64)

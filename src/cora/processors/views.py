@@ -13,6 +13,7 @@ too (same yaw sign, pixel centres at +0.5).
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -24,7 +25,7 @@ import torch
 from cora.config.sections.image import ImageProcessingConfig
 from cora.processors.geometry import ViewGeometry, global_view
 from cora.processors.image_io import ImageError, check_aspect, load_image
-from cora.processors.projection import build_plan, sample_numpy, sample_torch
+from cora.processors.projection import build_plan, density_size, sample_numpy, sample_torch
 from cora.processors.strategies import WITH_GLOBAL, get_strategy
 
 
@@ -58,17 +59,27 @@ class PanoramaViews:
     """
 
     def __init__(self, geometries: Sequence[ViewGeometry], interpolation: str = "bilinear",
-                 erp_filter: str = "area", aspect_policy: str = "warn", decode_min_width: int = 0) -> None:
+                 erp_filter: str = "area", aspect_policy: str = "warn", decode_min_width: int | str = 0) -> None:
         self.geometries = list(geometries)
         self._key = tuple(self.geometries)
         self.interpolation = interpolation
         self.erp_filter = erp_filter
         self.aspect_policy = aspect_policy
-        self.decode_min_width = decode_min_width
+        self.decode_min_width = self.needed_width() if decode_min_width == "auto" else int(decode_min_width)
 
     @classmethod
     def from_config(cls, cfg: ImageProcessingConfig) -> PanoramaViews:
         return cls(plan_views(cfg), cfg.interpolation, cfg.erp_filter, cfg.aspect_policy, cfg.decode_min_width)
+
+    def needed_width(self) -> int:
+        """The narrowest ERP the views can be sampled from without losing detail (0 = full size).
+
+        With the area filter, a wider ERP is averaged down to this anyway, so a JPEG can be
+        decoded at a reduced scale (:func:`~cora.processors.image_io.load_image`).
+        """
+        if self.erp_filter != "area":
+            return 0
+        return max(math.ceil(density_size(g)[0]) for g in self.geometries)
 
     def plan(self, width: int, height: int):
         """The cached :class:`~cora.processors.projection.SamplingPlan` for a ``width × height`` ERP."""
