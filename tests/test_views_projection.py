@@ -148,6 +148,19 @@ def test_seam_is_continuous(interpolation) -> None:
     np.testing.assert_array_equal(crop[1:-1], np.roll(erp, 256, axis=1)[1:-1])
 
 
+@pytest.mark.parametrize("erp_filter", ["area", "remap"])
+def test_tile_across_the_seam_equals_the_centre_tile_of_the_rolled_erp(erp_filter) -> None:
+    """Yaw 180° straddles the seam; rolling the ERP half a turn brings it to the centre: same pixels."""
+    erp = noisy_erp(1024, 512)
+    views = PanoramaViews([perspective_view(180, 10, 90, 64), perspective_view(0, 10, 90, 64)], erp_filter=erp_filter)
+    seam, _ = views.sample(erp)
+    _, centre = views.sample(np.roll(erp, 512, axis=1))
+    np.testing.assert_array_equal(seam, centre)
+    tensor = views(torch.from_numpy(erp).permute(2, 0, 1)).pixels
+    rolled = views(torch.from_numpy(np.roll(erp, 512, axis=1)).permute(2, 0, 1)).pixels
+    torch.testing.assert_close(tensor[0], rolled[1], atol=1e-4, rtol=0)
+
+
 # -- numpy vs torch, batching, inputs -----------------------------------------------------------
 @pytest.mark.parametrize("strategy", ["anyres_e2p", "anyres", "sliding_window", "cubemap"])
 def test_numpy_and_torch_paths_agree(strategy) -> None:
