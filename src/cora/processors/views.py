@@ -25,7 +25,7 @@ import torch
 from cora.config.sections.image import ImageProcessingConfig
 from cora.processors.geometry import ViewGeometry, global_view
 from cora.processors.image_io import ImageError, check_aspect, load_image
-from cora.processors.projection import build_plan, density_size, sample_numpy, sample_torch
+from cora.processors.projection import SamplingPlan, build_plan, density_size, sample_numpy, sample_torch
 from cora.processors.strategies import WITH_GLOBAL, get_strategy
 
 
@@ -81,7 +81,7 @@ class PanoramaViews:
             return 0
         return max(math.ceil(density_size(g)[0]) for g in self.geometries)
 
-    def plan(self, width: int, height: int):
+    def plan(self, width: int, height: int) -> SamplingPlan:
         """The cached :class:`~cora.processors.projection.SamplingPlan` for a ``width × height`` ERP."""
         return build_plan(self._key, width, height, self.erp_filter, self.interpolation)
 
