@@ -8,7 +8,7 @@ texture where ../shared is absent), in one run, one thread (cv2 and torch):
   hot, as a training loop sees it;
 * ours: ``PanoramaViews.sample`` (uint8 views; cached plan; area pre-filter; one remap per
   source), the full ``PanoramaViews(erp)`` call (float32 ``[9, 3, 256, 256]`` tensor), the same
-  with ``erp_filter: remap``, the torch ``grid_sample`` path on CPU, and ours cold (plan built);
+  with ``erp_filter: remap``, the torch ``grid_sample`` path on CPU (float tensor input), and ours cold (plan built);
 * the floor: one ``cv2.remap`` over cached fixed-point maps for the 8 tiles on the full ERP;
 * JPEG decode of that ERP: cv2 full size, cv2 at 1/2 and 1/4 (libjpeg DCT scaling, what
   ``decode_min_width`` enables), PIL, and JPEG bytes → 9 views with full vs ``auto`` decode.
@@ -139,7 +139,7 @@ def bench_size(width: int, repeats: int) -> dict:
     row["ours_uint8_ms"] = timed(ours_fn, repeats)
     row["ours_tensor_ms"] = timed(lambda: ours(erp), repeats)
     row["ours_remap_filter_ms"] = timed(lambda: remap.sample(erp), repeats)
-    chw = torch.from_numpy(erp).permute(2, 0, 1).unsqueeze(0).contiguous()
+    chw = torch.from_numpy(erp).permute(2, 0, 1).unsqueeze(0).float().div(255).contiguous()  # grid_sample path
     row["ours_torch_cpu_ms"] = timed(lambda: ours(chw), max(5, repeats // 3))
     floor_fn = floor_remap(erp, geoms)
     row["floor_one_remap_ms"] = timed(floor_fn, repeats)
