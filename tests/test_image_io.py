@@ -53,6 +53,10 @@ def test_jpeg_decode_and_reduced_decode(tmp_path) -> None:
     assert half.shape == (128, 256, 3)
     assert np.abs(half.astype(int) - cv2.resize(full, (256, 128), interpolation=cv2.INTER_AREA)).mean() < 3
     assert load_image(path, decode_min_width=10).shape == (32, 64, 3)  # 1/8 at most
+    # Data after the end-of-image marker (e.g. a phone's motion-photo video) is not truncation.
+    trailing = tmp_path / "motion.jpg"
+    trailing.write_bytes(path.read_bytes() + b"ftypmp42" + bytes(100))
+    np.testing.assert_array_equal(load_image(trailing), full)
 
 
 def test_not_an_image_names_the_file(tmp_path) -> None:
