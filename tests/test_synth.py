@@ -220,3 +220,21 @@ def test_parallel_generation_writes_the_same_bytes(tmp_path: Path) -> None:
     write_synth_dataset(tmp_path / "one", 6, seed=4, width=64, height=32, workers=1)
     write_synth_dataset(tmp_path / "two", 6, seed=4, width=64, height=32, workers=2)
     assert _tree_bytes(tmp_path / "one") == _tree_bytes(tmp_path / "two")
+
+
+def test_synth_jsonl_reads_back_with_norm1000_boxes_of_the_rendered_objects(tmp_path: Path) -> None:
+    from cora.data.jsonl import norm1000_points
+    from cora.data.readers import read_records
+    from cora.data.synth import write_synth_dataset
+
+    write_synth_dataset(tmp_path, 4, seed=9, width=128, height=64)
+    records, log = read_records(tmp_path / "train.jsonl")
+    assert log.ok
+    pano = SynthPano(4, seed=9, width=128, height=64)
+    sample = pano[0]
+    turns = {r.query: r.answer for r in records if r.line == 1}
+    assert turns["Describe the panorama."] == sample.caption
+    for obj, box in zip(sample.scene.objects, sample.bboxes):
+        answer = json.loads(turns[f"Where is the {obj.size} {obj.name}?"])
+        assert answer == {"bbox_2d": norm1000_points(box, 128, 64)}
+    assert all(turns[q] == a for q, a in sample.qa)
