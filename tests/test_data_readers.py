@@ -109,11 +109,11 @@ def test_jsonl_rows_turns_several_images_and_bad_lines(tmp_path: Path) -> None:
     first = [r for r in recs if r.line == 1]
     assert [(r.query, r.answer) for r in first] == [
         ("Describe the panorama.", "Two rooms."), ("How many doors?", "one"),
-        ("Where is the red door?", '{"bbox_2d": [100, 100, 300, 500]}')]
+        ("Locate the red door.", '{"bbox_2d": [100, 100, 300, 500]}')]
     assert len(first[0].images) == 2 and first[0].images[1].endswith("b.png")
     second = [r for r in recs if r.line == 2]  # width/height read from the image header
     quad = '{"quad": [0, 0, 500, 0, 500, 500, 0, 500]}'
-    assert [(r.query, r.answer) for r in second] == [("Where is the sign?", quad)]
+    assert [(r.query, r.answer) for r in second] == [("Locate the sign.", quad)]
     assert [(b.line, b.kind) for b in log.rows] == [
         (3, "malformed JSON"), (5, "objects[0]"), (6, "missing 'images' (a non-empty list of paths or URLs)"),
         (7, "no text")]

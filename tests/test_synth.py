@@ -235,6 +235,6 @@ def test_synth_jsonl_reads_back_with_norm1000_boxes_of_the_rendered_objects(tmp_
     turns = {r.query: r.answer for r in records if r.line == 1}
     assert turns["Describe the panorama."] == sample.caption
     for obj, box in zip(sample.scene.objects, sample.bboxes):
-        answer = json.loads(turns[f"Where is the {obj.size} {obj.name}?"])
+        answer = json.loads(turns[f"Locate the {obj.size} {obj.name}."])
         assert answer == {"bbox_2d": norm1000_points(box, 128, 64)}
     assert all(turns[q] == a for q, a in sample.qa)
