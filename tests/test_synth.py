@@ -152,6 +152,10 @@ def test_text_is_independent_of_resolution_and_corpus_covers_it() -> None:
     assert [small.text(i).caption for i in range(3)] == [large.text(i).caption for i in range(3)]
     corpus = synth_corpus(3, seed=2)
     assert large.text(1).caption in corpus and "Describe the panorama." in corpus
+    train_only = synth_corpus(10, seed=2, splits=("train",))
+    texts = SynthPano(10, seed=2)
+    assert texts.text(7).caption in train_only
+    assert texts.text(8).caption not in train_only and texts.text(9).caption not in train_only  # val, test
     scene = large.scene(0)
     assert caption(scene) == large.text(0).caption
     assert qa_pairs(scene, np.random.default_rng([2, 0, 1])) == large.text(0).qa

@@ -15,6 +15,7 @@ import logging
 import multiprocessing
 import os
 import time
+from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -80,12 +81,19 @@ class SynthPano:
         return SynthSample(index, sample.scene, sample.caption, sample.qa, image, ids, bboxes)
 
 
-def synth_corpus(n: int = 500, seed: int = 0) -> list[str]:
-    """Captions, questions and answers of ``n`` scenes: training text for the kit's tokenizer
-    and language prior (no rendering, fast)."""
-    pano = SynthPano(n, seed)
+def synth_corpus(n: int = 500, seed: int = 0, splits: Sequence[str] | None = None, min_objects: int = 2,
+                 max_objects: int = 5) -> list[str]:
+    """Captions, questions and answers of the scenes of ``SynthPano(n, seed)``: training text for
+    the kit's tokenizer and language prior (no rendering, fast).
+
+    ``splits=("train",)`` keeps the training panoramas only: scene ``i`` depends on ``(seed, i)``
+    alone, so a corpus with the dataset's seed would otherwise contain its test answers.
+    """
+    pano = SynthPano(n, seed, min_objects=min_objects, max_objects=max_objects)
     texts: list[str] = [CAPTION_QUERY]
     for i in range(n):
+        if splits is not None and split_of(i, n) not in splits:
+            continue
         sample = pano.text(i)
         texts.append(sample.caption)
         for query, answer in sample.qa:
