@@ -160,15 +160,20 @@ def test_url_is_fetched_once_into_the_cache(tmp_path: Path) -> None:
 
 def test_validate_cli_reports_and_strict_exit_code(tmp_path: Path, capsys) -> None:
     _png(tmp_path / "a.png", 64, 32)
-    (tmp_path / "broken.png").write_bytes(b"not a png")
-    (tmp_path / "d.csv").write_text(BAD_CSV + "broken.png,What?,Bad image.\n")
+    (tmp_path / "broken.png").write_bytes(b"not a png")  # bad header: a bad row when read
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 255, (128, 256, 3), dtype=np.uint8)).save(tmp_path / "big.png")
+    full = (tmp_path / "big.png").read_bytes()
+    (tmp_path / "cut.png").write_bytes(full[: len(full) // 2])  # good header, truncated pixels
+    (tmp_path / "d.csv").write_text(BAD_CSV + "broken.png,What?,Bad image.\ncut.png,What?,Cut image.\n")
     assert main(["data", "validate", str(tmp_path / "d.csv")]) == 0
     out = capsys.readouterr().out
-    assert "examples: 3 usable; bad rows: 4" in out
+    assert "examples: 3 usable; bad rows: 5" in out
     assert "images: 2 referenced, 1 readable, 1 bad" in out
     assert "64x32 (1)" in out and "2.00:1 (1)" in out
     assert f"{tmp_path / 'd.csv'}:4: empty annotation" in out
-    assert "broken.png: not a readable image" in out
+    assert f"{tmp_path / 'd.csv'}:9: unreadable image: {tmp_path / 'broken.png'}" in out
+    assert "cut.png: not a readable image" in out
     assert main(["data", "validate", str(tmp_path / "d.csv"), "--strict"]) == 1
     (tmp_path / "ok.csv").write_text("url,query,annotation\na.png,q,a\n")
     assert main(["data", "validate", str(tmp_path / "ok.csv"), "--strict"]) == 0
