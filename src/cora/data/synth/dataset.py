@@ -145,7 +145,9 @@ def _render_files(pano: SynthPano, index: int) -> tuple[bytes, list[tuple[str, s
 
 def _default_workers(n: int) -> int:
     # Forking pays off only for a sizeable dataset; the output never depends on it.
-    return 1 if n < 64 else max(1, min(8, os.cpu_count() or 1))
+    if n < 64 or "fork" not in multiprocessing.get_all_start_methods():
+        return 1
+    return max(1, min(8, os.cpu_count() or 1))
 
 
 def write_synth_dataset(out: str | Path, n: int, seed: int = 0, width: int = 1024, height: int = 512,
@@ -165,7 +167,7 @@ def write_synth_dataset(out: str | Path, n: int, seed: int = 0, width: int = 102
     lines: dict[str, list[str]] = {s: [] for s in SPLITS}
     render = functools.partial(_render_files, pano)
     with contextlib.ExitStack() as stack:
-        if workers > 1:
+        if workers > 1 and "fork" in multiprocessing.get_all_start_methods():
             pool = stack.enter_context(ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")))
             results = pool.map(render, range(n), chunksize=max(1, n // (4 * workers)))
         else:
