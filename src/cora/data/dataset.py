@@ -4,8 +4,7 @@ An item is ``{"pixel_values": [V, 3, S, S] float in [0, 1], "geometries": list[V
 "input_ids": [T] long, "labels": [T] long (-100 outside the answer), "meta": dict}``; image-only
 items (stage 1) have no ``input_ids``/``labels``. Views and text formatting are injected
 (``views(path) -> ViewBatch``, e.g. ``PanoramaViews``; ``formatter.encode_train(query, answer)``,
-e.g. ``ChatFormatter``) so the dataset
-works with any crop strategy and any chat template.
+e.g. ``ChatFormatter``) so the dataset works with any crop strategy and any chat template.
 """
 
 from __future__ import annotations
