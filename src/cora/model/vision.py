@@ -143,8 +143,11 @@ class VisionBackbone(nn.Module):
             for block in list(self.blocks)[-n:]:
                 for p in block.parameters():
                     p.requires_grad_(True)
-            # The final norm sits after the trainable blocks: it trains with them.
+            # The final norm sits after the trainable blocks: it trains with them (CLIP's
+            # post_layernorm only touches the pooled vector, which is not used).
             for name, p in self.tower.named_parameters():
+                if self.model_type.startswith("clip"):
+                    break
                 if "post_layernorm" in name or name.startswith("layernorm"):
                     p.requires_grad_(True)
 
