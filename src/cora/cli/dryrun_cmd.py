@@ -82,7 +82,7 @@ def _run_stages(model, cfg, geometries) -> dict:
         with_grad = sum(p.numel() for p in model.parameters() if p.requires_grad and p.grad is not None)
         trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
         results[name] = {
-            "lm_loss": None if out.loss is None else round(float(out.loss), 4),
+            "lm_loss": None if out.loss is None else round(float(out.loss.detach()), 4),
             "overlap_features": None if out.overlap_features is None else list(out.overlap_features.shape),
             "vision_tokens": out.vision_tokens, "trainable": trainable, "trainable_with_grad": with_grad,
         }
