@@ -69,3 +69,24 @@ def test_stitch_places_the_planned_tokens():
 def test_unknown_mode_names_valid_ones():
     with pytest.raises(ValueError, match="unknown stitching mode 'stride'.*concat"):
         plan_stitching(anyres_e2p(32), 4, 4, "stride")
+
+
+@pytest.mark.parametrize("strategy", ["resize", "e2p", "cubemap", "sliding_window", "anyres", "anyres_max",
+                                      "anyres_e2p"])
+def test_every_crop_strategy_stitches(strategy):
+    from cora.config.sections.image import ImageProcessingConfig
+    from cora.processors.views import plan_views
+
+    views = plan_views(ImageProcessingConfig(crop_strategy=strategy, image_size=64))
+    counts = {m: plan_stitching(views, 4, 4, m).num_tokens for m in ("stride_views", "unique", "concat")}
+    assert counts["concat"] == 16 * len(views)
+    assert 0 < counts["unique"] <= counts["stride_views"] <= counts["concat"]
+    tokens = torch.randn(1, len(views), 16, 3)
+    assert stitch(tokens, plan_stitching(views, 4, 4, "unique")).shape == (1, counts["unique"], 3)
+
+
+def test_plan_views_default_gives_the_reference_count():
+    from cora.config.sections.image import ImageProcessingConfig
+    from cora.processors.views import plan_views
+
+    assert plan_stitching(plan_views(ImageProcessingConfig()), 16, 16, "stride_views").num_tokens == 1408

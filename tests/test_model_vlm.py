@@ -6,13 +6,14 @@ import pytest
 import torch
 from transformers import AutoModel, AutoModelForCausalLM, AutoTokenizer
 
+from cora.config.sections.image import ImageProcessingConfig
 from cora.config.sections.training import StageConfig
 from cora.model import build_model, load_model
 from cora.model.language import LanguageModel
-from cora.processors.geometry import global_view, perspective_view
+from cora.processors.views import plan_views
 
 SIZE = 64
-VIEWS = [global_view(SIZE, 0)] + [perspective_view(45 * i, 0, 90, SIZE, i + 1) for i in range(8)]
+VIEWS = plan_views(ImageProcessingConfig(image_size=SIZE))
 
 
 @pytest.fixture(scope="module")

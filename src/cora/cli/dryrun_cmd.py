@@ -27,21 +27,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=_run)
 
 
-def view_geometries(cfg):
-    """The views of ``cfg.image_processing`` (``cora.processors.views.plan_views``)."""
-    try:
-        from cora.processors.views import plan_views
-    except ImportError:  # views not merged yet: the reference anyres_e2p layout
-        from cora.processors.geometry import global_view, perspective_view
-
-        ip = cfg.image_processing
-        step = ip.fov_deg * (1.0 - ip.overlap_ratio)
-        n = round(360.0 / step)
-        views = [global_view(ip.image_size, 0)] if ip.include_global else []
-        return views + [perspective_view(i * step, 0.0, ip.fov_deg, ip.image_size, len(views) + i) for i in range(n)]
-    return plan_views(cfg.image_processing)
-
-
 def _ensure_kit(cfg) -> None:
     from pathlib import Path
 
@@ -94,6 +79,7 @@ def _run_stages(model, cfg, geometries) -> dict:
 def _run(args: argparse.Namespace) -> int:
     from cora.model import build_model
     from cora.model.report import format_parameter_table, stage_parameter_table, token_counts
+    from cora.processors.views import plan_views
 
     cfg = load_config(args.config)
     _ensure_kit(cfg)
@@ -101,7 +87,7 @@ def _run(args: argparse.Namespace) -> int:
         meta_model = build_model(cfg, meta=True)
     except (OSError, ValueError) as exc:
         raise UserError(f"{args.config}: the model could not be built: {exc}") from exc
-    geometries = view_geometries(cfg)
+    geometries = plan_views(cfg.image_processing)
     stages = {name: cfg.training.stage_configs[name] for name in cfg.training.stages}
     table = stage_parameter_table(meta_model, stages)
     report = {"config": str(args.config), "parameters": table, "vision_tokens": token_counts(meta_model, geometries),
