@@ -84,6 +84,14 @@ class PanoramaGenerator:
         return cls(model, PanoramaViews.from_config(config.image_processing), formatter,
                    DecodingOptions.from_config(config.evaluation), batch_size or config.evaluation.batch_size)
 
+    @classmethod
+    def from_run(cls, run_dir: Any, config: Any | None = None, device: str | None = None) -> PanoramaGenerator:
+        """From a trained run folder (``runs/<experiment>``): its config, its stages' weights."""
+        from cora.inference.loading import load_run
+
+        model, config = load_run(run_dir, config=config, device=device)
+        return cls.from_model(model, config)
+
     # -- inputs -------------------------------------------------------------------------
     @property
     def device(self) -> torch.device:
