@@ -63,7 +63,6 @@ def _eval(args: argparse.Namespace) -> int:
 
             samples = read_eval_samples(args.test_csv, config.data.bad_row_policy, config.data.cache_dir)
             generator = PanoramaGenerator.from_run(args.checkpoint, config=config if args.config else None)
-            generator.batch_size = ev.batch_size
             result = evaluate(generator, samples, args.out, batch_size=ev.batch_size, flush_every=ev.flush_every,
                               metrics=ev.metrics, resume=not args.overwrite, judge=judge)
     except ValueError as exc:  # bad rows, unknown metric names, not a run folder: the message says which
