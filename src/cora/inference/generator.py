@@ -131,14 +131,12 @@ class PanoramaGenerator:
         for start in range(0, len(images), self.batch_size):
             batch = self.prepare(images[start:start + self.batch_size], queries[start:start + self.batch_size])
             ids = self.model.generate(**batch, **self._kwargs(options))
-            out.extend(self._cut(row, batch["input_ids"].shape[1]) for row in ids.tolist())
+            out.extend(self._cut(row) for row in ids.tolist())
         return out
 
-    def _cut(self, row: list[int], prompt_length: int) -> list[int]:
-        # Models that echo the prompt (HF generate with input_ids) return it first; ours with
-        # inputs_embeds return only new tokens. Either way, keep what follows the prompt.
-        if getattr(self.model, "generate_returns_prompt", False):
-            row = row[prompt_length:]
+    def _cut(self, row: list[int]) -> list[int]:
+        """``PanoramaVLM.generate`` returns only new tokens (it decodes from embeddings); a finished
+        row of a batch is padded after its stop token."""
         stops = set(self.formatter.stop_token_ids)
         for i, token in enumerate(row):
             if token in stops:

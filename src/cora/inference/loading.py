@@ -16,13 +16,17 @@ from typing import Any
 logger = logging.getLogger(__name__)
 
 
+SAVED_MODEL_MARKER = "cora_model.json"  # written by PanoramaVLM.save_pretrained
+
+
 class RunLoadError(ValueError):
     """A folder that is not a usable training run."""
 
 
 def load_run(run_dir: str | os.PathLike[str], config: Any | None = None, device: str | None = None
              ) -> tuple[Any, Any]:
-    """``(model, config)`` of a run, in eval mode on ``device`` (default: CUDA when available)."""
+    """``(model, config)`` of a run folder or of a saved model (``PanoramaVLM.save_pretrained``), in eval
+    mode on ``device`` (default: CUDA when available)."""
     import torch
 
     from cora.config import load_config
@@ -33,6 +37,12 @@ def load_run(run_dir: str | os.PathLike[str], config: Any | None = None, device:
     run = Path(run_dir)
     if not run.is_dir():
         raise FileNotFoundError(f"run folder not found: {run}")
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if (run / SAVED_MODEL_MARKER).is_file():
+        from cora.model import PanoramaVLM
+
+        model = PanoramaVLM.from_pretrained(str(run))
+        return model.eval().to(device), config or model.config
     if config is None:
         if not (run / "config.yaml").is_file():
             raise RunLoadError(f"{run}: no config.yaml (is this a run folder written by `cora train`?)")
@@ -52,6 +62,5 @@ def load_run(run_dir: str | os.PathLike[str], config: Any | None = None, device:
     missing = [s for s in config.training.stages if s not in state.completed]
     if missing:
         logger.warning("%s: stages %s are not completed; generating with the weights so far", run, missing)
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     model.eval().to(device)
     return model, config
