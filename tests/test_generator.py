@@ -154,3 +154,37 @@ def test_generate_cli_json(tiny, generator, panoramas, tmp_path, capsys):
     assert [r["answer"] for r in rows] == generator.generate([panoramas[0]] * 2, QUERIES[:2])
     assert main(["generate", "--checkpoint", str(tmp_path), "--image", panoramas[0], "--query", "q"]) == 2
     assert "no config.yaml" in capsys.readouterr().err
+
+
+def test_eval_checkpoint_cli_writes_and_resumes(tiny, generator, panoramas, tmp_path, capsys):
+    import csv
+    import shutil
+
+    from cora.cli.main import main
+
+    if shutil.which("java") is None:
+        pytest.skip("java not installed")
+    model, _ = tiny
+    saved = tmp_path / "saved"
+    model.save_pretrained(str(saved))
+    config = tmp_path / "eval.yaml"
+    config.write_text(f"extends: {saved / 'config.yaml'}\nevaluation:\n  max_new_tokens: 8\n  batch_size: 2\n"
+                      "  flush_every: 1\n  metrics: [bleu4, rouge_l]\n")
+    test_csv = tmp_path / "test.csv"
+    rows = [(p, QUERIES[0], f"reference {i}") for i, p in enumerate(panoramas)] + [(panoramas[0], QUERIES[0], "more")]
+    with open(test_csv, "w", newline="") as handle:
+        csv.writer(handle).writerows([("url", "query", "annotation"), *rows])
+    out = tmp_path / "eval"
+    argv = ["eval", "--checkpoint", str(saved), "--test-csv", str(test_csv), "--out", str(out), "--config", str(config)]
+    assert main(argv) == 0
+    assert "BLEU-4" in capsys.readouterr().out
+    first = (out / "predictions.csv").read_text()
+    with open(out / "predictions.csv", newline="") as handle:
+        written = list(csv.DictReader(handle))
+    assert len(written) == 4  # one row per reference; pano0 has two
+    expected = generator.generate(panoramas, [QUERIES[0]] * 3)
+    assert [r["prediction"] for r in written] == [expected[0], expected[0], expected[1], expected[2]]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["n_samples"] == 3 and metrics["n_references"] == 4
+    assert main(argv) == 0  # resumes: nothing left to predict, same file
+    assert (out / "predictions.csv").read_text() == first
