@@ -61,6 +61,14 @@ class VLMFamily(ABC):
     def image_token_counts(self, inputs: dict[str, Any], model: PreTrainedModel) -> list[int]:
         """How many placeholder tokens each attached image must expand to (from the grid sizes)."""
 
+    def token_grids(self, inputs: dict[str, Any], model: PreTrainedModel) -> list[tuple[int, int]]:
+        """Per image, the ``(h, w)`` layout of its LLM tokens (square grids; a multi-patch image is one row)."""
+        grids = []
+        for count in self.image_token_counts(inputs, model):
+            side = round(count ** 0.5)
+            grids.append((side, side) if side * side == count else (1, count))
+        return grids
+
     def forward_kwargs(self, inputs: dict[str, Any]) -> dict[str, Any]:
         """The processor outputs the LM forward takes besides ids/mask/pixels (``image_grid_thw`` ...)."""
         return {}

@@ -68,6 +68,10 @@ class QwenVLBase(VLMFamily):
             grids.append(feats.reshape(t, h // merge, w // merge, -1)[0])
         return grids
 
+    def token_grids(self, inputs: dict[str, Any], model: PreTrainedModel) -> list[tuple[int, int]]:
+        merge = self._merge(model)
+        return [(h // merge, w // merge) for _, h, w in inputs["image_grid_thw"].tolist()]
+
     def image_token_counts(self, inputs: dict[str, Any], model: PreTrainedModel) -> list[int]:
         merge = self._merge(model)
         return [int(t * h * w) // merge ** 2 for t, h, w in inputs["image_grid_thw"].tolist()]
