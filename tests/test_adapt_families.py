@@ -27,7 +27,8 @@ def _inputs(family, processor, n_images):
         {"role": "assistant", "content": [{"type": "text", "text": "a red cube"}]},
     ]
     text = processor.apply_chat_template(messages, tokenize=False)
-    return text, processor(text=[text], images=[images], return_tensors="pt")
+    inputs = dict(processor(text=[text], images=[images], return_tensors="pt"))
+    return text, {**inputs, **family.extra_inputs(processor, images)}
 
 
 def test_unknown_family_lists_valid_names():

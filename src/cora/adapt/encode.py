@@ -92,6 +92,7 @@ def encode_batch(family: VLMFamily, processor: ProcessorMixin, panoramas: list[P
     if not family.multi_image:
         images = [pano.images[0] for pano in panoramas]
     inputs = dict(processor(text=texts, images=images, padding=True, padding_side="right", return_tensors="pt"))
+    inputs.update(family.extra_inputs(processor, [image for pano in panoramas for image in pano.images]))
     if max_length is not None and inputs["input_ids"].shape[1] > max_length:
         for key in ("input_ids", "attention_mask", "mm_token_type_ids", "token_type_ids"):
             if key in inputs:

@@ -29,6 +29,8 @@ class VLMFamily(ABC):
     precomputed: ClassVar[bool] = True
     #: module-name suffixes of the aligner (projector/merger): trained in stage A, saved whole in stage B.
     aligner_modules: ClassVar[tuple[str, ...]] = ()
+    #: prefix of the language model's module names (LoRA targets its linear layers, never ``lm_head``).
+    language_model_prefix: ClassVar[str] = "model.language_model."
     #: text that opens the assistant's answer in the rendered chat, and the end-of-turn token.
     assistant_header: ClassVar[str] = "<|im_start|>assistant\n"
     end_of_turn: ClassVar[str] = "<|im_end|>"
@@ -69,9 +71,16 @@ class VLMFamily(ABC):
             grids.append((side, side) if side * side == count else (1, count))
         return grids
 
+    def extra_inputs(self, processor: ProcessorMixin, images: list[Any]) -> dict[str, Any]:
+        """Facts about the processed images the processor does not return (kept in the batch, not fed to HF)."""
+        return {}
+
     def forward_kwargs(self, inputs: dict[str, Any]) -> dict[str, Any]:
         """The processor outputs the LM forward takes besides ids/mask/pixels (``image_grid_thw`` ...)."""
         return {}
+
+    def _init_tiny(self, model: PreTrainedModel) -> None:  # noqa: B027 (optional hook)
+        """Fix up a random tiny model where the HF init leaves a real checkpoint's trained weight at zero."""
 
     def build_tiny(self, image_size: int = 64, seed: int = 0) -> tuple[PreTrainedModel, ProcessorMixin]:
         """A random tiny model and its processor (tests, dry runs)."""
@@ -79,6 +88,7 @@ class VLMFamily(ABC):
         config = self.tiny_config(processor, image_size)
         torch.manual_seed(seed)
         model = self.model_class(config)
+        self._init_tiny(model)
         model.eval()
         return model, processor
 

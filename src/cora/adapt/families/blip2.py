@@ -42,6 +42,7 @@ class Blip2Family(VLMFamily):
     multi_image: ClassVar[bool] = False
     precomputed: ClassVar[bool] = False
     aligner_modules: ClassVar[tuple[str, ...]] = ("qformer", "language_projection")
+    language_model_prefix: ClassVar[str] = "language_model."
     assistant_header: ClassVar[str] = " Answer:"
     end_of_turn: ClassVar[str] = "</s>"
 

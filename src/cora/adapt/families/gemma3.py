@@ -75,6 +75,12 @@ class Gemma3Family(VLMFamily):
             eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id,
         )
 
+    def _init_tiny(self, model: PreTrainedModel) -> None:
+        # HF initialises the projection matrix to zeros: every image feature would be 0 (a dead overlap loss).
+        weight = model.model.multi_modal_projector.mm_input_projection_weight
+        with torch.no_grad():
+            weight.normal_(0.0, weight.shape[0] ** -0.5)
+
     def forward_kwargs(self, inputs: dict[str, Any]) -> dict[str, Any]:
         # token_type_ids give the image blocks their bidirectional attention.
         return {"token_type_ids": inputs["token_type_ids"]} if "token_type_ids" in inputs else {}

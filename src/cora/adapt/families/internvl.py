@@ -15,7 +15,7 @@ from transformers import (
     ProcessorMixin,
 )
 
-from cora.adapt.families.base import VLMFamily, image_only, token_runs
+from cora.adapt.families.base import VLMFamily, image_only
 from cora.adapt.tokenizer import family_tokenizer
 
 # InternVL3-hf's template (image and text items, without the default system prompt): one
@@ -72,28 +72,28 @@ class InternVLFamily(VLMFamily):
     def encode_images(self, model: PreTrainedModel, inputs: dict[str, Any]) -> Any:
         return model.model.get_image_features(inputs["pixel_values"], return_dict=True)
 
-    def _patches_per_image(self, inputs: dict[str, Any], model: PreTrainedModel) -> list[int]:
-        # The processor concatenates each image's patches; the <img>…</img> runs give each image's count.
-        ids = inputs["input_ids"]
-        seq = int(model.config.image_seq_length)
-        counts = []
-        for row in ids:
-            counts += [(end - start) // seq for start, end in token_runs(row, model.config.image_token_id)]
-        return counts
+    def extra_inputs(self, processor: ProcessorMixin, images: list[Any]) -> dict[str, Any]:
+        # InternVLProcessor drops num_patches from its output; the health checks need each image's patch count.
+        sizes = [image.shape[:2] for image in images]
+        patches = processor._get_num_multimodal_tokens(image_sizes=sizes, images_kwargs={"crop_to_patches": True})
+        return {"num_patches": torch.tensor(patches["num_image_patches"])}
+
+    def _patches_per_image(self, inputs: dict[str, Any]) -> list[int]:
+        return inputs["num_patches"].tolist()
 
     def feature_grids(self, encoded: Any, inputs: dict[str, Any], model: PreTrainedModel) -> list[torch.Tensor]:
         feats = encoded.pooler_output  # [patches, seq, D]; pixel shuffle keeps raster order
         side = round(feats.shape[1] ** 0.5)
         grids, start = [], 0
-        for n in self._patches_per_image(inputs, model):
+        for n in self._patches_per_image(inputs):
             # A multi-patch (dynamically tiled) image is represented by its last patch, the whole-image thumbnail.
             grids.append(feats[start + n - 1].reshape(side, side, -1))
             start += n
         return grids
 
     def image_token_counts(self, inputs: dict[str, Any], model: PreTrainedModel) -> list[int]:
-        patches = self._patches_per_image(inputs, model)
+        patches = self._patches_per_image(inputs)
         if sum(patches) != int(inputs["pixel_values"].shape[0]):
-            raise ValueError(f"image token runs cover {sum(patches)} patches but pixel_values has "
+            raise ValueError(f"the images have {sum(patches)} patches but pixel_values has "
                              f"{int(inputs['pixel_values'].shape[0])}")
         return [n * int(model.config.image_seq_length) for n in patches]
