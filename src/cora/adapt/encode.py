@@ -75,7 +75,7 @@ def encode_batch(family: VLMFamily, processor: ProcessorMixin, panoramas: list[P
                  max_length: int | None = None) -> EncodedBatch:
     """Render each sample with the chat template and run the processor on the whole batch (right padded).
 
-    ``answers=None`` builds generation prompts (no labels). ``max_length`` truncates ids after processing
+    ``answers=None`` builds generation prompts (no labels, left padded). ``max_length`` truncates ids after processing
     (multimodal processors must not truncate: they would cut image placeholders).
     """
     if len(panoramas) != len(queries) or (answers is not None and len(answers) != len(queries)):
@@ -91,7 +91,8 @@ def encode_batch(family: VLMFamily, processor: ProcessorMixin, panoramas: list[P
     images = [pano.images for pano in panoramas]
     if not family.multi_image:
         images = [pano.images[0] for pano in panoramas]
-    inputs = dict(processor(text=texts, images=images, padding=True, padding_side="right", return_tensors="pt"))
+    inputs = dict(processor(text=texts, images=images, padding=True,
+                            padding_side="right" if answers is not None else "left", return_tensors="pt"))
     inputs.update(family.extra_inputs(processor, [image for pano in panoramas for image in pano.images]))
     if max_length is not None and inputs["input_ids"].shape[1] > max_length:
         for key in ("input_ids", "attention_mask", "mm_token_type_ids", "token_type_ids"):

@@ -99,3 +99,25 @@ class AdaptedVLM(nn.Module):
         parts = [w * t for w, t in ((self.lm_weight, lm), (self.overlap_weight, overlap)) if t is not None and w > 0]
         loss = torch.stack(parts).sum() if parts else None
         return AdaptOutput(loss, lm, overlap, out.logits)
+
+    @torch.no_grad()
+    def generate(self, batch: EncodedBatch, **generation_kwargs: Any) -> torch.Tensor:
+        """New token ids ``[B, N]`` for a prompt batch (``encode_batch(..., answers=None)``, left padded).
+
+        The HF ``generate`` computes the vision features itself (from the pixels); PanoRoPE ids are given for the
+        prompt and ``generate`` continues them by +1 per new token. With ``return_dict_in_generate=True`` the HF
+        output object is returned whole.
+        """
+        inputs = batch.inputs
+        kwargs = dict(self.family.forward_kwargs(inputs))
+        kwargs.setdefault("pixel_values", inputs["pixel_values"])
+        position_ids = self.position_ids(batch)
+        if position_ids is not None:
+            kwargs["position_ids"] = position_ids
+        generation_kwargs.setdefault("do_sample", False)
+        generation_kwargs.setdefault("pad_token_id", self.processor.tokenizer.pad_token_id)
+        out = self.model.generate(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"], **kwargs,
+                                  **generation_kwargs)
+        if generation_kwargs.get("return_dict_in_generate"):
+            return out
+        return out[:, inputs["input_ids"].shape[1]:]

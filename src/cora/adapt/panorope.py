@@ -80,14 +80,15 @@ def mrope_position_ids(input_ids: torch.Tensor, attention_mask: torch.Tensor, im
     deltas = []
     image = 0
     for b in range(batch):
-        valid = int(attention_mask[b].sum())
+        keep = attention_mask[b].bool()  # left or right padding: pads keep id 0
+        row = torch.zeros(3, int(keep.sum()), dtype=torch.long)
         n_images = len(geometries[b])
         sample_grids = grids[image:image + n_images]
         layout = canvas_layout(geometries[b], sample_grids) if panorope else None
         cur, anchor, k = 0, None, 0
-        for kind, start, end in _segments(input_ids[b, :valid], image_token_id):
+        for kind, start, end in _segments(input_ids[b][keep], image_token_id):
             if kind == "text":
-                position_ids[:, b, start:end] = torch.arange(cur, cur + end - start)
+                row[:, start:end] = torch.arange(cur, cur + end - start)
                 cur += end - start
                 continue
             h, w = sample_grids[k]
@@ -102,12 +103,13 @@ def mrope_position_ids(input_ids: torch.Tensor, attention_mask: torch.Tensor, im
             else:
                 ids = torch.stack([torch.full_like(rows, cur), cur + rows, cur + cols])
                 cur += max(h, w)
-            position_ids[:, b, start:end] = ids
+            row[:, start:end] = ids
             k += 1
         if k != n_images:
             raise ValueError(f"sample {b}: {k} image token runs for {n_images} geometries")
         image += n_images
-        deltas.append(int(position_ids[:, b, :valid].max()) + 1 - valid)
+        position_ids[:, b, keep] = row
+        deltas.append(int(row.max()) + 1 - row.shape[1])
     return position_ids, torch.tensor(deltas).view(batch, 1)
 
 
@@ -122,12 +124,13 @@ def flat_position_ids(input_ids: torch.Tensor, attention_mask: torch.Tensor, ima
     position_ids = torch.zeros(batch, length, dtype=torch.long)
     image = 0
     for b in range(batch):
-        valid = int(attention_mask[b].sum())
+        keep = attention_mask[b].bool()
+        row = torch.zeros(int(keep.sum()), dtype=torch.long)
         n_images = len(geometries[b])
         sample_grids = grids[image:image + n_images]
         layout = canvas_layout(geometries[b], sample_grids) if panorope else None
         cur, anchor, k = 0, None, 0
-        for kind, start, end in _segments(input_ids[b, :valid], image_token_id):
+        for kind, start, end in _segments(input_ids[b][keep], image_token_id):
             n = end - start
             if kind == "image" and layout is not None and k in layout.offsets:
                 anchor = cur if anchor is None else anchor
@@ -135,13 +138,14 @@ def flat_position_ids(input_ids: torch.Tensor, attention_mask: torch.Tensor, ima
                 r0, c0 = layout.offsets[k]
                 rows = torch.arange(h).view(h, 1).expand(h, w).reshape(-1)
                 cols = torch.arange(w).view(1, w).expand(h, w).reshape(-1)
-                position_ids[b, start:end] = anchor + (r0 + rows) * layout.period + (c0 + cols) % layout.period
+                row[start:end] = anchor + (r0 + rows) * layout.period + (c0 + cols) % layout.period
                 cur = max(cur, anchor + layout.rows * layout.period)
             else:
-                position_ids[b, start:end] = torch.arange(cur, cur + n)
+                row[start:end] = torch.arange(cur, cur + n)
                 cur += n
             k += kind == "image"
         if k != n_images:
             raise ValueError(f"sample {b}: {k} image token runs for {n_images} geometries")
         image += n_images
+        position_ids[b, keep] = row
     return position_ids
