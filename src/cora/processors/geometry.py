@@ -4,14 +4,18 @@ Convention (used everywhere in CORA):
 
 * **Longitude / yaw** in degrees. Yaw 0° looks at the **centre column** of the ERP image;
   yaw grows to the **right** (increasing ERP x); the ERP's left edge is -180°, its right
-  edge +180° (the seam). On ``labelled-cube-1024x512.png`` yaw 0° shows the face labelled
-  in the image centre (checked by tests/test_views.py).
+  edge +180° (the seam). On ``labelled-cube-1024x512.png`` yaw 0° shows the red "+Z" face
+  in the image centre, 90° green "+X", 180° blue "-Z", 270° yellow "-X" (checked by
+  tests/test_views_projection.py).
 * **Latitude / pitch** in degrees, +90° straight up (ERP top row), -90° down.
 * **ERP pixels**: pixel ``(x, y)`` covers ``[x, x+1) × [y, y+1)``, its centre is at
   ``x + 0.5``: ``lon = ((x + 0.5) / W - 0.5) * 360``, ``lat = (0.5 - (y + 0.5) / H) * 180``.
-  This is py360convert's convention too (``u_deg`` positive to the right, ``v_deg`` up).
+  Same ERP convention and yaw/pitch signs as py360convert (``u_deg`` positive to the right,
+  ``v_deg`` up).
 * **Perspective views**: a pinhole camera at the sphere centre looking at (yaw, pitch),
   no roll, square pixels; ``hfov_deg`` spans the view's full width (pixel edges).
+  py360convert's ``e2p(fov)`` instead puts the first/last pixel *centres* on ±fov/2: it
+  equals our view of ``fov'`` with ``tan(fov'/2) = tan(fov/2)·S/(S-1)`` (tests use this).
 
 A view's geometry answers "which (lon, lat) does view pixel (u, v) show", for any
 continuous (u, v): the projection samples with it, the positional encoding gives each

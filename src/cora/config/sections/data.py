@@ -2,9 +2,26 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from cora.config.base import StrictModel
+
+
+class SynthConfig(StrictModel):
+    """SynthPano, the built-in synthetic dataset (``cora data synth``, the demo)."""
+
+    out_dir: str = Field(".cora/synth", description="where images, CSV and JSONL files are written")
+    n: int = Field(300, ge=1, description="panoramas, split 80/10/10 into train/val/test")
+    seed: int = 0
+    width: int = Field(512, ge=16, description="ERP width; height is width / 2")
+    min_objects: int = Field(2, ge=1, le=8)
+    max_objects: int = Field(5, ge=1, le=6, description="at most 6: colours never repeat in a scene")
+
+    @model_validator(mode="after")
+    def _object_range(self) -> SynthConfig:
+        if self.min_objects > self.max_objects:
+            raise ValueError(f"min_objects {self.min_objects} > max_objects {self.max_objects}")
+        return self
 
 
 class DataConfig(StrictModel):
@@ -20,3 +37,7 @@ class DataConfig(StrictModel):
     cache_dir: str = ".cora/cache"
     num_workers: int = Field(4, ge=0)
     pin_memory: bool = True
+    jsonl_tasks: list[Literal["summary", "qa", "grounding"]] = Field(
+        ["summary", "qa", "grounding"],
+        description="text turns made from a JSONL row: summary caption, qa pairs, object grounding (norm1000)")
+    synth: SynthConfig = SynthConfig()

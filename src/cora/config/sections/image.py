@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from cora.config.base import StrictModel
 
@@ -25,3 +25,24 @@ class ImageProcessingConfig(StrictModel):
     interpolation: Literal["nearest", "bilinear", "bicubic"] = "bilinear"
     aspect_policy: Literal["warn", "error"] = Field("warn", description="on a non-2:1 input")
     use_vision_processor: bool = True
+    window_deg: float = Field(
+        180.0, gt=0.0, le=360.0,
+        description="sliding_window: width of each ERP crop in degrees (full 180° height; 180 = square crops)",
+    )
+    erp_filter: Literal["area", "remap"] = Field(
+        "area",
+        description="area: average a large ERP down to the views' sampling density before remapping (no "
+        "aliasing); remap: sample the full-resolution ERP directly (py360convert-like, aliases when "
+        "the ERP is much denser than the views)",
+    )
+    decode_min_width: int = Field(
+        0, ge=0,
+        description="JPEG decode shortcut: decode at 1/2, 1/4 or 1/8 scale (libjpeg DCT scaling, much faster) "
+        "when the result stays at least this wide; 0 = always full size",
+    )
+
+    @model_validator(mode="after")
+    def _pitch_range(self) -> ImageProcessingConfig:
+        if self.pitch_min_deg > self.pitch_max_deg:
+            raise ValueError(f"pitch_min_deg ({self.pitch_min_deg}) is above pitch_max_deg ({self.pitch_max_deg})")
+        return self

@@ -96,6 +96,22 @@ def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+class LanguagePriorConfig(StrictModel):
+    """A short text-only pretraining of the tiny kit LLM on the synthetic corpus (demo / tiny configs).
+
+    A random-init LLM cannot form a sentence; a few hundred steps on the corpus's captions and
+    answers give it the language before the vision stages teach it to look.
+    """
+
+    enabled: bool = Field(False, description="run it before the stages (kit models only)")
+    steps: int = Field(300, ge=1)
+    lr: float = Field(3e-3, gt=0.0)
+    batch_size: int = Field(16, ge=1)
+    seq_len: int = Field(64, ge=8, description="tokens per packed training sequence")
+    warmup_ratio: float = Field(0.05, ge=0.0, lt=1.0)
+    weight_decay: float = Field(0.01, ge=0.0)
+
+
 class TrainingConfig(StrictModel):
     """Stages, per-stage settings and the training engine (SPEC §4)."""
 
@@ -111,6 +127,10 @@ class TrainingConfig(StrictModel):
     val_check_interval: float | int = 1.0
     loggers: list[Literal["csv", "tensorboard", "wandb"]] = ["csv", "tensorboard"]
     wandb_project: str | None = None
+    keep_checkpoints: int = Field(2, ge=1, description="intermediate checkpoints kept per stage (final always kept)")
+    progress_bar: bool = Field(True, description="live bar with loss, lr, samples/s (off: one log line per step)")
+    blind: bool = Field(False, description="ablation: every pixel value is zero, the model sees no image")
+    language_prior: LanguagePriorConfig = LanguagePriorConfig()
 
     @model_validator(mode="before")
     @classmethod

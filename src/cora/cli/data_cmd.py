@@ -1,0 +1,59 @@
+"""``cora data``: generate the built-in SynthPano dataset; validate a CSV/JSONL dataset."""
+
+from __future__ import annotations
+
+import argparse
+import re
+import time
+
+from cora.cli.main import UserError
+
+ORDER = 30
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("data", help="datasets: generate SynthPano, validate CSV/JSONL files")
+    cmds = parser.add_subparsers(dest="data_command", metavar="ACTION", required=True)
+    synth = cmds.add_parser("synth", help="write a SynthPano dataset (images, train/val/test CSV + JSONL)")
+    synth.add_argument("--out", required=True, help="output folder")
+    synth.add_argument("--n", type=int, required=True, help="number of panoramas (split 80/10/10)")
+    synth.add_argument("--seed", type=int, default=0, help="same seed, same bytes (default 0)")
+    synth.add_argument("--size", default="1024x512", help="ERP size WIDTHxHEIGHT, 2:1 (default 1024x512)")
+    synth.set_defaults(func=_synth)
+    validate = cmds.add_parser("validate", help="check a CSV/JSONL dataset: rows, images, sizes, bad rows")
+    validate.add_argument("file", help="dataset file (.csv or .jsonl)")
+    validate.add_argument("--strict", action="store_true", help="exit code 1 when any row or image is bad")
+    validate.add_argument("--cache-dir", default=".cora/cache", help="where http(s) images are cached")
+    validate.set_defaults(func=_validate)
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    match = re.fullmatch(r"(\d+)x(\d+)", text.strip())
+    if not match:
+        raise UserError(f"--size {text!r}: expected WIDTHxHEIGHT, e.g. 1024x512")
+    width, height = int(match[1]), int(match[2])
+    if width != 2 * height or height < 8:
+        raise UserError(f"--size {text}: an ERP panorama is 2:1 and at least 16x8")
+    return width, height
+
+
+def _synth(args: argparse.Namespace) -> int:
+    from cora.data.synth import write_synth_dataset
+
+    if args.n < 1:
+        raise UserError(f"--n {args.n}: need at least one panorama")
+    width, height = parse_size(args.size)
+    t0 = time.perf_counter()
+    summary = write_synth_dataset(args.out, args.n, seed=args.seed, width=width, height=height)
+    splits = ", ".join(f"{k} {v['panoramas']} panoramas / {v['rows']} rows" for k, v in summary["splits"].items())
+    print(f"SynthPano {width}x{height}, seed {args.seed}: {splits} -> {args.out} "
+          f"({time.perf_counter() - t0:.1f}s)")
+    return 0
+
+
+def _validate(args: argparse.Namespace) -> int:
+    from cora.data.validate import format_report, validate_file
+
+    report = validate_file(args.file, cache_dir=args.cache_dir)
+    print(format_report(report))
+    return 1 if args.strict and not report.ok else 0

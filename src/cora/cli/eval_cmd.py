@@ -1,0 +1,72 @@
+"""``cora eval``: predictions (resumable) + COCO caption metrics (+ LLM judge) for a run or a CSV."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+from cora.cli.main import UserError
+
+ORDER = 50
+logger = logging.getLogger(__name__)
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser(
+        "eval", help="evaluate a trained run on a test CSV, or score an existing predictions CSV",
+        description="Either --checkpoint RUN --test-csv CSV (generate, then score) or --predictions CSV (score). "
+                    "Writes DIR/predictions.csv (flushed as it goes; a re-run resumes) and DIR/metrics.json.",
+    )
+    parser.add_argument("--checkpoint", metavar="RUN", help="trained run folder (runs/<experiment>)")
+    parser.add_argument("--test-csv", metavar="CSV", help="test CSV: url, query, annotation (SPEC §6)")
+    parser.add_argument("--predictions", metavar="CSV", help="existing predictions CSV to score")
+    parser.add_argument("--out", metavar="DIR", required=True, help="output folder")
+    parser.add_argument("--config", help="config for the evaluation: section (default: the run's config)")
+    parser.add_argument("--overwrite", action="store_true", help="start predictions over instead of resuming")
+    parser.add_argument("--judge", action="store_true", help="also run the LLM judge of evaluation.judge")
+    parser.set_defaults(func=_eval)
+
+
+def _eval_config(args: argparse.Namespace):
+    from cora.config import CoraConfig, load_config
+
+    if args.config:
+        return load_config(args.config)
+    if args.checkpoint and (Path(args.checkpoint) / "config.yaml").is_file():
+        return load_config(Path(args.checkpoint) / "config.yaml")
+    return CoraConfig()
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from cora.evaluation.judge import build_judge
+    from cora.evaluation.metrics import format_metrics
+    from cora.evaluation.runner import evaluate, score_predictions
+
+    if bool(args.predictions) == bool(args.checkpoint):
+        raise UserError("give either --predictions CSV, or --checkpoint RUN with --test-csv CSV")
+    if args.checkpoint and not args.test_csv:
+        raise UserError("--checkpoint needs --test-csv CSV")
+    config = _eval_config(args)
+    ev = config.evaluation
+    judge = None
+    if args.judge:
+        if ev.judge is None:
+            raise UserError("--judge: the config has no evaluation.judge section (url, model, api_key_env)")
+        judge = build_judge(ev.judge, default_cache_dir=Path(args.out) / "judge_cache")
+    try:
+        if args.predictions:
+            result = score_predictions(args.predictions, args.out, metrics=ev.metrics, judge=judge)
+        else:
+            from cora.evaluation.samples import read_test_csv
+            from cora.inference import PanoramaGenerator
+
+            samples = read_test_csv(args.test_csv)
+            generator = PanoramaGenerator.from_run(args.checkpoint, config=config if args.config else None)
+            result = evaluate(generator, samples, args.out, batch_size=ev.batch_size, flush_every=ev.flush_every,
+                              metrics=ev.metrics, resume=not args.overwrite, judge=judge)
+    except ValueError as exc:  # bad CSV rows, unknown metric names: the message names file/row/field
+        raise UserError(str(exc)) from exc
+    print(format_metrics(result))
+    print(f"metrics: {Path(args.out) / 'metrics.json'}")
+    return 0

@@ -1,0 +1,160 @@
+"""The torch Dataset: records -> views + tokenised chat text; and the batch collate.
+
+An item is ``{"pixel_values": [V, 3, S, S] float in [0, 1], "geometries": list[ViewGeometry],
+"input_ids": [T] long, "labels": [T] long (-100 outside the answer), "meta": dict}``; image-only
+items (stage 1) have no ``input_ids``/``labels``. Views and text formatting are injected
+(``views(image) -> ViewBatch``, ``formatter.encode_train(query, answer)``) so the dataset
+works with any crop strategy and any chat template.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from cora.data.fetch import local_path, read_image
+from cora.data.records import BadRowLog, BadRowPolicy, DataError, Record
+
+logger = logging.getLogger(__name__)
+
+IGNORE_INDEX = -100
+
+
+class ViewBatchLike(Protocol):
+    pixels: torch.Tensor  # [V, 3, S, S]
+    geometries: list
+
+
+class TrainFormatter(Protocol):
+    def encode_train(self, query: str, answer: str) -> dict[str, list[int]]: ...
+
+
+ViewsFn = Callable[[np.ndarray], ViewBatchLike]
+
+
+def group_references(records: Sequence[Record]) -> list[tuple[Record, list[str]]]:
+    """One entry per (images, query), in first-seen order, with every answer as a reference."""
+    groups: dict[tuple, tuple[Record, list[str]]] = {}
+    for rec in records:
+        key = (rec.images, rec.query)
+        if key not in groups:
+            groups[key] = (rec, [])
+        if rec.answer is not None:
+            groups[key][1].append(rec.answer)
+    return list(groups.values())
+
+
+class PanoramaDataset(Dataset):
+    """Panorama records as model inputs.
+
+    ``formatter=None`` gives image-only items (stage 1). ``group_refs=True`` (evaluation)
+    merges rows with the same image and query into one item whose ``meta["references"]``
+    holds every answer. Text is tokenised up front, so a text that does not fit
+    ``max_length`` with at least one answer token is a bad row reported at construction.
+    An image that cannot be decoded when the item is loaded is an error naming the row
+    (policy ``error``) or a logged skip: the item is ``None`` and :class:`Collator` drops it.
+    """
+
+    def __init__(self, records: Sequence[Record], views: ViewsFn, formatter: TrainFormatter | None = None,
+                 max_length: int = 512, cache_dir: str = ".cora/cache", policy: BadRowPolicy = "error",
+                 group_refs: bool = False, log: BadRowLog | None = None) -> None:
+        self.views = views
+        self.cache_dir = cache_dir
+        self.log = log or BadRowLog(policy)
+        self.image_only = formatter is None
+        entries = group_references(records) if group_refs else [(r, [r.answer] if r.answer else []) for r in records]
+        self.entries: list[tuple[Record, list[str]]] = []
+        self.texts: list[dict[str, list[int]] | None] = []
+        for rec, refs in entries:
+            text = None
+            if formatter is not None:
+                text = self._encode(formatter, rec, refs, max_length)
+                if text is None:
+                    continue
+            self.entries.append((rec, refs))
+            self.texts.append(text)
+        multi = sum(len(rec.images) > 1 for rec, _ in self.entries)
+        if multi:
+            logger.warning("%d records have several images; the model reads one panorama per sample: the first",
+                           multi)
+
+    def _encode(self, formatter: TrainFormatter, rec: Record, refs: list[str], max_length: int
+                ) -> dict[str, list[int]] | None:
+        if rec.query is None or not refs:
+            self.log.report(rec.source, rec.line, "no query/answer for a text dataset")
+            return None
+        enc = formatter.encode_train(rec.query, refs[0])
+        ids, labels = enc["input_ids"][:max_length], enc["labels"][:max_length]
+        if all(label == IGNORE_INDEX for label in labels):
+            self.log.report(rec.source, rec.line, f"text too long: {len(enc['input_ids'])} tokens, the answer "
+                            f"starts after data.max_text_length={max_length}")
+            return None
+        return {"input_ids": ids, "labels": labels}
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def __getitem__(self, index: int) -> dict[str, Any] | None:
+        rec, refs = self.entries[index]
+        try:
+            image = read_image(local_path(rec.image, self.cache_dir))
+        except DataError as exc:
+            if self.log.policy == "error":
+                raise DataError(f"{rec.where}: {exc}") from exc
+            logger.warning("skipped sample %s: %s", rec.where, exc)
+            return None
+        batch = self.views(image)
+        item: dict[str, Any] = {
+            "pixel_values": batch.pixels,
+            "geometries": list(batch.geometries),
+            "meta": {"image": rec.image, "query": rec.query, "references": list(refs), "source": rec.where},
+        }
+        text = self.texts[index]
+        if text is not None:
+            item["input_ids"] = torch.tensor(text["input_ids"], dtype=torch.long)
+            item["labels"] = torch.tensor(text["labels"], dtype=torch.long)
+        return item
+
+
+class Collator:
+    """Items -> the batch contract (right padding with the tokenizer's pad id). Picklable for workers.
+
+    Returns ``pixel_values [B, V, 3, S, S]``, ``geometries`` (one list for the batch),
+    ``input_ids``/``attention_mask``/``labels [B, T]`` for text items, and ``meta``.
+    Items that are ``None`` (skipped images) are dropped; a batch with none left is ``None``.
+    """
+
+    def __init__(self, pad_id: int) -> None:
+        self.pad_id = pad_id
+
+    def __call__(self, items: Sequence[dict[str, Any] | None]) -> dict[str, Any] | None:
+        kept = [item for item in items if item is not None]
+        if len(kept) < len(items):
+            logger.warning("batch: %d of %d samples skipped (unreadable images)", len(items) - len(kept), len(items))
+        if not kept:
+            return None
+        geometries = kept[0]["geometries"]
+        if any(item["geometries"] != geometries for item in kept[1:]):
+            raise ValueError("samples of one batch have different view geometries (one crop config per batch)")
+        batch: dict[str, Any] = {
+            "pixel_values": torch.stack([item["pixel_values"] for item in kept]),
+            "geometries": geometries,
+            "meta": [item["meta"] for item in kept],
+        }
+        if "input_ids" in kept[0]:
+            length = max(len(item["input_ids"]) for item in kept)
+            ids = torch.full((len(kept), length), self.pad_id, dtype=torch.long)
+            labels = torch.full((len(kept), length), IGNORE_INDEX, dtype=torch.long)
+            mask = torch.zeros((len(kept), length), dtype=torch.long)
+            for row, item in enumerate(kept):
+                n = len(item["input_ids"])
+                ids[row, :n] = item["input_ids"]
+                labels[row, :n] = item["labels"]
+                mask[row, :n] = 1
+            batch.update(input_ids=ids, attention_mask=mask, labels=labels)
+        return batch

@@ -1,0 +1,80 @@
+"""http(s) images fetched once into a local cache; local files read as RGB arrays."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import urllib.error
+import urllib.request
+from pathlib import Path, PurePosixPath
+from urllib.parse import urlparse
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from cora.data.records import DataError
+from cora.utils.io import atomic_open
+
+logger = logging.getLogger(__name__)
+
+
+def is_url(ref: str) -> bool:
+    return ref.lower().startswith(("http://", "https://"))
+
+
+def cache_path(url: str, cache_dir: str | Path) -> Path:
+    """Where ``url`` is cached: a hash of the URL plus its file suffix."""
+    suffix = PurePosixPath(urlparse(url).path).suffix[:8]
+    return Path(cache_dir) / "images" / (hashlib.sha256(url.encode()).hexdigest()[:32] + suffix)
+
+
+def fetch_url(url: str, cache_dir: str | Path, timeout: float = 30.0) -> Path:
+    """The local copy of ``url``, downloading it on first use only.
+
+    Raises :class:`DataError` naming the URL and the cache path when the download fails
+    (e.g. no network): the user can put the file there by hand.
+    """
+    target = cache_path(url, cache_dir)
+    if target.is_file():
+        return target
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            data = response.read()
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise DataError(
+            f"cannot download {url}: {reason} (is the network reachable? copy the file to {target} "
+            "or use a local path)"
+        ) from exc
+    with atomic_open(target, "wb") as handle:
+        handle.write(data)
+    logger.info("cached %s -> %s (%d bytes)", url, target, len(data))
+    return target
+
+
+def local_path(ref: str, cache_dir: str | Path) -> Path:
+    """A local file for an image reference (fetching URLs into the cache)."""
+    return fetch_url(ref, cache_dir) if is_url(ref) else Path(ref)
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """``[H, W, 3]`` uint8 RGB; :class:`DataError` naming the file when it cannot be decoded.
+
+    (Stand-in until ``cora.processors.image_io.load_image`` lands on main.)
+    """
+    try:
+        with Image.open(path) as image:
+            return np.asarray(image.convert("RGB"))
+    except FileNotFoundError as exc:
+        raise DataError(f"{path}: image not found") from exc
+    except (UnidentifiedImageError, OSError, ValueError) as exc:
+        raise DataError(f"{path}: unreadable image ({exc})") from exc
+
+
+def image_size(path: str | Path) -> tuple[int, int]:
+    """(width, height) from the file header, without decoding the pixels."""
+    try:
+        with Image.open(path) as image:
+            return image.size
+    except (UnidentifiedImageError, OSError, ValueError) as exc:
+        raise DataError(f"{path}: unreadable image ({exc})") from exc

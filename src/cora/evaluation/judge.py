@@ -1,0 +1,158 @@
+"""LLM-as-judge: an OpenAI-compatible chat endpoint grades each prediction against its references.
+
+Requests are retried on connection errors, timeouts, HTTP 429 and 5xx (exponential
+back-off); other HTTP errors fail at once with the server's message. Every answer is
+cached on disk (one small JSON file per request, written atomically), so an interrupted
+run repeats no request. The score is the mean of the judge's 0–10 grades divided by 10;
+answers that hold no grade are counted, never scored as 0.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import re
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cora.evaluation.predictions import PredictionGroup, read_predictions
+from cora.utils.io import atomic_write_json
+
+logger = logging.getLogger(__name__)
+
+SYSTEM_PROMPT = (
+    "You grade answers about 360-degree panoramas. Compare the candidate answer with the reference answers "
+    "to the same question. Judge meaning, not wording. Reply with JSON only: "
+    '{"score": <integer 0-10>, "reason": "<one sentence>"}. 10 = as correct and complete as the references, '
+    "0 = wrong or unrelated."
+)
+RETRY_STATUS = {408, 409, 429, 500, 502, 503, 504}
+
+
+class JudgeError(RuntimeError):
+    """The judge endpoint failed (after retries) or answered something unusable."""
+
+
+def judge_messages(query: str, prediction: str, references: Sequence[str]) -> list[dict[str, str]]:
+    refs = "\n".join(f"- {r}" for r in references) or "- (none)"
+    user = f"Question: {query}\nReference answers:\n{refs}\nCandidate answer: {prediction}"
+    return [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": user}]
+
+
+def parse_grade(text: str) -> float | None:
+    """The 0–10 grade in a judge answer (JSON ``score`` or a leading number), or None."""
+    text = re.sub(r"<think>.*?</think>", "", text, flags=re.S).strip()
+    match = re.search(r"\{.*\}", text, flags=re.S)
+    if match:
+        try:
+            value = json.loads(match.group(0)).get("score")
+            if isinstance(value, int | float) and 0 <= value <= 10:
+                return float(value)
+        except (json.JSONDecodeError, AttributeError):
+            pass
+    match = re.search(r"(?:score\W*)?\b(10|[0-9](?:\.\d+)?)\b", text, flags=re.I)
+    return float(match.group(1)) if match else None
+
+
+@dataclass
+class Judge:
+    """Client for ``POST {url}/chat/completions`` with retries and a disk cache."""
+
+    url: str
+    model: str
+    api_key: str | None = None
+    max_retries: int = 3
+    timeout_s: float = 60.0
+    retry_backoff_s: float = 1.0
+    max_tokens: int = 256
+    concurrency: int = 4
+    cache_dir: str | os.PathLike[str] | None = None
+
+    def _payload(self, messages: list[dict[str, str]]) -> dict[str, Any]:
+        return {"model": self.model, "messages": messages, "temperature": 0.0, "max_tokens": self.max_tokens}
+
+    def _cache_path(self, payload: dict[str, Any]) -> Path | None:
+        if self.cache_dir is None:
+            return None
+        digest = hashlib.sha256(json.dumps([self.url, payload], sort_keys=True).encode()).hexdigest()
+        return Path(self.cache_dir) / digest[:2] / f"{digest}.json"
+
+    def complete(self, messages: list[dict[str, str]]) -> str:
+        """The assistant's text for ``messages`` (from the cache when asked before)."""
+        payload = self._payload(messages)
+        cache = self._cache_path(payload)
+        if cache is not None and cache.is_file():
+            return json.loads(cache.read_text(encoding="utf-8"))["content"]
+        content = self._post(payload)
+        if cache is not None:
+            atomic_write_json(cache, {"request": payload, "content": content})
+        return content
+
+    def _post(self, payload: dict[str, Any]) -> str:
+        endpoint = self.url.rstrip("/") + "/chat/completions"
+        headers = {"Content-Type": "application/json"}
+        if self.api_key:
+            headers["Authorization"] = f"Bearer {self.api_key}"
+        data = json.dumps(payload).encode("utf-8")
+        last: str = ""
+        for attempt in range(self.max_retries + 1):
+            if attempt:
+                time.sleep(self.retry_backoff_s * 2 ** (attempt - 1))
+            request = urllib.request.Request(endpoint, data=data, headers=headers, method="POST")
+            try:
+                with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
+                    body = json.loads(response.read().decode("utf-8"))
+            except urllib.error.HTTPError as exc:
+                detail = exc.read().decode("utf-8", "replace")[:300]
+                last = f"HTTP {exc.code}: {detail}"
+                if exc.code not in RETRY_STATUS:
+                    raise JudgeError(f"judge endpoint {endpoint} refused the request: {last}") from exc
+            except (urllib.error.URLError, TimeoutError, ConnectionError, json.JSONDecodeError) as exc:
+                last = f"{type(exc).__name__}: {getattr(exc, 'reason', exc)}"
+            else:
+                try:
+                    return body["choices"][0]["message"]["content"] or ""
+                except (KeyError, IndexError, TypeError) as exc:
+                    raise JudgeError(f"judge endpoint {endpoint} answered without choices[0].message.content: "
+                                     f"{str(body)[:300]}") from exc
+            logger.warning("judge request failed (attempt %d/%d): %s", attempt + 1, self.max_retries + 1, last)
+        raise JudgeError(f"judge endpoint {endpoint} failed after {self.max_retries + 1} attempts: {last}")
+
+    def grade(self, query: str, prediction: str, references: Sequence[str]) -> tuple[float | None, str]:
+        """(grade 0–10 or None when the answer holds none, the raw answer)."""
+        answer = self.complete(judge_messages(query, prediction, references))
+        return parse_grade(answer), answer
+
+
+def build_judge(cfg: Any, default_cache_dir: str | os.PathLike[str] | None = None) -> Judge:
+    """A :class:`Judge` from a ``JudgeConfig``; the key comes from the env var it names."""
+    return Judge(
+        url=cfg.url, model=cfg.model, api_key=os.environ.get(cfg.api_key_env) or None,
+        max_retries=cfg.max_retries, timeout_s=cfg.timeout_s, retry_backoff_s=cfg.retry_backoff_s,
+        max_tokens=cfg.max_tokens, concurrency=cfg.concurrency, cache_dir=cfg.cache_dir or default_cache_dir,
+    )
+
+
+def judge_predictions(judge: Judge, source: str | os.PathLike[str] | Sequence[PredictionGroup]) -> dict[str, Any]:
+    """``{"judge": mean grade / 10, "judge_model", "judge_samples", "judge_ungraded"}`` for a predictions file."""
+    groups = read_predictions(source) if isinstance(source, str | os.PathLike) else list(source)
+    with ThreadPoolExecutor(max_workers=judge.concurrency) as pool:
+        grades = list(pool.map(lambda g: judge.grade(g.query, g.prediction, g.references)[0], groups))
+    graded = [g for g in grades if g is not None]
+    ungraded = len(grades) - len(graded)
+    if ungraded:
+        logger.warning("judge: %d of %d answers held no grade (left out of the mean)", ungraded, len(grades))
+    return {
+        "judge": sum(graded) / (10.0 * len(graded)) if graded else None,
+        "judge_model": judge.model,
+        "judge_samples": len(graded),
+        "judge_ungraded": ungraded,
+    }

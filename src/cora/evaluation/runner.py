@@ -1,0 +1,89 @@
+"""``evaluate``: predict every sample (resumable, flushed as it goes), then score."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+from cora.evaluation.metrics import DEFAULT_METRICS, check_metric_names, compute_metrics
+from cora.evaluation.predictions import PredictionGroup, PredictionWriter
+from cora.evaluation.samples import EvalSample
+from cora.utils.io import atomic_write_json
+
+logger = logging.getLogger(__name__)
+
+PREDICTIONS = "predictions.csv"
+METRICS_JSON = "metrics.json"
+
+
+class BatchGenerator(Protocol):
+    def generate(self, images: Sequence[Any], queries: Sequence[str]) -> list[str]: ...
+
+
+GenerateFn = Callable[[Sequence[EvalSample]], list[str]]
+
+
+def as_generate_fn(generator: GenerateFn | BatchGenerator) -> GenerateFn:
+    """A callable on samples, from either such a callable or an object with ``generate(images, queries)``."""
+    if hasattr(generator, "generate"):
+        return lambda batch: generator.generate([s.image for s in batch], [s.query for s in batch])
+    if callable(generator):
+        return generator
+    raise TypeError(f"expected a callable or an object with generate(images, queries), got {type(generator).__name__}")
+
+
+def predict(generator: GenerateFn | BatchGenerator, samples: Sequence[EvalSample],
+            predictions_path: str | os.PathLike[str], batch_size: int = 8, flush_every: int = 50,
+            resume: bool = True) -> int:
+    """Write predictions for the samples not yet in ``predictions_path``; returns how many were new."""
+    fn = as_generate_fn(generator)
+    keys = [s.key for s in samples]
+    if len(set(keys)) != len(keys):
+        raise ValueError("samples repeat a (url, query) pair: group them first (cora.evaluation.samples.group_samples)")
+    with PredictionWriter(predictions_path, flush_every=flush_every, resume=resume) as writer:
+        todo = [s for s in samples if s.key not in writer.done]
+        if len(todo) < len(samples):
+            logger.info("resuming: %d of %d samples already predicted", len(samples) - len(todo), len(samples))
+        start = time.perf_counter()
+        for i in range(0, len(todo), batch_size):
+            batch = todo[i:i + batch_size]
+            outputs = fn(batch)
+            if len(outputs) != len(batch):
+                raise RuntimeError(f"generator returned {len(outputs)} predictions for a batch of {len(batch)}")
+            writer.add_many([PredictionGroup(s.url, s.query, str(p), s.references) for s, p in zip(batch, outputs)])
+            done = min(i + batch_size, len(todo))
+            rate = done / max(time.perf_counter() - start, 1e-9)
+            logger.info("predicted %d/%d (%.2f samples/s)", done, len(todo), rate)
+    return len(todo)
+
+
+def evaluate(generator: GenerateFn | BatchGenerator, samples: Sequence[EvalSample], out_dir: str | os.PathLike[str],
+             *, batch_size: int = 8, flush_every: int = 50, metrics: Sequence[str] = DEFAULT_METRICS,
+             resume: bool = True, judge: Any | None = None) -> dict[str, Any]:
+    """Predict (writing ``out_dir/predictions.csv`` incrementally), score, write ``metrics.json``.
+
+    Re-running after an interruption continues where the file ends; no sample is predicted
+    twice. ``judge`` (a :class:`cora.evaluation.judge.Judge`) adds an LLM-as-judge score.
+    """
+    check_metric_names(metrics)
+    out = Path(out_dir)
+    predictions_path = out / PREDICTIONS
+    predict(generator, samples, predictions_path, batch_size=batch_size, flush_every=flush_every, resume=resume)
+    return score_predictions(predictions_path, out, metrics=metrics, judge=judge)
+
+
+def score_predictions(predictions_path: str | os.PathLike[str], out_dir: str | os.PathLike[str], *,
+                      metrics: Sequence[str] = DEFAULT_METRICS, judge: Any | None = None) -> dict[str, Any]:
+    """Metrics (and the judge's score) of a predictions CSV, written to ``out_dir/metrics.json``."""
+    result = compute_metrics(predictions_path, metrics)
+    if judge is not None:
+        from cora.evaluation.judge import judge_predictions
+
+        result.update(judge_predictions(judge, predictions_path))
+    result["predictions"] = str(predictions_path)
+    atomic_write_json(Path(out_dir) / METRICS_JSON, result)
+    return result

@@ -1,0 +1,180 @@
+"""The LightningModule of one training stage: losses per the stage's weights, optimiser, schedule, resume.
+
+One module per stage (the runner builds it): the model's per-component modes are already
+applied (``model.set_stage``), so the trainable parameters are exactly those with
+``requires_grad``. Loss = ``lm_loss_weight × LM cross-entropy + overlap_loss_weight × overlap loss``
+(stage 1: overlap only; stage 2: LM + 0.1 × VICReg through the frozen projector; stage 3: LM).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import lightning as L
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from cora.config.sections.training import StageConfig
+from cora.training.diagnostics import overlap_diagnostics
+from cora.training.losses import build_loss
+from cora.training.schedule import StageSampler, warmup_cosine
+
+
+@dataclass
+class StageData:
+    """What a stage trains and validates on; ``collate`` builds the batch dict of the data contract."""
+
+    train: Dataset
+    val: Dataset | None
+    collate: Callable[[list[Any]], dict[str, Any]]
+
+
+@dataclass
+class StagePlan:
+    """How many optimiser steps a stage takes and where it starts (non-zero when resuming)."""
+
+    total_steps: int
+    start_step: int = 0
+    seed: int = 0
+
+    def micro_batches(self, accumulate: int) -> int:
+        return self.total_steps * accumulate
+
+
+class StageModule(L.LightningModule):
+    def __init__(self, model: torch.nn.Module, stage_name: str, stage_cfg: StageConfig, data: StageData,
+                 plan: StagePlan, resume: dict[str, Any] | None = None, blind: bool = False,
+                 num_workers: int = 0) -> None:
+        super().__init__()
+        self.model = model
+        self.stage_name, self.stage_cfg, self.data, self.plan = stage_name, stage_cfg, data, plan
+        self.resume, self.blind, self.num_workers = resume, blind, num_workers
+        self.overlap_loss = build_loss(stage_cfg.loss) if stage_cfg.overlap_loss_weight > 0 else None
+        self._t_last: float | None = None
+        self.last_train: dict[str, float] = {}
+        self._val_sums: dict[str, float] = {}
+        self._val_count = 0
+        self.val_metrics: dict[str, float] = {}
+
+    # -- forward + losses ------------------------------------------------------------
+    def _forward(self, batch: dict[str, Any]):
+        pixels = batch["pixel_values"]
+        if self.blind:
+            # The ablation: the same model and steps, but no visual information at all.
+            pixels = torch.zeros_like(pixels)
+        return self.model(pixels, batch["geometries"], input_ids=batch.get("input_ids"),
+                          attention_mask=batch.get("attention_mask"), labels=batch.get("labels"))
+
+    def losses(self, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, torch.Tensor], Any]:
+        """Total loss (a scalar on the graph) and its named parts."""
+        out = self._forward(batch)
+        cfg = self.stage_cfg
+        parts: dict[str, torch.Tensor] = {}
+        total: torch.Tensor | None = None
+        if cfg.lm_loss_weight > 0 and batch.get("labels") is not None:
+            if out.loss is None:
+                raise RuntimeError(f"stage {self.stage_name}: the model returned no LM loss for a batch with labels")
+            parts["lm_loss"] = out.loss.float()
+            total = cfg.lm_loss_weight * parts["lm_loss"]
+        if self.overlap_loss is not None:
+            if out.overlap_features is None:
+                raise RuntimeError(f"stage {self.stage_name}: overlap_loss_weight is {cfg.overlap_loss_weight} but "
+                                   "the model returned no overlap features (is vicreg_projector 'unused'?)")
+            parts["overlap_loss"] = self.overlap_loss(out.overlap_features, out.tile_geometries)
+            term = cfg.overlap_loss_weight * parts["overlap_loss"]
+            total = term if total is None else total + term
+        if total is None:
+            raise RuntimeError(f"stage {self.stage_name} has nothing to learn from: lm_loss_weight="
+                               f"{cfg.lm_loss_weight} (labels present: {batch.get('labels') is not None}), "
+                               f"overlap_loss_weight={cfg.overlap_loss_weight}")
+        return total, parts, out
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+        loss, parts, _ = self.losses(batch)
+        bs = batch["pixel_values"].shape[0]
+        self.log("loss", loss.detach(), prog_bar=True, batch_size=bs)
+        for name, value in parts.items():
+            self.log(f"train/{name}", value.detach(), batch_size=bs)
+        self.last_train = {"loss": float(loss.detach())} | {k: float(v.detach()) for k, v in parts.items()}
+        return loss
+
+    def on_train_batch_end(self, outputs: Any, batch: dict[str, Any], batch_idx: int) -> None:
+        now = time.perf_counter()
+        if self._t_last is not None:
+            world = self.trainer.world_size if self._trainer is not None else 1
+            rate = batch["pixel_values"].shape[0] * world / max(now - self._t_last, 1e-9)
+            self.log("samples/s", rate, prog_bar=True, batch_size=1)
+        self._t_last = now
+        self.log("lr", self.trainer.optimizers[0].param_groups[0]["lr"], prog_bar=True, batch_size=1)
+        self.log("stage_step", float(self.plan.start_step + self.trainer.global_step), batch_size=1)
+
+    def on_validation_epoch_start(self) -> None:
+        self._val_sums, self._val_count = {}, 0
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        loss, parts, out = self.losses(batch)
+        values = {"val_loss": float(loss)} | {f"val_{k}": float(v) for k, v in parts.items()}
+        if self.stage_cfg.vicreg_projector != "unused" and out.overlap_features is not None:
+            values |= overlap_diagnostics(out.overlap_features, out.tile_geometries,
+                                          self.stage_cfg.loss.overlap_columns, getattr(out, "resampler_features", None))
+        for key, value in values.items():
+            self._val_sums[key] = self._val_sums.get(key, 0.0) + value
+        self._val_count += 1
+
+    def on_validation_epoch_end(self) -> None:
+        if not self._val_count:
+            return
+        metrics = {k: v / self._val_count for k, v in self._val_sums.items()}
+        # Every rank validates its own shard: average across ranks so all agree.
+        reduce = self.trainer.strategy.reduce
+        metrics = {k: float(reduce(torch.tensor(v), reduce_op="mean")) for k, v in metrics.items()}
+        self.val_metrics = metrics
+        for key, value in metrics.items():
+            self.log(f"val/{key}", value, prog_bar=key == "val_loss", sync_dist=False, rank_zero_only=True)
+
+    # -- data ------------------------------------------------------------------------
+    def transfer_batch_to_device(self, batch: dict[str, Any], device: torch.device, dataloader_idx: int) -> dict:
+        # Geometries are frozen dataclasses Lightning cannot walk: move the tensors only.
+        return {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+
+    def train_dataloader(self) -> DataLoader:
+        cfg = self.stage_cfg
+        accumulate = cfg.accumulate_grad_batches
+        sampler = StageSampler(len(self.data.train), cfg.batch_size, self.plan.micro_batches(accumulate),
+                               seed=self.plan.seed, start_micro_batch=self.plan.start_step * accumulate,
+                               rank=self.trainer.global_rank, world_size=self.trainer.world_size)
+        return DataLoader(self.data.train, batch_size=cfg.batch_size, sampler=sampler, collate_fn=self.data.collate,
+                          num_workers=self.num_workers)
+
+    def val_dataloader(self) -> DataLoader | list:
+        if self.data.val is None or len(self.data.val) == 0:
+            return []
+        return DataLoader(self.data.val, batch_size=self.stage_cfg.batch_size, shuffle=False,
+                          collate_fn=self.data.collate, num_workers=self.num_workers)
+
+    # -- optimisation ----------------------------------------------------------------
+    def configure_optimizers(self) -> dict[str, Any]:
+        cfg = self.stage_cfg
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        if not params:
+            raise RuntimeError(f"stage {self.stage_name} has no trainable parameters (check its component modes)")
+        # No weight decay on biases and norm scales (1-D parameters).
+        groups = [{"params": [p for p in params if p.dim() > 1], "weight_decay": cfg.weight_decay},
+                  {"params": [p for p in params if p.dim() <= 1], "weight_decay": 0.0}]
+        optimizer = torch.optim.AdamW([g for g in groups if g["params"]], lr=cfg.lr)
+        total = self.plan.total_steps
+        warmup = round(cfg.warmup_ratio * total)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: warmup_cosine(s, total, warmup))
+        if self.resume is not None:
+            optimizer.load_state_dict(self.resume["optimizer"])
+            scheduler.load_state_dict(self.resume["scheduler"])
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def on_train_start(self) -> None:
+        if self.resume is not None and "rng" in self.resume:
+            from cora.training.checkpoint import set_rng_state
+
+            set_rng_state(self.resume["rng"])

@@ -1,0 +1,316 @@
+"""The stage runner: stages as data, one Lightning fit per stage, resumable from stage_state.json.
+
+Run folder ``<output_dir>/<experiment.name>/``::
+
+    config.yaml                 the resolved config of the run
+    stage_state.json            completed stages, current stage, checkpoints, metrics, summaries
+    checkpoints/<stage>/        step-XXXXXX.ckpt while running, final.ckpt when done
+    logs/<stage>/               metrics.csv (CSV logger) and TensorBoard events
+
+A checkpoint holds only the weights that train in its stage (+ optimiser, scheduler, RNG);
+the weights of a later stage are rebuilt by replaying the earlier stages' checkpoints in order.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from torch import nn
+
+from cora.config import CoraConfig, save_config
+from cora.config.sections.training import StageConfig
+from cora.training.callbacks import LogLineProgress, StageCheckpoint, checkpoint_payload
+from cora.training.checkpoint import CheckpointError, load_checkpoint, load_trainable, save_checkpoint
+from cora.training.module import StageData, StageModule, StagePlan
+from cora.training.state import StageState
+
+logger = logging.getLogger(__name__)
+
+ModelFactory = Callable[[CoraConfig], nn.Module]
+DataFactory = Callable[[CoraConfig, str, StageConfig, Any], StageData]
+
+
+class RunError(Exception):
+    """A run that cannot start or continue as asked (existing run, missing stage, changed config)."""
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    stages_run: list[str] = field(default_factory=list)
+    summaries: dict[str, dict[str, Any]] = field(default_factory=dict)
+    model: nn.Module | None = None
+
+
+def run_dir_of(config: CoraConfig) -> Path:
+    return Path(config.experiment.output_dir) / config.experiment.name
+
+
+def config_digest(config: CoraConfig) -> str:
+    """Identity of what a run trains (progress display and logger choice excluded)."""
+    data = config.model_dump(mode="json")
+    for key in ("progress_bar", "loggers", "log_every_n_steps"):
+        data["training"].pop(key, None)
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def resolve_precision(precision: str, accelerator: str = "auto") -> str:
+    """``auto``: bf16 mixed where the GPU supports it, else fp16 mixed on GPU, fp32 on CPU."""
+    if precision != "auto":
+        return "32-true" if precision == "32" else precision
+    if accelerator != "cpu" and torch.cuda.is_available():
+        return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
+    return "32-true"
+
+
+def plan_total_steps(stage_cfg: StageConfig, num_samples: int, world_size: int) -> int:
+    """``max_steps`` if set, else ``epochs`` over the data in optimiser steps (at least 1)."""
+    if stage_cfg.max_steps is not None:
+        return stage_cfg.max_steps
+    per_step = stage_cfg.batch_size * stage_cfg.accumulate_grad_batches * world_size
+    return max(1, round(stage_cfg.epochs * num_samples / per_step))
+
+
+def format_table(rows: Sequence[Any]) -> str:
+    """Rows of dicts (or sequences, first row = header) as an aligned text table."""
+    if not rows:
+        return "(empty)"
+    if isinstance(rows[0], dict):
+        header = list(rows[0])
+        body = [[str(r.get(h, "")) for h in header] for r in rows]
+    else:
+        header, body = [str(c) for c in rows[0]], [[str(c) for c in r] for r in rows[1:]]
+    widths = [max(len(x) for x in col) for col in zip(header, *body)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths)) for row in [header, *body]]
+    return "\n".join([lines[0], "  ".join("-" * w for w in widths), *lines[1:]])
+
+
+def _is_rank_zero() -> bool:
+    return int(os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0"))) == 0
+
+
+def _build_loggers(config: CoraConfig, run_dir: Path, stage: str) -> list[Any]:
+    from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger, WandbLogger
+
+    loggers: list[Any] = []
+    for name in config.training.loggers:
+        if name == "csv":
+            loggers.append(CSVLogger(run_dir / "logs", name=stage, version=""))
+        elif name == "tensorboard":
+            try:
+                import tensorboard  # noqa: F401
+            except ImportError as exc:
+                raise RunError("training.loggers lists 'tensorboard' but it is not installed: "
+                               "pip install tensorboard (or remove it from training.loggers)") from exc
+            loggers.append(TensorBoardLogger(run_dir / "logs", name=stage, version="tensorboard"))
+        elif name == "wandb":
+            loggers.append(WandbLogger(project=config.training.wandb_project or "cora",
+                                       name=f"{config.experiment.name}-{stage}", save_dir=str(run_dir / "logs")))
+    return loggers
+
+
+def _strategy(name: str) -> str:
+    # Lightning's registry names; the YAML values are the same words on purpose.
+    return {"auto": "auto", "ddp": "ddp", "fsdp": "fsdp", "deepspeed_stage_2": "deepspeed_stage_2"}[name]
+
+
+def default_model_factory(config: CoraConfig) -> nn.Module:
+    from cora.model import build_model
+
+    return build_model(config)
+
+
+def default_data_factory(config: CoraConfig, stage: str, stage_cfg: StageConfig, tokenizer: Any) -> StageData:
+    from cora.training.data import build_stage_data
+
+    return build_stage_data(config, stage, stage_cfg, tokenizer)
+
+
+class StageRunner:
+    """Runs ``config.training.stages`` in order (or one named stage), resuming when asked."""
+
+    def __init__(self, config: CoraConfig, model_factory: ModelFactory | None = None,
+                 data_factory: DataFactory | None = None, callbacks: Sequence[L.Callback] = (),
+                 trainer_kwargs: dict[str, Any] | None = None) -> None:
+        self.config = config
+        self.model_factory = model_factory or default_model_factory
+        self.data_factory = data_factory or default_data_factory
+        self.extra_callbacks = list(callbacks)
+        self.trainer_kwargs = trainer_kwargs or {}
+        self.run_dir = run_dir_of(config)
+
+    # -- state ---------------------------------------------------------------------
+    def _open_state(self, stage: str | None, resume: str | None) -> StageState:
+        cfg = self.config
+        digest = config_digest(cfg)
+        state = StageState.load(self.run_dir)
+        if state is None:
+            if resume == "auto":
+                logger.info("no run to resume in %s: starting a new one", self.run_dir)
+            return StageState(cfg.experiment.name, digest, list(cfg.training.stages))
+        if state.config_digest != digest:
+            if resume is not None:
+                raise RunError(f"{self.run_dir}: the config changed since this run started (digest "
+                               f"{state.config_digest} → {digest}); resume with the run's own "
+                               f"{self.run_dir / 'config.yaml'} or use a new experiment.name")
+            if stage is None:
+                raise RunError(f"{self.run_dir} holds a run of a different config: use a new experiment.name "
+                               "or delete the folder")
+            logger.warning("%s: config differs from the run's; running stage %s on top of it", self.run_dir, stage)
+            state.config_digest = digest
+        elif resume is None and stage is None and (state.completed or state.current) and _is_rank_zero():
+            # (Ranks > 0 start after rank 0 has begun writing this file: only rank 0 judges it.)
+            raise RunError(f"{self.run_dir} already holds a run (completed: {state.completed or 'none'}, "
+                           f"interrupted: {state.current or 'none'}): pass --resume auto to continue it, "
+                           "or use a new experiment.name")
+        return state
+
+    def _stages_to_run(self, state: StageState, stage: str | None, resume: str | None) -> list[str]:
+        order = list(self.config.training.stages)
+        if stage is not None:
+            if stage not in order:
+                raise RunError(f"--stage {stage!r} is not one of training.stages: {', '.join(order)}")
+            return [stage]
+        if resume is not None:
+            return [s for s in order if s not in state.completed]
+        return order
+
+    def _load_previous(self, model: nn.Module, state: StageState, first: str) -> None:
+        """Replay the final weights of every stage before ``first`` (their modes, then their weights)."""
+        order = list(self.config.training.stages)
+        for prev in order[:order.index(first)]:
+            if prev not in state.checkpoints:
+                raise CheckpointError(f"stage {first!r} needs the weights of stage {prev!r}, but "
+                                      f"{self.run_dir / 'stage_state.json'} has no completed checkpoint for it: "
+                                      f"run `cora train --config CFG --stage {prev}` first")
+            path = self.run_dir / state.checkpoints[prev]
+            model.set_stage(self.config.training.stage_configs[prev])
+            load_trainable(model, load_checkpoint(path)["trainable"], path)
+            logger.info("loaded stage %s weights from %s", prev, path)
+
+    def _resume_payload(self, state: StageState, stage: str, resume: str | None, first: bool) -> dict | None:
+        if resume is None:
+            return None
+        if resume == "auto":
+            rel = state.last_checkpoint.get(stage)
+            return load_checkpoint(self.run_dir / rel) if rel else None
+        if not first:
+            return None
+        payload = load_checkpoint(resume)
+        if payload.get("stage") != stage:
+            raise RunError(f"--resume {resume}: it is a checkpoint of stage {payload.get('stage')!r}, "
+                           f"not of {stage!r}")
+        return payload
+
+    # -- run -------------------------------------------------------------------------
+    def run(self, stage: str | None = None, resume: str | None = None) -> RunResult:
+        cfg = self.config
+        state = self._open_state(stage, resume)
+        todo = self._stages_to_run(state, stage, resume)
+        if isinstance(resume, str) and resume != "auto" and not stage:
+            first_stage = load_checkpoint(resume).get("stage")
+            order = list(cfg.training.stages)
+            if first_stage not in order:
+                raise RunError(f"--resume {resume}: stage {first_stage!r} is not in training.stages {order}")
+            todo = order[order.index(first_stage):]
+        result = RunResult(self.run_dir)
+        if _is_rank_zero():
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            save_config(cfg, self.run_dir / "config.yaml")
+            state.save(self.run_dir)
+        if not todo:
+            logger.info("all stages of %s are complete", self.run_dir)
+            return result
+        L.seed_everything(cfg.experiment.seed, workers=True, verbose=False)
+        model = self.model_factory(cfg)
+        if cfg.training.gradient_checkpointing:
+            enable = getattr(model, "gradient_checkpointing_enable", None)
+            if enable is None:
+                raise RunError("training.gradient_checkpointing is on but the model has no "
+                               "gradient_checkpointing_enable()")
+            enable()
+        self._load_previous(model, state, todo[0])
+        for i, name in enumerate(todo):
+            payload = self._resume_payload(state, name, resume, first=i == 0)
+            result.summaries[name] = self._run_stage(model, state, name, payload)
+            result.stages_run.append(name)
+        result.model = model
+        return result
+
+    def _run_stage(self, model: nn.Module, state: StageState, name: str, payload: dict | None) -> dict[str, Any]:
+        cfg = self.config
+        stage_cfg = cfg.training.stage_configs[name]
+        table = model.set_stage(stage_cfg)
+        logger.info("stage %s: component modes\n%s", name, format_table(table or []))
+        if payload is not None:
+            load_trainable(model, payload["trainable"], f"resume checkpoint of stage {name}")
+            logger.info("stage %s: resuming at step %d/%d", name, payload["step"], payload["total_steps"])
+        stage_index = list(cfg.training.stages).index(name)
+        if payload is None:
+            L.seed_everything(cfg.experiment.seed + stage_index, workers=True, verbose=False)
+        data = self.data_factory(cfg, name, stage_cfg, getattr(model, "tokenizer", None))
+        ckpt_cb = StageCheckpoint(self.run_dir, state, cfg.training.checkpoint_every_n_steps,
+                                  cfg.training.keep_checkpoints)
+        callbacks: list[L.Callback] = [ckpt_cb, *self.extra_callbacks]
+        if not cfg.training.progress_bar:
+            callbacks.append(LogLineProgress(cfg.training.log_every_n_steps))
+        kwargs: dict[str, Any] = dict(
+            accelerator=cfg.training.accelerator, devices=cfg.training.devices,
+            strategy=_strategy(cfg.training.strategy),
+            precision=resolve_precision(cfg.training.precision, cfg.training.accelerator),
+            max_epochs=1, accumulate_grad_batches=stage_cfg.accumulate_grad_batches,
+            gradient_clip_val=stage_cfg.grad_clip, logger=_build_loggers(cfg, self.run_dir, name) or False,
+            callbacks=callbacks, enable_checkpointing=False, enable_progress_bar=cfg.training.progress_bar,
+            enable_model_summary=False, log_every_n_steps=cfg.training.log_every_n_steps,
+            num_sanity_val_steps=0, val_check_interval=cfg.training.val_check_interval,
+            use_distributed_sampler=False, default_root_dir=str(self.run_dir),
+        ) | self.trainer_kwargs
+        trainer = L.Trainer(**kwargs)
+        total = plan_total_steps(stage_cfg, len(data.train), trainer.world_size)
+        start = int(payload["step"]) if payload else 0
+        plan = StagePlan(total_steps=total, start_step=start, seed=cfg.experiment.seed + 1000 * stage_index)
+        trainer.fit_loop.epoch_loop.max_steps = total - start
+        module = StageModule(model, name, stage_cfg, data, plan, resume=payload, blind=cfg.training.blind,
+                             num_workers=cfg.data.num_workers)
+        if trainer.is_global_zero:
+            state.mark_running(name)
+            state.save(self.run_dir)
+        t0 = time.perf_counter()
+        trainer.fit(module)
+        seconds = time.perf_counter() - t0
+        steps_done = total - start
+        samples = steps_done * stage_cfg.batch_size * stage_cfg.accumulate_grad_batches * trainer.world_size
+        summary = {
+            "stage": name, "steps": total, "resumed_at": start, "samples": samples, "seconds": round(seconds, 2),
+            "samples_per_s": round(samples / max(seconds, 1e-9), 2),
+            "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
+            "train": module.last_train, "val": module.val_metrics,
+        }
+        if trainer.is_global_zero:
+            final = save_checkpoint(self.run_dir / "checkpoints" / name / "final.ckpt",
+                                    checkpoint_payload(module, total, complete=True))
+            state.update_best(name, module.val_metrics)
+            state.mark_completed(name, str(final.relative_to(self.run_dir)), module.val_metrics, summary)
+            state.save(self.run_dir)
+            for stale in (self.run_dir / "checkpoints" / name).glob("step-*.ckpt"):
+                stale.unlink(missing_ok=True)
+        logger.info("stage %s done: %d steps, %d samples in %.1fs (%.1f samples/s); train %s; val %s", name,
+                    total, samples, seconds, summary["samples_per_s"],
+                    {k: round(v, 4) for k, v in module.last_train.items()},
+                    {k: round(v, 4) for k, v in module.val_metrics.items()})
+        return summary
+
+
+def train(config: CoraConfig, stage: str | None = None, resume: str | None = None, **kwargs: Any) -> RunResult:
+    """Train ``config`` (all stages, or ``stage``), resuming with ``resume='auto'`` or a checkpoint path."""
+    return StageRunner(config, **kwargs).run(stage=stage, resume=resume)

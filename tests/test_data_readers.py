@@ -1,0 +1,174 @@
+"""CSV/JSONL readers: columns, relative paths, bad rows per policy, norm1000, URL cache, validate."""
+
+from __future__ import annotations
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from cora.cli.main import main
+from cora.data.fetch import cache_path, fetch_url
+from cora.data.jsonl import geometry_text, norm1000_points
+from cora.data.readers import read_records
+from cora.data.records import DataError
+
+
+def _png(path: Path, width: int = 32, height: int = 16) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.full((height, width, 3), 128, np.uint8)).save(path)
+    return path
+
+
+def test_csv_both_column_styles_and_paths_relative_to_the_file(tmp_path: Path) -> None:
+    _png(tmp_path / "imgs" / "a.png")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "d.csv").write_text("image,instruction,response\n../imgs/a.png,What?,A cube.\n")
+    (tmp_path / "q.csv").write_text('url,query,annotation\nimgs/a.png,"Describe, please.","A ""red"" ball."\n')
+    recs, log = read_records(tmp_path / "sub" / "d.csv")
+    assert recs[0].image == str((tmp_path / "imgs" / "a.png").resolve())
+    assert (recs[0].query, recs[0].answer, recs[0].line) == ("What?", "A cube.", 2)
+    recs, _ = read_records(tmp_path / "q.csv")
+    assert (recs[0].query, recs[0].answer) == ("Describe, please.", 'A "red" ball.')
+    assert log.ok
+
+
+BAD_CSV = """url,query,annotation
+a.png,What?,Fine.
+missing.png,What?,Gone.
+a.png,What?,
+a.png,"A multi
+line query",Fine too.
+a.png,too,many,fields
+,What?,No image.
+"""
+
+
+def test_bad_csv_rows_error_names_file_and_line(tmp_path: Path) -> None:
+    _png(tmp_path / "a.png")
+    (tmp_path / "d.csv").write_text(BAD_CSV)
+    with pytest.raises(DataError, match=r"d\.csv:3: image not found: .*missing\.png"):
+        read_records(tmp_path / "d.csv", policy="error")
+
+
+def test_bad_csv_rows_skip_counts_each_with_file_line_reason(tmp_path: Path) -> None:
+    _png(tmp_path / "a.png")
+    (tmp_path / "d.csv").write_text(BAD_CSV)
+    recs, log = read_records(tmp_path / "d.csv", policy="skip")
+    assert [(r.line, r.query) for r in recs] == [(2, "What?"), (5, "A multi\nline query")]
+    got = [(b.line, b.kind) for b in log.rows]
+    assert got == [(3, "image not found"), (4, "empty annotation"), (7, "malformed row"), (8, "empty url")]
+    assert all(b.file == str(tmp_path / "d.csv") for b in log.rows)
+    assert log.summary()["by_reason"] == {"image not found": 1, "empty annotation": 1, "malformed row": 1,
+                                          "empty url": 1}
+
+
+def test_missing_column_is_a_file_error(tmp_path: Path) -> None:
+    (tmp_path / "d.csv").write_text("url,query\na.png,What?\n")
+    with pytest.raises(DataError, match=r"d\.csv: missing column\(s\) 'annotation' or 'response'"):
+        read_records(tmp_path / "d.csv", policy="skip")
+
+
+def test_image_only_csv_gives_each_image_once(tmp_path: Path) -> None:
+    _png(tmp_path / "a.png"), _png(tmp_path / "b.png")
+    (tmp_path / "d.csv").write_text("url,query,annotation\na.png,q1,x\na.png,q2,y\nb.png,q1,z\n")
+    (tmp_path / "i.csv").write_text("url\nb.png\n")
+    recs, _ = read_records(tmp_path / "d.csv", image_only=True)
+    assert [Path(r.image).name for r in recs] == ["a.png", "b.png"] and recs[0].answer is None
+    assert len(read_records(tmp_path / "i.csv", image_only=True)[0]) == 1
+
+
+def test_norm1000_conversions() -> None:
+    assert norm1000_points([0, 0, 2048, 1024], 2048, 1024) == [0, 0, 1000, 1000]
+    assert norm1000_points([512, 256, 1536, 768], 2048, 1024) == [250, 250, 750, 750]
+    assert norm1000_points([-5, 2000, 1, 1], 100, 100) == [0, 1000, 10, 10]  # clamped, y uses height
+    quad = [0, 0, 100, 0, 100, 50, 0, 50]
+    assert json.loads(geometry_text({"quad": quad}, 200, 100)) == {"quad": [0, 0, 500, 0, 500, 500, 0, 500]}
+    assert json.loads(geometry_text({"line": [10, 10, 30, 20]}, 200, 100)) == {"line": [50, 100, 150, 200]}
+
+
+def test_jsonl_rows_turns_several_images_and_bad_lines(tmp_path: Path) -> None:
+    _png(tmp_path / "p" / "a.png", 200, 100), _png(tmp_path / "p" / "b.png", 200, 100)
+    rows = [
+        {"images": ["p/a.png", "p/b.png"], "width": 200, "height": 100, "summary": "Two rooms.",
+         "objects": [{"bbox_2d": [20, 10, 60, 50], "desc": "red door"}, {"line": [0, 0, 200, 100]}],
+         "qa": [{"query": "How many doors?", "answer": "one"}]},
+        {"images": ["p/a.png"], "objects": [{"quad": [0, 0, 100, 0, 100, 50, 0, 50], "desc": "sign"}]},
+    ]
+    text = "\n".join(json.dumps(r) for r in rows)
+    text += '\n{"images": ["p/a.png"], "summary": \n'  # line 3: malformed JSON
+    text += '\n{"images": ["p/a.png"], "objects": [{"bbox_2d": [1, 2, 3]}], "summary": "x"}\n'  # line 5
+    text += '{"images": [], "summary": "x"}\n'  # line 6
+    text += '{"images": ["p/a.png"]}\n'  # line 7: no text
+    (tmp_path / "d.jsonl").write_text(text)
+    recs, log = read_records(tmp_path / "d.jsonl", policy="skip")
+    first = [r for r in recs if r.line == 1]
+    assert [(r.query, r.answer) for r in first] == [
+        ("Describe the panorama.", "Two rooms."), ("How many doors?", "one"),
+        ("Where is the red door?", '{"bbox_2d": [100, 100, 300, 500]}')]
+    assert len(first[0].images) == 2 and first[0].images[1].endswith("b.png")
+    second = [r for r in recs if r.line == 2]  # width/height read from the image header
+    quad = '{"quad": [0, 0, 500, 0, 500, 500, 0, 500]}'
+    assert [(r.query, r.answer) for r in second] == [("Where is the sign?", quad)]
+    assert [(b.line, b.kind) for b in log.rows] == [
+        (3, "malformed JSON"), (5, "objects[0]"), (6, "missing 'images' (a non-empty list of paths or URLs)"),
+        (7, "no text")]
+    assert "bbox_2d needs 4 numbers, got 3" in log.rows[1].reason
+    with pytest.raises(DataError, match=r"d\.jsonl:3: malformed JSON"):
+        read_records(tmp_path / "d.jsonl", policy="error")
+
+
+def test_url_fetch_offline_error_names_url_and_cache(tmp_path: Path) -> None:
+    url = "http://127.0.0.1:9/pano.png"  # discard port: connection refused, no real network
+    with pytest.raises(DataError, match=r"cannot download http://127\.0\.0\.1:9/pano\.png.*copy the file to"):
+        fetch_url(url, tmp_path, timeout=2)
+    # A file put in the cache by hand is used without any network access.
+    _png(cache_path(url, tmp_path))
+    assert fetch_url(url, tmp_path) == cache_path(url, tmp_path)
+
+
+def test_url_is_fetched_once_into_the_cache(tmp_path: Path) -> None:
+    payload = _png(tmp_path / "src.png").read_bytes()
+    hits = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            hits.append(self.path)
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(payload)
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_port}/x/pano.png"
+        first = fetch_url(url, tmp_path / "cache")
+        second = fetch_url(url, tmp_path / "cache")
+    finally:
+        server.shutdown()
+    assert first == second and first.read_bytes() == payload and first.suffix == ".png"
+    assert hits == ["/x/pano.png"]
+
+
+def test_validate_cli_reports_and_strict_exit_code(tmp_path: Path, capsys) -> None:
+    _png(tmp_path / "a.png", 64, 32)
+    (tmp_path / "broken.png").write_bytes(b"not a png")
+    (tmp_path / "d.csv").write_text(BAD_CSV + "broken.png,What?,Bad image.\n")
+    assert main(["data", "validate", str(tmp_path / "d.csv")]) == 0
+    out = capsys.readouterr().out
+    assert "examples: 3 usable; bad rows: 4" in out
+    assert "images: 2 referenced, 1 readable, 1 bad" in out
+    assert "64x32 (1)" in out and "2.00:1 (1)" in out
+    assert f"{tmp_path / 'd.csv'}:4: empty annotation" in out
+    assert "broken.png: unreadable image" in out
+    assert main(["data", "validate", str(tmp_path / "d.csv"), "--strict"]) == 1
+    (tmp_path / "ok.csv").write_text("url,query,annotation\na.png,q,a\n")
+    assert main(["data", "validate", str(tmp_path / "ok.csv"), "--strict"]) == 0
