@@ -28,7 +28,7 @@ def tiny(request):
 
 
 def _batch(family, processor, mode):
-    pano = PanoramaInputs(mode, IMAGE_CFG)(ERP)
+    pano = PanoramaInputs(mode, IMAGE_CFG, native_height=32)(ERP)
     return encode_batch(family, processor, [pano, pano], QUERIES, ANSWERS)
 
 

@@ -20,7 +20,7 @@ def _setup(name, mode="anyres_e2p"):
     family = get_family(name)
     model, processor = family.build_tiny(64, seed=3)
     adapted = AdaptedVLM(family, model, processor)
-    pano = PanoramaInputs(mode, ImageProcessingConfig(image_size=64))(ERP)
+    pano = PanoramaInputs(mode, ImageProcessingConfig(image_size=64), native_height=32)(ERP)
     batch = encode_batch(family, processor, [pano], ["What is behind you?"], ["a blue sphere"])
     return family, adapted, batch
 

@@ -12,8 +12,9 @@ from transformers import PreTrainedModel, ProcessorMixin
 from cora.adapt.encode import EncodedBatch
 from cora.adapt.families.base import VLMFamily
 from cora.adapt.health import check_batch
-from cora.adapt.overlap import OverlapFn
+from cora.adapt.overlap import OverlapFn, stack_tiles
 from cora.adapt.panorope import flat_position_ids, mrope_position_ids
+from cora.processors.geometry import ViewGeometry
 
 
 @dataclass
@@ -22,6 +23,9 @@ class AdaptOutput:
     lm_loss: torch.Tensor | None
     overlap_loss: torch.Tensor | None
     logits: torch.Tensor
+    #: the aligner output of the perspective tiles ``[B, T, h, w, D]`` (when asked for) and their geometries
+    overlap_features: torch.Tensor | None = None
+    tile_geometries: list[ViewGeometry] | None = None
 
 
 class AdaptedVLM(nn.Module):
@@ -83,7 +87,9 @@ class AdaptedVLM(nn.Module):
             kwargs["position_ids"] = position_ids
         return kwargs, encoded
 
-    def forward(self, batch: EncodedBatch) -> AdaptOutput:
+    def forward(self, batch: EncodedBatch, tile_features: bool = False) -> AdaptOutput:
+        """LM loss (with labels), overlap loss (``overlap_weight > 0``) and, with ``tile_features``, the tiles'
+        aligner features for an external overlap loss."""
         if self.health_checks and not self._checked:
             check_batch(self.family, self.processor, self.model, batch)
             self._checked = True
@@ -91,14 +97,17 @@ class AdaptedVLM(nn.Module):
         kwargs, encoded = self.forward_kwargs(batch)
         out = self.model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"],
                          labels=inputs.get("labels"), **kwargs)
-        overlap = None
-        if self.overlap_weight > 0:
+        overlap = features = tile_geoms = None
+        if self.overlap_weight > 0 or tile_features:
             grids = self.family.feature_grids(encoded, inputs, self.model)
-            overlap = self.overlap_loss(grids, batch.geometries)
+            if self.overlap_weight > 0:
+                overlap = self.overlap_loss(grids, batch.geometries)
+            if tile_features:
+                features, tile_geoms = stack_tiles(grids, batch.geometries)
         lm = out.loss
         parts = [w * t for w, t in ((self.lm_weight, lm), (self.overlap_weight, overlap)) if t is not None and w > 0]
         loss = torch.stack(parts).sum() if parts else None
-        return AdaptOutput(loss, lm, overlap, out.logits)
+        return AdaptOutput(loss, lm, overlap, out.logits, features, tile_geoms)
 
     @torch.no_grad()
     def generate(self, batch: EncodedBatch, **generation_kwargs: Any) -> torch.Tensor:

@@ -13,11 +13,7 @@ import torch
 
 from cora.config.sections.training import LossConfig
 from cora.processors.geometry import ViewGeometry
-
-try:  # the training helper's registry; the local stand-in serves until it is on main
-    from cora.training.losses import build_loss
-except ImportError:  # pragma: no cover - depends on the merge state
-    from cora.adapt._losses_standin import build_loss
+from cora.training.losses import build_loss
 
 OverlapFn = Callable[[list[torch.Tensor], list[list[ViewGeometry]]], torch.Tensor]
 

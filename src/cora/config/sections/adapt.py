@@ -43,6 +43,7 @@ class AdaptConfig(StrictModel):
     tiny: bool = Field(False, description="build the family's tiny random model + offline processor (tests, dry runs)")
     tiny_image_size: int = Field(64, ge=16)
     input_mode: InputMode = Field("anyres_e2p", description="native ERP, resized ERP, cubemap faces or CORA views")
+    native_height: int = Field(448, ge=16, description="native mode: the ERP is resized to 2h × h first")
     panorope: bool = Field(True, description="yaw-aware rotary positions for the tiles (no effect on blip2)")
     overlap_loss_weight: float = Field(0.1, ge=0.0, description="weight of the overlap loss on adjacent tiles")
     overlap_loss: LossConfig = LossConfig(type="vicreg_pairwise")
