@@ -122,5 +122,6 @@ def build_adapter(config: CoraConfig) -> PanoramaAdapter:
     if cfg is None:
         raise ValueError("the config has no adapt: section")
     family, model, processor = load_vlm(cfg, seed=config.experiment.seed)
+    model.train()  # from_pretrained/build_tiny give eval mode; LoRA and the LLM's dropout must be live in training
     adapted = AdaptedVLM(family, model, processor, panorope=cfg.panorope, health_checks=cfg.health_checks)
     return PanoramaAdapter(adapted, cfg)
