@@ -54,7 +54,7 @@ def evaluate_run(config: CoraConfig) -> dict[str, Any]:
     """Predictions + metrics (evaluation API) and the demo's two numbers for one run."""
     from cora.data.records import CAPTION_QUERY
     from cora.evaluation.runner import METRICS_JSON, PREDICTIONS, evaluate
-    from cora.evaluation.samples import read_test_csv
+    from cora.evaluation.samples import read_eval_samples
     from cora.inference import PanoramaGenerator
     from cora.training.heldout import answer_accuracy
     from cora.training.runner import run_dir_of
@@ -65,7 +65,7 @@ def evaluate_run(config: CoraConfig) -> dict[str, Any]:
     generator = PanoramaGenerator.from_model(model, config)
     if config.training.blind:
         generator.views = _ZeroViews(generator.views)
-    samples = read_test_csv(config.data.test)
+    samples = read_eval_samples(config.data.test, config.data.bad_row_policy, config.data.cache_dir)
     out_dir = run_dir_of(config) / "eval"
     if out_dir.exists():
         shutil.rmtree(out_dir)
