@@ -65,7 +65,7 @@ def evaluate_run(config: CoraConfig) -> dict[str, Any]:
     generator = PanoramaGenerator.from_model(model, config)
     if config.training.blind:
         generator.views = _ZeroViews(generator.views)
-    samples = read_eval_samples(config.data.test, cache_dir=config.data.cache_dir)
+    samples = read_eval_samples(config.data.test, config.data.bad_row_policy, config.data.cache_dir)
     out_dir = run_dir_of(config) / "eval"
     if out_dir.exists():
         shutil.rmtree(out_dir)
