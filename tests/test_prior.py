@@ -7,7 +7,7 @@ import shutil
 
 from cora.config.sections.training import LanguagePriorConfig
 from cora.kit.corpus import scene_corpus
-from cora.training.prior import train_language_prior
+from cora.training.prior import prior_status, train_language_prior
 
 
 def test_prior_learns_saves_and_skips(kit_paths, tmp_path):
@@ -26,6 +26,9 @@ def test_prior_learns_saves_and_skips(kit_paths, tmp_path):
     assert (lm / "model.safetensors").read_bytes() == weights
     # A rebuilt kit (fresh random weights) is not mistaken for a trained one.
     shutil.copy(kit_paths.language_model / "model.safetensors", lm / "model.safetensors")
+    assert prior_status(lm, texts, cfg) == "none"
     assert not train_language_prior(lm, texts, cfg)["skipped"]
     assert json.loads((root / "prior.json").read_text())["summary"]["steps"] == 20
+    assert prior_status(lm, texts, cfg) == "current"
+    assert prior_status(lm, texts[:-5], cfg) == "stale"
     assert not list(root.glob(".prior-*"))

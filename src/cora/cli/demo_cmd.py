@@ -46,20 +46,42 @@ class Demo:
         return cfg
 
 
-def train_corpus(config: CoraConfig) -> list[str]:
-    """Captions, questions and answers of the *training* panoramas only (no test answer leaks into the LLM)."""
-    from cora.data.records import CAPTION_QUERY
+def _train_samples(config: CoraConfig) -> list[Any]:
     from cora.data.synth import SynthPano, split_of
 
     syn = config.data.synth
     pano = SynthPano(syn.n, syn.seed, syn.width, syn.width // 2, syn.min_objects, syn.max_objects)
+    return [pano.text(i) for i in range(syn.n) if split_of(i, syn.n) == "train"]
+
+
+def train_corpus(config: CoraConfig) -> list[str]:
+    """Captions, questions and answers of the *training* panoramas only (no test answer leaks into the LLM)."""
+    from cora.data.records import CAPTION_QUERY
+
     texts = [CAPTION_QUERY]
-    for i in range(syn.n):
-        if split_of(i, syn.n) == "train":
-            sample = pano.text(i)
-            texts.append(sample.caption)
-            for query, answer in sample.qa:
-                texts.extend((query, answer))
+    for sample in _train_samples(config):
+        texts.append(sample.caption)
+        for query, answer in sample.qa:
+            texts.extend((query, answer))
+    return texts
+
+
+def chat_corpus(config: CoraConfig, tokenizer: Any) -> list[str]:
+    """The training questions as the generator will ask them (chat template, generation prompt) + the answer.
+
+    The generation prompt of a Qwen3-style template ends with an empty think block that the
+    training text of the stages does not contain (SPEC §7); a from-scratch tiny LLM has to see
+    that format once, or its generations start out of distribution.
+    """
+    from cora.data.records import CAPTION_QUERY
+    from cora.processors.text import ChatFormatter
+
+    formatter = ChatFormatter(tokenizer, system_prompt=config.data.system_prompt,
+                              vision_token=config.models.vision_token)
+    texts = []
+    for sample in _train_samples(config):
+        for query, answer in [(CAPTION_QUERY, sample.caption), *sample.qa]:
+            texts.append(formatter.prompt_text(query) + answer)
     return texts
 
 
@@ -91,13 +113,21 @@ def _step_kit(demo: Demo) -> str:
 
 
 def _step_prior(demo: Demo) -> str:
-    from cora.training.prior import train_language_prior
+    from cora.kit import build_kit
+    from cora.training.prior import prior_status, train_language_prior
 
     prior = demo.config.training.language_prior
     if not prior.enabled:
         return "skipped (training.language_prior.enabled is false)"
+    from transformers import AutoTokenizer
+
     lm_dir = Path(demo.config.models.language_model_name)
-    summary = train_language_prior(lm_dir, train_corpus(demo.config), prior, seed=demo.config.experiment.seed)
+    texts = train_corpus(demo.config) + chat_corpus(demo.config, AutoTokenizer.from_pretrained(lm_dir))
+    seed = demo.config.experiment.seed
+    if prior_status(lm_dir, texts, prior, seed) == "stale":
+        # A prior must start from the kit's base LLM, not from an older prior.
+        build_kit(demo.config.kit, seed=seed, extra_texts=train_corpus(demo.config), force=True)
+    summary = train_language_prior(lm_dir, texts, prior, seed=seed)
     demo.results["prior"] = summary
     state = "up to date" if summary["skipped"] else f"{summary['steps']} steps in {summary['seconds']}s"
     return (f"{state}: held-out text loss {summary['heldout_loss_before']:.3f} → "

@@ -63,6 +63,20 @@ def _heldout_loss(model: torch.nn.Module, rows: torch.Tensor, batch: int) -> flo
     return sum(losses) / len(losses)
 
 
+def prior_status(lm_dir: str | Path, texts: Sequence[str], cfg: LanguagePriorConfig, seed: int = 0) -> str:
+    """``current`` (trained with these texts and settings), ``stale`` (the weights are a prior trained
+    with other ones: rebuild the kit before training again, a prior must start from the base LLM),
+    or ``none`` (base weights)."""
+    lm_dir = Path(lm_dir)
+    manifest = lm_dir.parent / "prior.json"
+    if not manifest.is_file():
+        return "none"
+    old = json.loads(manifest.read_text())
+    if old.get("weights") != _file_digest(lm_dir / WEIGHTS):
+        return "none"
+    return "current" if old.get("digest") == _spec_digest(texts, cfg, seed) else "stale"
+
+
 def train_language_prior(lm_dir: str | Path, texts: Sequence[str], cfg: LanguagePriorConfig, seed: int = 0,
                          force: bool = False) -> dict[str, Any]:
     """Pretrain the LLM in ``lm_dir`` on ``texts`` and save it back; skipped when already done.
@@ -73,11 +87,9 @@ def train_language_prior(lm_dir: str | Path, texts: Sequence[str], cfg: Language
     lm_dir = Path(lm_dir)
     manifest = lm_dir.parent / "prior.json"
     digest = _spec_digest(texts, cfg, seed)
-    if not force and manifest.is_file():
-        old = json.loads(manifest.read_text())
-        if old.get("digest") == digest and old.get("weights") == _file_digest(lm_dir / WEIGHTS):
-            logger.info("language prior in %s is up to date", lm_dir)
-            return old["summary"] | {"skipped": True}
+    if not force and prior_status(lm_dir, texts, cfg, seed) == "current":
+        logger.info("language prior in %s is up to date", lm_dir)
+        return json.loads(manifest.read_text())["summary"] | {"skipped": True}
     torch.manual_seed(seed)
     tokenizer = AutoTokenizer.from_pretrained(lm_dir)
     model = AutoModelForCausalLM.from_pretrained(lm_dir, dtype=torch.float32)
