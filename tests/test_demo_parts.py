@@ -34,3 +34,12 @@ def test_loss_plot_draws_one_curve_per_run_and_stage(tmp_path):
     # The first run falls to the bottom of the panel, the second stays above it.
     last_y = [float(line.get("points").split()[-1].split(",")[1]) for line in lines]
     assert last_y[0] > last_y[1]
+
+
+def test_verdict_needs_a_clear_margin():
+    from cora.cli.demo_cmd import verdict
+
+    blind = {"heldout_loss": 0.600, "answer_accuracy": 0.30}
+    assert "no clear difference" in verdict({"heldout_loss": 0.599, "answer_accuracy": 0.31}, blind)
+    assert "clearly helps" in verdict({"heldout_loss": 0.55, "answer_accuracy": 0.30}, blind)
+    assert "clearly helps" in verdict({"heldout_loss": 0.60, "answer_accuracy": 0.40}, blind)

@@ -188,18 +188,26 @@ STEPS = [("SynthPano data", _step_data), ("tiny-model kit", _step_kit), ("langua
          ("held-out evaluation", _step_eval), ("loss curves", _step_plot)]
 
 
+def verdict(vision: dict[str, float], blind: dict[str, float]) -> str:
+    """Whether seeing the panorama clearly helped: held-out loss at least 2% lower, or accuracy 5 points higher."""
+    loss_gain = (blind["heldout_loss"] - vision["heldout_loss"]) / blind["heldout_loss"]
+    acc_gain = vision["answer_accuracy"] - blind["answer_accuracy"]
+    clear = loss_gain >= 0.02 or acc_gain >= 0.05
+    word = "clearly helps" if clear else "makes no clear difference"
+    return (f"seeing the panorama {word}: held-out loss {loss_gain:+.1%} relative, "
+            f"accuracy {acc_gain * 100:+.1f} points")
+
+
 def _summary(demo: Demo, seconds: float) -> str:
     vis, blind = demo.results["eval_vision"], demo.results["eval_blind"]
-    better = vis["heldout_loss"] < blind["heldout_loss"]
+    demo.results["verdict"] = verdict(vis, blind)
     lines = [
         "",
         "CORA demo summary (held-out SynthPano test split)",
         f"  {'run':<8} {'answer loss':>12} {'accuracy':>9}  predictions",
         f"  {'vision':<8} {vis['heldout_loss']:>12.3f} {vis['answer_accuracy']:>9.1%}  {vis['predictions']}",
         f"  {'blind':<8} {blind['heldout_loss']:>12.3f} {blind['answer_accuracy']:>9.1%}  {blind['predictions']}",
-        f"  seeing the panorama {'lowers' if better else 'does NOT lower'} the held-out loss by "
-        f"{blind['heldout_loss'] - vis['heldout_loss']:+.3f} nats/token and changes accuracy by "
-        f"{(vis['answer_accuracy'] - blind['answer_accuracy']) * 100:+.1f} points",
+        f"  {demo.results['verdict']}",
         f"  run folder: {demo.run_dir} (stage_state.json, checkpoints/, logs/, model/)",
         f"  blind run:  {demo.run_dir.parent / (demo.run_dir.name + '-blind')}",
         f"  loss curves: {demo.results['plot']}   metrics: {vis['metrics_json']}",
