@@ -92,9 +92,11 @@ def _step_data(demo: Demo) -> str:
     summary = ensure_synth_dataset(syn.out_dir, syn.n, syn.seed, syn.width, syn.width // 2, syn.min_objects,
                                    syn.max_objects)
     data = demo.config.data
-    for key in ("train", "val", "test"):
+    # Unset paths point at the generated dataset (the config saved in the run folder shows them).
+    for key, name in (("train", "train.csv"), ("val", "val.csv"), ("test", "test.csv"),
+                      ("vision_train", "train_images.csv")):
         if getattr(data, key) is None:
-            raise UserError(f"data.{key} is not set: point it at {syn.out_dir}/{key}.csv (see configs/tiny.yaml)")
+            setattr(data, key, str(Path(syn.out_dir) / name))
     splits = ", ".join(f"{k} {v['panoramas']} panoramas / {v['rows']} rows" for k, v in summary["splits"].items())
     return f"SynthPano at {syn.out_dir}: {splits}"
 
