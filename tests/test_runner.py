@@ -163,3 +163,15 @@ def _finetune_cfg():
     from cora.config.sections.training import REFERENCE_STAGES, StageConfig
 
     return StageConfig.model_validate(REFERENCE_STAGES["finetune"])
+
+
+def test_resume_from_an_explicit_checkpoint_path(tmp_path):
+    cfg = standin_config(tmp_path)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        train(cfg, model_factory=standin_model, data_factory=standin_data, callbacks=[Crash("resampler", 3)])
+    ckpt = tmp_path / "runs/standin/checkpoints/resampler/step-000002.ckpt"
+    assert load_checkpoint(ckpt)["step"] == 2
+    with pytest.raises(RunError, match="checkpoint of stage 'resampler', not of 'finetune'"):
+        train(cfg, stage="finetune", resume=str(ckpt), model_factory=standin_model, data_factory=standin_data)
+    result = train(cfg, resume=str(ckpt), model_factory=standin_model, data_factory=standin_data)
+    assert result.stages_run == ["resampler", "finetune"] and result.summaries["resampler"]["resumed_at"] == 2

@@ -217,12 +217,14 @@ class StageRunner:
         cfg = self.config
         state = self._open_state(stage, resume)
         todo = self._stages_to_run(state, stage, resume)
-        if isinstance(resume, str) and resume != "auto" and not stage:
+        if resume is not None and resume != "auto":
             first_stage = load_checkpoint(resume).get("stage")
             order = list(cfg.training.stages)
             if first_stage not in order:
                 raise RunError(f"--resume {resume}: stage {first_stage!r} is not in training.stages {order}")
-            todo = order[order.index(first_stage):]
+            if stage is not None and stage != first_stage:
+                raise RunError(f"--resume {resume}: it is a checkpoint of stage {first_stage!r}, not of {stage!r}")
+            todo = [stage] if stage else order[order.index(first_stage):]
         result = RunResult(self.run_dir)
         if _is_rank_zero():
             self.run_dir.mkdir(parents=True, exist_ok=True)
