@@ -193,3 +193,25 @@ def test_meta_build_counts_without_memory(cfg):
     for component in ("vision", "resampler", "vicreg_projector", "panorama_projector", "language_model"):
         count = sum(p.numel() for p in getattr(meta, component).parameters())
         assert count == sum(p.numel() for p in getattr(real, component).parameters()), component
+
+
+def test_gradient_checkpointing_keeps_loss_and_gradients(model, cfg):
+    import copy
+
+    pixels = torch.rand(1, 9, 3, SIZE, SIZE)
+    ids, mask = _text(model, ["<|vision|> a chair"])
+    results = []
+    for checkpointing in (False, True):
+        m = copy.deepcopy(model)
+        m.set_stage(_stage(cfg, "finetune"))
+        if checkpointing:
+            m.enable_gradient_checkpointing()
+        m.train()
+        for module in m.modules():  # no dropout: the two runs must agree
+            if isinstance(module, torch.nn.Dropout):
+                module.p = 0.0
+        out = m(pixels, VIEWS, ids, mask, ids)
+        out.loss.backward()
+        results.append((out.loss.detach(), m.panorama_projector.linear.weight.grad.clone()))
+    torch.testing.assert_close(results[0][0], results[1][0])
+    torch.testing.assert_close(results[0][1], results[1][1])
