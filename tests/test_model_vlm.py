@@ -64,6 +64,8 @@ def test_vision_backbone_normalises_and_resizes(model):
       "intermediate_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2}, 16),
     ({"model_type": "dinov2", "image_size": 32, "patch_size": 8, "hidden_size": 16, "mlp_ratio": 2,
       "num_hidden_layers": 2, "num_attention_heads": 2}, 16),
+    ({"model_type": "siglip2_vision_model", "num_patches": 16, "patch_size": 8, "hidden_size": 16,
+      "intermediate_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2}, 16),
 ])
 def test_cls_tokens_are_dropped(arch, tokens):
     from cora.config.base import ArchSpec
@@ -215,3 +217,21 @@ def test_gradient_checkpointing_keeps_loss_and_gradients(model, cfg):
         results.append((out.loss.detach(), m.panorama_projector.linear.weight.grad.clone()))
     torch.testing.assert_close(results[0][0], results[1][0])
     torch.testing.assert_close(results[0][1], results[1][1])
+
+
+def test_siglip2_naflex_patches_follow_the_hf_processor_layout():
+    from transformers.models.siglip2.image_processing_pil_siglip2 import convert_image_to_patches
+
+    from cora.config.base import ArchSpec
+    from cora.model.vision import build_vision_backbone
+
+    backbone = build_vision_backbone(None, ArchSpec(model_type="siglip2_vision_model", num_patches=16, patch_size=4,
+                                                    hidden_size=8, intermediate_size=16, num_hidden_layers=1,
+                                                    num_attention_heads=2))
+    seen = {}
+    backbone.tower.register_forward_pre_hook(lambda mod, args, kwargs: seen.update(kwargs), with_kwargs=True)
+    image = torch.rand(1, 3, 16, 16)
+    assert backbone(image).shape == (1, 16, 8)
+    expected = convert_image_to_patches(((image[0] - 0.5) / 0.5).numpy(), 4)
+    torch.testing.assert_close(seen["pixel_values"][0], torch.from_numpy(expected))
+    assert seen["spatial_shapes"].tolist() == [[4, 4]]

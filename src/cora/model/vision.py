@@ -109,9 +109,16 @@ class VisionBackbone(nn.Module):
         config = _vision_config(tower.config)
         self.model_type = config.model_type
         self.hidden_size = int(config.hidden_size)
-        self.image_size = int(config.image_size)
         self.patch_size = int(config.patch_size)
-        self.grid = self.image_size // self.patch_size
+        # SigLIP2 NaFlex towers take pre-cut patches and have a patch budget, not an image size:
+        # CORA feeds them a square grid of num_patches.
+        self.naflex = self.model_type.startswith("siglip2")
+        if self.naflex:
+            self.grid = math.isqrt(int(config.num_patches))
+            self.image_size = self.grid * self.patch_size
+        else:
+            self.image_size = int(config.image_size)
+            self.grid = self.image_size // self.patch_size
         self.num_layers = int(config.num_hidden_layers)
         self.blocks = _block_list(tower, self.num_layers)
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
@@ -128,12 +135,20 @@ class VisionBackbone(nn.Module):
                                    align_corners=False, antialias=True)
         dtype = next(self.tower.parameters()).dtype
         pixels = ((pixels - self.mean) / self.std).to(dtype)
-        hidden = self.tower(pixel_values=pixels).last_hidden_state
+        hidden = self._naflex_forward(pixels) if self.naflex else self.tower(pixel_values=pixels).last_hidden_state
         # CLIP/DINOv2 put CLS (and register tokens) first; the patch grid is the tail.
         extra = hidden.shape[1] - self.num_tokens
         if extra < 0:
             raise ValueError(f"vision tower returned {hidden.shape[1]} tokens, expected ≥ {self.num_tokens}")
         return hidden[:, extra:]
+
+    def _naflex_forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        n, g, p = pixels.shape[0], self.grid, self.patch_size
+        # Siglip2ImageProcessor's layout: row-major patches, each flattened as [p, p, C].
+        patches = pixels.view(n, 3, g, p, g, p).permute(0, 2, 4, 3, 5, 1).reshape(n, g * g, p * p * 3)
+        mask = torch.ones(n, g * g, dtype=torch.long, device=pixels.device)
+        shapes = torch.tensor([[g, g]] * n, dtype=torch.long, device=pixels.device)
+        return self.tower(pixel_values=patches, pixel_attention_mask=mask, spatial_shapes=shapes).last_hidden_state
 
     def set_trainable_blocks(self, n: int) -> None:
         """0: all frozen; N: the last N blocks train; -1: everything trains."""
