@@ -151,12 +151,24 @@ def test_generate_cached_equals_uncached_and_padding_side_does_not_matter(model)
     pixels = torch.rand(2, 9, 3, SIZE, SIZE)
     texts = ["<|vision|> describe", "<|vision|> what colour is the wall?"]
     ids, mask = _text(model, texts, "left")
-    cached = model.generate(pixels, VIEWS, ids, mask, max_new_tokens=4, do_sample=False, use_cache=True)
-    uncached = model.generate(pixels, VIEWS, ids, mask, max_new_tokens=4, do_sample=False, use_cache=False)
+    kw = {"max_new_tokens": 4, "do_sample": False, "output_scores": True, "return_dict_in_generate": True}
+    cached = model.generate(pixels, VIEWS, ids, mask, use_cache=True, **kw)
+    uncached = model.generate(pixels, VIEWS, ids, mask, use_cache=False, **kw)
+    assert cached.sequences.tolist() == uncached.sequences.tolist()
+    # A random tiny LM repeats tokens, so compare the per-step logits too (a cache bug shows there).
+    for a, b in zip(cached.scores, uncached.scores, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
+    # The first step's logits are the forward pass's last-position logits.
+    torch.testing.assert_close(cached.scores[0], model(pixels, VIEWS, ids, mask).logits[:, -1], rtol=1e-4, atol=1e-4)
+    cached = cached.sequences
     assert cached.shape == (2, 4)
-    assert cached.tolist() == uncached.tolist()
     ids_r, mask_r = _text(model, texts, "right")
     assert model.generate(pixels, VIEWS, ids_r, mask_r, max_new_tokens=4, do_sample=False).tolist() == cached.tolist()
+    # The padded sample decodes as it does alone (positions and mask account for the padding).
+    short = 0 if mask[0].sum() < mask[1].sum() else 1
+    alone_ids, alone_mask = _text(model, [texts[short]])
+    alone = model.generate(pixels[short:short + 1], VIEWS, alone_ids, alone_mask, max_new_tokens=4, do_sample=False)
+    assert alone.tolist()[0] == cached.tolist()[short]
 
 
 def test_save_load_round_trip(model, cfg, tmp_path):
