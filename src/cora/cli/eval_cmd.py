@@ -58,14 +58,20 @@ def _eval(args: argparse.Namespace) -> int:
         if args.predictions:
             result = score_predictions(args.predictions, args.out, metrics=ev.metrics, judge=judge)
         else:
-            from cora.evaluation.samples import read_test_csv
-            from cora.inference import PanoramaGenerator
+            from cora.evaluation.samples import read_eval_samples
 
-            samples = read_test_csv(args.test_csv)
-            generator = PanoramaGenerator.from_run(args.checkpoint, config=config if args.config else None)
+            samples = read_eval_samples(args.test_csv, config.data.bad_row_policy, config.data.cache_dir)
+            if config.adapt is not None:  # an adapted off-the-shelf VLM run (SPEC §9)
+                from cora.adapt.generator import AdaptGenerator
+
+                generator = AdaptGenerator.from_run(args.checkpoint, config=config if args.config else None)
+            else:
+                from cora.inference import PanoramaGenerator
+
+                generator = PanoramaGenerator.from_run(args.checkpoint, config=config if args.config else None)
             result = evaluate(generator, samples, args.out, batch_size=ev.batch_size, flush_every=ev.flush_every,
                               metrics=ev.metrics, resume=not args.overwrite, judge=judge)
-    except ValueError as exc:  # bad CSV rows, unknown metric names: the message names file/row/field
+    except ValueError as exc:  # bad rows, unknown metric names, not a run folder: the message says which
         raise UserError(str(exc)) from exc
     print(format_metrics(result))
     print(f"metrics: {Path(args.out) / 'metrics.json'}")

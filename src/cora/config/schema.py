@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from cora.config.base import ArchSpec, StrictModel
+from cora.config.sections.adapt import AdaptConfig
 from cora.config.sections.data import DataConfig
 from cora.config.sections.evaluation import EvaluationConfig, JudgeConfig
 from cora.config.sections.experiment import ExperimentConfig
@@ -40,3 +41,4 @@ class CoraConfig(StrictModel):
     data: DataConfig = DataConfig()
     evaluation: EvaluationConfig = EvaluationConfig()
     kit: KitConfig | None = None
+    adapt: AdaptConfig | None = None

@@ -1,0 +1,79 @@
+"""Training data for adapted VLMs: the project's datasets and views, text through the family's processor.
+
+Each item is the data contract's (views ``[V, 3, H, W]``, geometries, ``meta`` with query and answers); the
+collator renders query + answer with the family's chat template and runs its processor, which expands
+the image placeholders for the attached views, and masks everything but the assistant answer.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+from cora.adapt.encode import encode_batch
+from cora.adapt.families.base import VLMFamily
+from cora.adapt.inputs import PanoramaInputs, panorama_from_pixels
+from cora.config.schema import CoraConfig
+from cora.config.sections.training import StageConfig
+from cora.data.dataset import PanoramaDataset
+from cora.data.readers import read_records
+from cora.data.records import BadRowLog, DataError
+from cora.training.module import StageData
+
+logger = logging.getLogger(__name__)
+
+
+class AdaptCollator:
+    """Items → the batch contract, with ``input_ids``/``attention_mask``/``labels`` from the family's processor."""
+
+    def __init__(self, family: VLMFamily, processor: Any, system_prompt: str | None = None,
+                 max_length: int | None = None) -> None:
+        self.family, self.processor = family, processor
+        self.system_prompt, self.max_length = system_prompt, max_length
+
+    def __call__(self, items: Sequence[dict[str, Any] | None]) -> dict[str, Any] | None:
+        kept = [item for item in items if item is not None]
+        if len(kept) < len(items):
+            logger.warning("batch: %d of %d samples skipped (unreadable images)", len(items) - len(kept), len(items))
+        if not kept:
+            return None
+        geometries = kept[0]["geometries"]
+        if any(item["geometries"] != geometries for item in kept[1:]):
+            raise ValueError("samples of one batch have different view geometries (one input mode per batch)")
+        missing = [item["meta"]["source"] for item in kept
+                   if not item["meta"]["query"] or not item["meta"]["references"]]
+        if missing:
+            raise DataError(f"{missing[0]}: an adapted VLM trains on question + answer rows (query/annotation missing)")
+        panos = [panorama_from_pixels(item["pixel_values"], geometries) for item in kept]
+        encoded = encode_batch(self.family, self.processor, panos, [item["meta"]["query"] for item in kept],
+                               [item["meta"]["references"][0] for item in kept], self.system_prompt, self.max_length)
+        inputs = encoded.inputs
+        return {
+            "pixel_values": torch.stack([item["pixel_values"] for item in kept]),
+            "geometries": geometries,
+            "meta": [item["meta"] for item in kept],
+            "input_ids": inputs["input_ids"], "attention_mask": inputs["attention_mask"], "labels": inputs["labels"],
+        }
+
+
+def build_adapt_stage_data(config: CoraConfig, stage: str, stage_cfg: StageConfig, family: VLMFamily,
+                           processor: Any) -> StageData:
+    """``data.train`` (and ``data.val``) as :class:`StageData` for the stage runner."""
+    cfg, data = config.adapt, config.data
+    if data.train is None:
+        raise DataError(f"stage {stage!r} needs a training file: set data.train")
+    inputs = PanoramaInputs(cfg.input_mode, config.image_processing, native_height=cfg.native_height)
+
+    def dataset(path: str | None) -> PanoramaDataset | None:
+        if path is None:
+            return None
+        log = BadRowLog(data.bad_row_policy)
+        records, _ = read_records(path, log=log)
+        # No formatter: text is encoded per batch by the family's processor (it needs the images).
+        return PanoramaDataset(records, inputs.view_batch, None, cache_dir=data.cache_dir, log=log)
+
+    collate = AdaptCollator(family, processor, cfg.system_prompt or data.system_prompt, cfg.max_length)
+    return StageData(dataset(data.train), dataset(data.val), collate)

@@ -1,0 +1,62 @@
+"""Adapt runs on the project's stage runner: run folder, ``stage_state.json``, resume, logging, checkpoints.
+
+``train_adapt(config)`` trains ``training.stages`` of a config with an ``adapt:`` section;
+``load_adapt_run(run_dir)`` rebuilds the trained model (base + every completed stage's weights, replayed).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from cora.adapt.data import build_adapt_stage_data
+from cora.adapt.runtime import PanoramaAdapter, build_adapter
+from cora.config import CoraConfig, load_config
+from cora.config.sections.training import StageConfig
+from cora.training.checkpoint import CheckpointError, load_checkpoint, load_trainable
+from cora.training.module import StageData
+from cora.training.runner import RunResult, StageRunner
+from cora.training.state import StageState
+
+
+class _Factories:
+    """Model and data factories sharing the built model (the data needs its processor)."""
+
+    def __init__(self) -> None:
+        self.model: PanoramaAdapter | None = None
+
+    def model_factory(self, config: CoraConfig) -> PanoramaAdapter:
+        self.model = build_adapter(config)
+        return self.model
+
+    def data_factory(self, config: CoraConfig, stage: str, stage_cfg: StageConfig, tokenizer: Any) -> StageData:
+        assert self.model is not None, "the runner builds the model before the data"
+        return build_adapt_stage_data(config, stage, stage_cfg, self.model.family, self.model.processor)
+
+
+def train_adapt(config: CoraConfig, stage: str | None = None, resume: str | None = None,
+                **runner_kwargs: Any) -> RunResult:
+    if config.adapt is None:
+        raise ValueError("train_adapt needs a config with an adapt: section")
+    factories = _Factories()
+    runner = StageRunner(config, model_factory=factories.model_factory, data_factory=factories.data_factory,
+                         **runner_kwargs)
+    return runner.run(stage=stage, resume=resume)
+
+
+def load_adapt_run(run_dir: str | Path, config: CoraConfig | None = None) -> PanoramaAdapter:
+    """The adapted model of a run: the base, then each completed stage's recipe and trained weights in order."""
+    run = Path(run_dir)
+    config = config or load_config(run / "config.yaml")
+    state = StageState.load(run)
+    if state is None:
+        raise CheckpointError(f"{run}: no stage_state.json (not a training run folder)")
+    done = [s for s in config.training.stages if s in state.completed]
+    if not done:
+        raise CheckpointError(f"{run}: no completed stage to load")
+    model = build_adapter(config)
+    for name in done:
+        model.set_stage(config.training.stage_configs[name])
+        path = run / state.checkpoints[name]
+        load_trainable(model, load_checkpoint(path)["trainable"], path)
+    return model.eval()
