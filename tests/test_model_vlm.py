@@ -247,3 +247,18 @@ def test_siglip2_naflex_patches_follow_the_hf_processor_layout():
     expected = convert_image_to_patches(((image[0] - 0.5) / 0.5).numpy(), 4)
     torch.testing.assert_close(seen["pixel_values"][0], torch.from_numpy(expected))
     assert seen["spatial_shapes"].tolist() == [[4, 4]]
+
+
+def test_saved_config_points_at_absolute_local_folders(cfg, kit_paths, tmp_path, monkeypatch):
+    import os
+
+    from cora.config import load_config
+
+    monkeypatch.chdir(kit_paths.root)
+    models = cfg.models.model_copy(update={"vision_name": "vision", "language_model_name": "language_model"})
+    m = build_model(cfg.model_copy(update={"models": models}))
+    m.save_pretrained(tmp_path / "saved")
+    saved = load_config(tmp_path / "saved" / "config.yaml")
+    assert saved.models.vision_name == os.path.realpath(kit_paths.vision)
+    monkeypatch.chdir(tmp_path)
+    assert load_model(tmp_path / "saved").vision.grid == 8
