@@ -262,3 +262,20 @@ def test_saved_config_points_at_absolute_local_folders(cfg, kit_paths, tmp_path,
     assert saved.models.vision_name == os.path.realpath(kit_paths.vision)
     monkeypatch.chdir(tmp_path)
     assert load_model(tmp_path / "saved").vision.grid == 8
+
+
+def test_dual_encoder_checkpoint_yields_its_vision_half(tmp_path):
+    """``google/siglip2-so400m-patch16-256`` is a full SigLIP (text + vision): load the vision half."""
+    from transformers import SiglipConfig, SiglipModel
+
+    from cora.model.vision import build_vision_backbone
+
+    small = {"hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2}
+    config = SiglipConfig(text_config={**small, "vocab_size": 50}, vision_config={**small, "image_size": 16,
+                                                                                  "patch_size": 4})
+    full = SiglipModel(config)
+    full.save_pretrained(tmp_path / "siglip")
+    backbone = build_vision_backbone(str(tmp_path / "siglip"))
+    assert type(backbone.tower).__name__ == "SiglipVisionModel" and backbone.num_tokens == 16
+    torch.testing.assert_close(backbone.tower.get_parameter("embeddings.patch_embedding.weight"),
+                               full.vision_model.embeddings.patch_embedding.weight)

@@ -78,9 +78,18 @@ def load_vision_tower(name: str | None = None, arch: ArchSpec | None = None,
     if vision_config is config:
         return AutoModel.from_pretrained(name, dtype=dtype)
     from transformers.models.auto.modeling_auto import MODEL_MAPPING
+    from transformers.utils import logging as hf_logging
 
     cls = MODEL_MAPPING[type(vision_config)]
-    return cls.from_pretrained(name, config=vision_config, dtype=dtype)
+    # The text half's weights are "unexpected" by design: keep HF from listing every one of them.
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        tower = cls.from_pretrained(name, config=vision_config, dtype=dtype)
+    finally:
+        hf_logging.set_verbosity(verbosity)
+    logger.info("%s: loaded the vision half (%s) of a %s checkpoint", name, cls.__name__, config.model_type)
+    return tower
 
 
 def _block_list(model: nn.Module, num_layers: int) -> nn.ModuleList:
