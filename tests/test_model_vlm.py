@@ -279,3 +279,24 @@ def test_dual_encoder_checkpoint_yields_its_vision_half(tmp_path):
     assert type(backbone.tower).__name__ == "SiglipVisionModel" and backbone.num_tokens == 16
     torch.testing.assert_close(backbone.tower.get_parameter("embeddings.patch_embedding.weight"),
                                full.vision_model.embeddings.patch_embedding.weight)
+
+
+def test_clip_tower_with_identity_resampler_end_to_end(kit_paths):
+    from cora.config.base import ArchSpec
+    from cora.model.language import build_language_model
+    from cora.model.projectors import PanoramaProjector, VICRegProjector
+    from cora.model.resamplers import build_resampler
+    from cora.model.vision import build_vision_backbone
+    from cora.model.vlm import PanoramaVLM
+
+    vision = build_vision_backbone(None, ArchSpec(model_type="clip_vision_model", image_size=32, patch_size=8,
+                                                  hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                                                  num_attention_heads=2))
+    lm = build_language_model(str(kit_paths.language_model))
+    m = PanoramaVLM(vision, build_resampler("identity", 16, 16), VICRegProjector(16, 16, 16),
+                    PanoramaProjector(16, lm.hidden_size), lm)
+    views = plan_views(ImageProcessingConfig(image_size=32))
+    ids = torch.tensor([[lm.vision_token_id, 50, 60]])
+    out = m(torch.rand(1, 9, 3, 32, 32), views, ids, labels=ids)
+    assert out.vision_tokens == 16 + 4 * (4 + 7 * 2) and torch.isfinite(out.loss)
+    assert out.overlap_features.shape == (1, 8, 4, 4, 16)

@@ -82,7 +82,7 @@ class PanoramaVLM(nn.Module):
         dtype = next(self.resampler.parameters(), patches).dtype
         tokens = self.resampler(patches.to(dtype))  # [B*V, L', latent]
         rows, cols = self.resampler.out_grid(self.vision.grid, self.vision.grid)
-        return VisionFeatures(tokens.view(b, v, rows * cols, -1), rows, cols)
+        return VisionFeatures(tokens.reshape(b, v, rows * cols, -1), rows, cols)
 
     def vision_embeddings(self, features: VisionFeatures, geometries: Sequence[ViewGeometry]) -> torch.Tensor:
         """Panorama projector: ``[B, N_vision, lm_hidden]``."""
