@@ -152,6 +152,8 @@ def test_generate_cli_json(tiny, generator, panoramas, tmp_path, capsys):
     assert main(argv) == 0
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [r["answer"] for r in rows] == generator.generate([panoramas[0]] * 2, QUERIES[:2])
+    # the two queries about one file shared its views, and match separate calls
+    assert [r["answer"] for r in rows] == [generator(panoramas[0], q) for q in QUERIES[:2]]
     argv = ["generate", "--checkpoint", str(saved), "--image", panoramas[1], "--query", QUERIES[2], "--stream",
             "--config", str(config)]
     assert main(argv) == 0
