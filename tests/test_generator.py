@@ -10,8 +10,6 @@ import torch
 
 from cora.inference import DecodingOptions, PanoramaGenerator
 
-pytest.importorskip("cora.model.build", reason="needs the model package (PanoramaVLM)")
-
 OPTIONS = DecodingOptions(max_new_tokens=8)
 
 
