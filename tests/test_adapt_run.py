@@ -23,11 +23,11 @@ def synth(tmp_path_factory):
     return out
 
 
-def _config(tmp_path: Path, synth: Path, family: str = "qwen2_5_vl") -> Path:
-    cfg = tmp_path / "adapt.yaml"
+def _config(tmp_path: Path, synth: Path, adapt: str = "{family: qwen2_5_vl}", name: str = "run") -> Path:
+    cfg = tmp_path / f"{name}.yaml"
     cfg.write_text(f"""extends: {ROOT / 'configs' / 'adapt-qwen2_5_vl-tiny.yaml'}
-experiment: {{name: run, output_dir: {tmp_path / 'runs'}}}
-adapt: {{family: {family}}}
+experiment: {{name: {name}, output_dir: {tmp_path / 'runs'}}}
+adapt: {adapt}
 data: {{train: {synth / 'train.csv'}, num_workers: 0}}
 training:
   stage_configs:
@@ -91,3 +91,13 @@ def test_export_refuses_runs_without_adapt(tmp_path, capsys):
     (run / "config.yaml").write_text("experiment: {name: x}\n")
     assert main(["export", "--run", str(run), "--out", str(tmp_path / "o")]) == 2
     assert "adapt: section" in capsys.readouterr().err
+
+
+def test_train_refuses_settings_that_cannot_work(tmp_path, synth, capsys):
+    cfg = _config(tmp_path, synth, "{family: blip2}")
+    assert main(["train", "--config", str(cfg)]) == 2
+    assert "takes one image per turn (use native or resize)" in capsys.readouterr().err
+
+    cfg = _config(tmp_path, synth, "{family: qwen2_5_vl, input_mode: resize}", name="run2")
+    assert main(["train", "--config", str(cfg)]) == 2
+    assert "overlap_loss_weight > 0 needs overlapping tiles: adapt.input_mode 'resize'" in capsys.readouterr().err

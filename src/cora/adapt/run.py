@@ -10,12 +10,15 @@ from pathlib import Path
 from typing import Any
 
 from cora.adapt.data import build_adapt_stage_data
+from cora.adapt.families import AdaptConfigError
+from cora.adapt.health import HealthCheckError
 from cora.adapt.runtime import PanoramaAdapter, build_adapter
 from cora.config import CoraConfig, load_config
 from cora.config.sections.training import StageConfig
+from cora.data.records import DataError
 from cora.training.checkpoint import CheckpointError, load_checkpoint, load_trainable
 from cora.training.module import StageData
-from cora.training.runner import RunResult, StageRunner
+from cora.training.runner import RunError, RunResult, StageRunner
 from cora.training.state import StageState
 
 
@@ -41,7 +44,10 @@ def train_adapt(config: CoraConfig, stage: str | None = None, resume: str | None
     factories = _Factories()
     runner = StageRunner(config, model_factory=factories.model_factory, data_factory=factories.data_factory,
                          **runner_kwargs)
-    return runner.run(stage=stage, resume=resume)
+    try:
+        return runner.run(stage=stage, resume=resume)
+    except (AdaptConfigError, HealthCheckError, DataError) as exc:
+        raise RunError(str(exc)) from exc
 
 
 def load_adapt_run(run_dir: str | Path, config: CoraConfig | None = None) -> PanoramaAdapter:

@@ -15,9 +15,9 @@ import torch
 from torch import nn
 
 from cora.adapt.encode import EncodedBatch
-from cora.adapt.families import VLMFamily, get_family
+from cora.adapt.families import AdaptConfigError, VLMFamily, get_family
 from cora.adapt.families.base import token_runs
-from cora.adapt.inputs import panorama_from_pixels
+from cora.adapt.inputs import MULTI_IMAGE_MODES, panorama_from_pixels
 from cora.adapt.model import AdaptedVLM, AdaptOutput
 from cora.adapt.recipes import apply_recipe
 from cora.config.schema import CoraConfig
@@ -62,9 +62,13 @@ class PanoramaAdapter(nn.Module):
 
     def set_stage(self, stage_cfg: StageConfig) -> list[dict[str, Any]]:
         recipe = "lora" if stage_cfg.language_model == "lora" else "aligner"
-        if stage_cfg.overlap_loss_weight > 0 and self.family.name == "blip2":
-            raise ValueError("blip2 is a plain baseline: its Q-Former queries have no patch grid; "
-                             "set the stage's overlap_loss_weight to 0")
+        if stage_cfg.overlap_loss_weight > 0:
+            if self.family.name == "blip2":
+                raise AdaptConfigError("blip2 is a plain baseline: its Q-Former queries have no patch grid; "
+                                 "set the stage's overlap_loss_weight to 0")
+            if self.cfg.input_mode != "anyres_e2p":
+                raise AdaptConfigError(f"overlap_loss_weight > 0 needs overlapping tiles: adapt.input_mode "
+                                 f"{self.cfg.input_mode!r} has none (use anyres_e2p, or set the weight to 0)")
         counts = apply_recipe(self.adapted, recipe, stage_cfg.lora or self.cfg.lora)
         self.stage_recipe = recipe
         self._features = stage_cfg.overlap_loss_weight > 0
@@ -120,7 +124,11 @@ def build_adapter(config: CoraConfig) -> PanoramaAdapter:
     """The stage runner's model factory for configs with an ``adapt:`` section."""
     cfg = config.adapt
     if cfg is None:
-        raise ValueError("the config has no adapt: section")
+        raise AdaptConfigError("the config has no adapt: section")
+    family = get_family(cfg.family)
+    if not family.multi_image and cfg.input_mode in MULTI_IMAGE_MODES:
+        raise AdaptConfigError(f"adapt.input_mode {cfg.input_mode!r} shows several images, but {family.name} takes one "
+                         f"image per turn (use native or resize)")
     family, model, processor = load_vlm(cfg, seed=config.experiment.seed)
     model.train()  # from_pretrained/build_tiny give eval mode; LoRA and the LLM's dropout must be live in training
     adapted = AdaptedVLM(family, model, processor, panorope=cfg.panorope, health_checks=cfg.health_checks)

@@ -17,6 +17,10 @@ from transformers import PretrainedConfig, PreTrainedModel, ProcessorMixin
 RopeKind = Literal["mrope", "1d", "none"]
 
 
+class AdaptConfigError(ValueError):
+    """An ``adapt:`` setting that cannot work (unknown family, input mode the family cannot take, …)."""
+
+
 class VLMFamily(ABC):
     """One VLM family. Subclasses are stateless; the registry holds one instance each."""
 
