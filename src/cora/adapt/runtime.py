@@ -60,6 +60,10 @@ class PanoramaAdapter(nn.Module):
     def tokenizer(self) -> Any:
         return self.adapted.processor.tokenizer
 
+    def gradient_checkpointing_enable(self) -> None:
+        """``training.gradient_checkpointing``: the HF model's own (non-reentrant, so frozen inputs work)."""
+        self.adapted.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+
     def set_stage(self, stage_cfg: StageConfig) -> list[dict[str, Any]]:
         recipe = "lora" if stage_cfg.language_model == "lora" else "aligner"
         if stage_cfg.overlap_loss_weight > 0:
@@ -86,7 +90,10 @@ class PanoramaAdapter(nn.Module):
         images = [im for pano in panos for im in pano.images]
         if not family.multi_image and len(geometries) > 1:
             raise ValueError(f"{family.name} takes one image per turn; the batch has {len(geometries)} views")
-        vision = dict(processor.image_processor(images=images, return_tensors="pt"))
+        # The image-side defaults the processor itself would apply (InternVL: crop_to_patches; Gemma 3: pan & scan).
+        images_kwargs = processor._merge_kwargs(tokenizer_init_kwargs=processor.tokenizer.init_kwargs)["images_kwargs"]
+        images_kwargs.pop("return_tensors", None)
+        vision = dict(processor.image_processor(images=images, return_tensors="pt", **images_kwargs))
         vision.pop("num_patches", None)  # InternVL: recomputed by extra_inputs below
         inputs: dict[str, Any] = {"input_ids": input_ids, "attention_mask": attention_mask, **vision,
                                   **family.extra_inputs(processor, images)}
