@@ -28,7 +28,7 @@ def _config(tmp_path: Path, synth: Path, adapt: str = "{family: qwen2_5_vl}", na
     cfg.write_text(f"""extends: {ROOT / 'configs' / 'adapt-qwen2_5_vl-tiny.yaml'}
 experiment: {{name: {name}, output_dir: {tmp_path / 'runs'}}}
 adapt: {adapt}
-data: {{train: {synth / 'train.csv'}, num_workers: 0}}
+data: {{train: {synth / 'train.csv'}, val: null, num_workers: 0}}
 training:
   stage_configs:
     aligner: {{max_steps: 1}}
