@@ -42,7 +42,9 @@ evaluation: {{metrics: [bleu4, rouge_l, cider], max_new_tokens: 3, batch_size: 4
 @pytest.mark.slow
 def test_train_eval_export_through_the_cli(tmp_path, synth, capsys):
     cfg = _config(tmp_path, synth)
-    assert main(["train", "--config", str(cfg)]) == 0
+    assert main(["train", "--config", str(cfg), "--stage", "aligner"]) == 0
+    # --resume auto runs what is left (stage B), replaying stage A's recipe and weights first
+    assert main(["train", "--config", str(cfg), "--resume", "auto"]) == 0
     run = tmp_path / "runs" / "run"
     state = json.loads((run / "stage_state.json").read_text())
     assert state["completed"] == ["aligner", "lora"]
