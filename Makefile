@@ -27,6 +27,9 @@ demo: install
 test: install
 	$(PY) -m pytest -q
 
+bench: install
+	for b in benchmarks/bench_*.py; do $(PY) $$b || exit 1; done
+
 lint: install
 	$(VENV)/bin/ruff check src tests benchmarks
 

@@ -11,6 +11,12 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+# Tiny models on a shared 2-core machine: one torch thread is several times faster than two
+# contending with other processes (CORA_TEST_THREADS=0 keeps torch's default).
+if os.environ.get("CORA_TEST_THREADS", "1") != "0":
+    import torch
+
+    torch.set_num_threads(int(os.environ.get("CORA_TEST_THREADS", "1")))
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "configs"

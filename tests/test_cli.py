@@ -15,7 +15,7 @@ def test_config_show_prints_the_merged_config(capsys) -> None:
     assert main(["config", "show", str(CONFIGS / "tiny.yaml")]) == 0
     shown = yaml.safe_load(capsys.readouterr().out)
     assert shown["experiment"]["name"] == "cora-tiny"
-    assert shown["models"]["resampler_type"] == "bimamba"  # from default.yaml
+    assert shown["image_processing"]["crop_strategy"] == "anyres_e2p"  # from default.yaml
     assert shown["image_processing"]["image_size"] == 64  # from tiny.yaml
 
 

@@ -109,11 +109,11 @@ def test_jsonl_rows_turns_several_images_and_bad_lines(tmp_path: Path) -> None:
     first = [r for r in recs if r.line == 1]
     assert [(r.query, r.answer) for r in first] == [
         ("Describe the panorama.", "Two rooms."), ("How many doors?", "one"),
-        ("Where is the red door?", '{"bbox_2d": [100, 100, 300, 500]}')]
+        ("Locate the red door.", '{"bbox_2d": [100, 100, 300, 500]}')]
     assert len(first[0].images) == 2 and first[0].images[1].endswith("b.png")
     second = [r for r in recs if r.line == 2]  # width/height read from the image header
     quad = '{"quad": [0, 0, 500, 0, 500, 500, 0, 500]}'
-    assert [(r.query, r.answer) for r in second] == [("Where is the sign?", quad)]
+    assert [(r.query, r.answer) for r in second] == [("Locate the sign.", quad)]
     assert [(b.line, b.kind) for b in log.rows] == [
         (3, "malformed JSON"), (5, "objects[0]"), (6, "missing 'images' (a non-empty list of paths or URLs)"),
         (7, "no text")]
@@ -160,15 +160,42 @@ def test_url_is_fetched_once_into_the_cache(tmp_path: Path) -> None:
 
 def test_validate_cli_reports_and_strict_exit_code(tmp_path: Path, capsys) -> None:
     _png(tmp_path / "a.png", 64, 32)
-    (tmp_path / "broken.png").write_bytes(b"not a png")
-    (tmp_path / "d.csv").write_text(BAD_CSV + "broken.png,What?,Bad image.\n")
+    (tmp_path / "broken.png").write_bytes(b"not a png")  # bad header: a bad row when read
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 255, (128, 256, 3), dtype=np.uint8)).save(tmp_path / "big.png")
+    full = (tmp_path / "big.png").read_bytes()
+    (tmp_path / "cut.png").write_bytes(full[: len(full) // 2])  # good header, truncated pixels
+    (tmp_path / "d.csv").write_text(BAD_CSV + "broken.png,What?,Bad image.\ncut.png,What?,Cut image.\n")
     assert main(["data", "validate", str(tmp_path / "d.csv")]) == 0
     out = capsys.readouterr().out
-    assert "examples: 3 usable; bad rows: 4" in out
+    assert "examples: 3 usable; bad rows: 5" in out
     assert "images: 2 referenced, 1 readable, 1 bad" in out
     assert "64x32 (1)" in out and "2.00:1 (1)" in out
     assert f"{tmp_path / 'd.csv'}:4: empty annotation" in out
-    assert "broken.png: unreadable image" in out
+    assert f"{tmp_path / 'd.csv'}:9: unreadable image: {tmp_path / 'broken.png'}" in out
+    assert "cut.png: not a readable image" in out
     assert main(["data", "validate", str(tmp_path / "d.csv"), "--strict"]) == 1
     (tmp_path / "ok.csv").write_text("url,query,annotation\na.png,q,a\n")
     assert main(["data", "validate", str(tmp_path / "ok.csv"), "--strict"]) == 0
+
+
+def test_validate_unusable_file_exits_2_and_urls_offline_are_bad_images(tmp_path: Path, capsys) -> None:
+    (tmp_path / "cols.csv").write_text("url,query\na.png,q\n")
+    assert main(["data", "validate", str(tmp_path / "cols.csv")]) == 2
+    assert "missing column(s) 'annotation' or 'response'" in capsys.readouterr().out
+    assert main(["data", "validate", str(tmp_path / "nope.jsonl")]) == 2
+    assert "dataset file not found" in capsys.readouterr().out
+    row = {"images": ["http://127.0.0.1:9/p.png"], "summary": "A room."}
+    (tmp_path / "u.jsonl").write_text(json.dumps(row) + "\n")
+    assert main(["data", "validate", str(tmp_path / "u.jsonl"), "--cache-dir", str(tmp_path / "c"), "--strict"]) == 1
+    out = capsys.readouterr().out
+    assert "bad image cannot download http://127.0.0.1:9/p.png" in out
+
+
+def test_binary_or_unknown_files_are_clear_errors(tmp_path: Path) -> None:
+    (tmp_path / "bin.csv").write_bytes(b"url,query,annotation\n\xff\xfe\x00bad\n")
+    with pytest.raises(DataError, match=r"bin\.csv: not UTF-8 text"):
+        read_records(tmp_path / "bin.csv")
+    (tmp_path / "d.parquet").write_text("x")
+    with pytest.raises(DataError, match=r"unknown dataset format '\.parquet'"):
+        read_records(tmp_path / "d.parquet")

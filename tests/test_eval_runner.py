@@ -10,7 +10,7 @@ import pytest
 
 from cora.evaluation.predictions import PredictionGroup, PredictionsError, PredictionWriter, read_predictions
 from cora.evaluation.runner import evaluate, predict
-from cora.evaluation.samples import EvalSample, SamplesError, read_test_csv
+from cora.evaluation.samples import EvalSample, read_eval_samples
 
 
 def _samples(n: int) -> list[EvalSample]:
@@ -113,18 +113,21 @@ def test_evaluate_writes_predictions_and_metrics(tmp_path):
     assert on_disk["n_samples"] == 4 and on_disk["predictions"].endswith("predictions.csv")
 
 
-def test_read_test_csv_groups_references_and_aliases(tmp_path):
-    path = tmp_path / "data" / "test.csv"
-    path.parent.mkdir()
-    path.write_text("image,instruction,response\na.png,describe,one\nb.png,describe,two\na.png,describe,three\n"
-                    "a.png,count,four\n")
-    samples = read_test_csv(path)
+def test_read_eval_samples_groups_references_and_aliases(tmp_path):
+    data = tmp_path / "data"
+    (data / "img").mkdir(parents=True)
+    from PIL import Image
+
+    for name in ("a.png", "b.png"):
+        Image.new("RGB", (16, 8)).save(data / "img" / name)
+    path = data / "test.csv"
+    path.write_text("image,instruction,response\nimg/a.png,describe,one\nimg/b.png,describe,two\n"
+                    "img/a.png,describe,three\nimg/a.png,count,four\n")
+    samples = read_eval_samples(path)
     assert [(s.url, s.query, s.references) for s in samples] == [
-        ("a.png", "describe", ("one", "three")), ("b.png", "describe", ("two",)), ("a.png", "count", ("four",))]
-    assert samples[0].image == str(tmp_path / "data" / "a.png")
-    path.write_text("url,annotation\na.png,x\n")
-    with pytest.raises(SamplesError, match=r"test.csv: no 'query' column \(or 'instruction'\)"):
-        read_test_csv(path)
-    path.write_text("url,query\n,describe\n")
-    with pytest.raises(SamplesError, match=r"test.csv: row 2: field 'url' is empty"):
-        read_test_csv(path)
+        ("img/a.png", "describe", ("one", "three")), ("img/b.png", "describe", ("two",)),
+        ("img/a.png", "count", ("four",))]
+    assert samples[0].image == str((data / "img" / "a.png").resolve())
+    path.write_text("url,annotation\nimg/a.png,x\n")
+    with pytest.raises(ValueError, match=r"test.csv: missing column\(s\) 'query' or 'instruction'"):
+        read_eval_samples(path)

@@ -53,6 +53,10 @@ def test_jpeg_decode_and_reduced_decode(tmp_path) -> None:
     assert half.shape == (128, 256, 3)
     assert np.abs(half.astype(int) - cv2.resize(full, (256, 128), interpolation=cv2.INTER_AREA)).mean() < 3
     assert load_image(path, decode_min_width=10).shape == (32, 64, 3)  # 1/8 at most
+    # Data after the end-of-image marker (e.g. a phone's motion-photo video) is not truncation.
+    trailing = tmp_path / "motion.jpg"
+    trailing.write_bytes(path.read_bytes() + b"ftypmp42" + bytes(100))
+    np.testing.assert_array_equal(load_image(trailing), full)
 
 
 def test_not_an_image_names_the_file(tmp_path) -> None:
@@ -110,3 +114,15 @@ def test_aspect_policy_warns_or_errors(tmp_path, caplog) -> None:
         strict(torch.zeros(3, 32, 32))
     lenient = PanoramaViews.from_config(ImageProcessingConfig(image_size=16))
     assert lenient(path).pixels.shape == (9, 3, 16, 16)
+
+
+def test_auto_decode_width_follows_the_views(tmp_path) -> None:
+    cfg = ImageProcessingConfig(image_size=64, decode_min_width="auto")
+    views = PanoramaViews.from_config(cfg)
+    # 64-px tiles of 90°: focal 32 px/rad → an ERP 2π·32 ≈ 202 px wide is as dense as the tiles.
+    assert views.decode_min_width == 202
+    assert PanoramaViews.from_config(cfg.model_copy(update={"erp_filter": "remap"})).decode_min_width == 0
+    path = tmp_path / "pano.jpg"
+    Image.fromarray(cv2.resize(erp(64, 32), (1024, 512))).save(path)
+    assert views.load(path).shape == (128, 256, 3)  # 1/4 scale is 256 ≥ 202 wide; 1/8 would be 128 < 202
+    assert views(path).pixels.shape == (9, 3, 64, 64)

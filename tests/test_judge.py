@@ -113,3 +113,21 @@ def test_build_judge_reads_key_from_env(monkeypatch, tmp_path):
     monkeypatch.setenv("MY_JUDGE_KEY", "k1")
     judge = build_judge(JudgeConfig(url="http://x/v1", model="m", api_key_env="MY_JUDGE_KEY"), tmp_path)
     assert judge.api_key == "k1" and judge.cache_dir == tmp_path
+
+
+def test_eval_cli_with_judge(tmp_path, capsys):
+    from cora.cli.main import main
+
+    pred = tmp_path / "pred.csv"
+    pred.write_text("url,query,prediction,annotation\na.png,describe,a tree,a tree by water\n"
+                    "b.png,describe,a car,a house\n")
+    with FakeServer() as server:
+        cfg = tmp_path / "cfg.yaml"
+        cfg.write_text(f"evaluation:\n  metrics: []\n  judge: {{url: '{server.url}', model: jm, retry_backoff_s: 0}}\n")
+        out = tmp_path / "ev"
+        assert main(["eval", "--predictions", str(pred), "--out", str(out), "--config", str(cfg)]) == 0
+        assert len(server.requests) == 2
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["judge"] == pytest.approx(0.45) and metrics["judge_model"] == "jm"
+    assert any((out / "judge_cache").rglob("*.json"))
+    assert "judge" in capsys.readouterr().out

@@ -126,3 +126,40 @@ def test_resume_from_a_corrupt_checkpoint_names_it(tmp_path):
     ckpt.write_bytes(ckpt.read_bytes()[:100])
     with pytest.raises(CheckpointError, match=f"{ckpt.name} is truncated"):
         train(cfg, resume="auto", model_factory=standin_model, data_factory=standin_data)
+
+
+def test_load_run_model_rebuilds_the_final_weights(tmp_path):
+    from cora.training.runner import load_run_model
+
+    cfg = standin_config(tmp_path)
+    result = train(cfg, model_factory=standin_model, data_factory=standin_data)
+    loaded = load_run_model(cfg, model_factory=standin_model)
+    a, b = final_weights(result.model), final_weights(loaded)
+    for name in a:
+        torch.testing.assert_close(a[name], b[name], msg=name)
+
+
+def test_heldout_measures():
+    from cora.training.heldout import answer_accuracy, heldout_lm_loss
+    from tests.standin import StandinData, collate
+
+    model = standin_model(None)
+    model.set_stage(_finetune_cfg())
+    data = StandinData(6)
+    whole = heldout_lm_loss(model, data, collate, batch_size=6)
+    # Token-weighted: batches of 4 + 2 give the same mean as one batch of 6.
+    assert heldout_lm_loss(model, data, collate, batch_size=4) == pytest.approx(whole, rel=1e-6)
+    batch = collate([data[i] for i in range(6)])
+    assert whole == pytest.approx(float(model(**batch_inputs(batch)).loss), rel=1e-6)
+    assert heldout_lm_loss(model, data, collate, blind=True) != pytest.approx(whole)
+    assert answer_accuracy([("The blue cone.", ["the blue cone"]), ("two", ["three"])]) == 0.5
+
+
+def batch_inputs(batch):
+    return {k: batch[k] for k in ("pixel_values", "geometries", "input_ids", "attention_mask", "labels")}
+
+
+def _finetune_cfg():
+    from cora.config.sections.training import REFERENCE_STAGES, StageConfig
+
+    return StageConfig.model_validate(REFERENCE_STAGES["finetune"])

@@ -131,7 +131,7 @@ def test_constant_erp_gives_constant_views_no_black_border(strategy) -> None:
     cfg = ImageProcessingConfig(crop_strategy=strategy, image_size=32, cubemap_faces=6)
     views = PanoramaViews.from_config(cfg)
     assert np.all(views.sample(erp) == (200, 120, 40))
-    pixels = views(torch.from_numpy(erp).permute(2, 0, 1)).pixels
+    pixels = views(torch.from_numpy(erp).permute(2, 0, 1).float() / 255).pixels  # grid_sample path
     torch.testing.assert_close(pixels, torch.tensor([200, 120, 40]).view(1, 3, 1, 1).expand_as(pixels) / 255.0)
 
 
@@ -148,13 +148,26 @@ def test_seam_is_continuous(interpolation) -> None:
     np.testing.assert_array_equal(crop[1:-1], np.roll(erp, 256, axis=1)[1:-1])
 
 
+@pytest.mark.parametrize("erp_filter", ["area", "remap"])
+def test_tile_across_the_seam_equals_the_centre_tile_of_the_rolled_erp(erp_filter) -> None:
+    """Yaw 180° straddles the seam; rolling the ERP half a turn brings it to the centre: same pixels."""
+    erp = noisy_erp(1024, 512)
+    views = PanoramaViews([perspective_view(180, 10, 90, 64), perspective_view(0, 10, 90, 64)], erp_filter=erp_filter)
+    seam, _ = views.sample(erp)
+    _, centre = views.sample(np.roll(erp, 512, axis=1))
+    np.testing.assert_array_equal(seam, centre)
+    tensor = views(torch.from_numpy(erp).permute(2, 0, 1).float() / 255).pixels
+    rolled = views(torch.from_numpy(np.roll(erp, 512, axis=1)).permute(2, 0, 1).float() / 255).pixels
+    torch.testing.assert_close(tensor[0], rolled[1], atol=1e-4, rtol=0)
+
+
 # -- numpy vs torch, batching, inputs -----------------------------------------------------------
 @pytest.mark.parametrize("strategy", ["anyres_e2p", "anyres", "sliding_window", "cubemap"])
 def test_numpy_and_torch_paths_agree(strategy) -> None:
     erp = noisy_erp(512, 256)
     views = PanoramaViews.from_config(ImageProcessingConfig(crop_strategy=strategy, image_size=48, cubemap_faces=6))
     a = views(erp).pixels
-    b = views(torch.from_numpy(erp).permute(2, 0, 1)).pixels
+    b = views(torch.from_numpy(erp).permute(2, 0, 1).float() / 255).pixels  # float tensor: grid_sample
     assert a.shape == b.shape == (len(views.geometries), 3, 48, 48)
     # cv2 uses 1/32-pixel fixed-point maps and 8-bit output; torch float grids.
     assert (a - b).abs().mean() < 0.6 / 255 and (a - b).abs().max() < 4 / 255
@@ -168,10 +181,11 @@ def test_batched_inputs_match_single_ones() -> None:
         assert batch.shape == (3, 9, 3, 32, 32)
         torch.testing.assert_close(batch, single)
     tensor = torch.from_numpy(np.stack(erps)).permute(0, 3, 1, 2)
-    out = views(tensor)
+    out = views(tensor)  # uint8 CPU tensor: the cv2 path, identical
     assert out.pixels.shape == (3, 9, 3, 32, 32) and out.geometries == views.geometries
-    torch.testing.assert_close(views(tensor.float() / 255).pixels, out.pixels)
-    assert (out.pixels - single).abs().mean() < 0.6 / 255
+    torch.testing.assert_close(out.pixels, single)
+    floats = views(tensor.float() / 255).pixels  # grid_sample path, batched over panoramas
+    assert floats.shape == (3, 9, 3, 32, 32) and (floats - single).abs().mean() < 0.6 / 255
 
 
 def test_input_types_and_dtypes_give_the_same_views() -> None:
@@ -200,7 +214,8 @@ def test_cuda_tensor_is_sampled_on_the_gpu() -> None:
     views = PanoramaViews.from_config(ImageProcessingConfig(image_size=64))
     gpu = views(erp.cuda()).pixels
     assert gpu.is_cuda
-    torch.testing.assert_close(gpu.cpu(), views(erp).pixels, atol=1e-4, rtol=0)
+    torch.testing.assert_close(gpu.cpu(), views(erp.float() / 255).pixels, atol=1e-4, rtol=0)
+    assert (gpu.cpu() - views(erp).pixels).abs().mean() < 0.6 / 255
 
 
 # -- cache ---------------------------------------------------------------------------------------

@@ -22,7 +22,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     synth.set_defaults(func=_synth)
     validate = cmds.add_parser("validate", help="check a CSV/JSONL dataset: rows, images, sizes, bad rows")
     validate.add_argument("file", help="dataset file (.csv or .jsonl)")
-    validate.add_argument("--strict", action="store_true", help="exit code 1 when any row or image is bad")
+    validate.add_argument("--strict", action="store_true",
+                          help="exit code 1 when any row or image is bad (an unusable file is always exit code 2)")
     validate.add_argument("--cache-dir", default=".cora/cache", help="where http(s) images are cached")
     validate.set_defaults(func=_validate)
 
@@ -56,4 +57,6 @@ def _validate(args: argparse.Namespace) -> int:
 
     report = validate_file(args.file, cache_dir=args.cache_dir)
     print(format_report(report))
+    if report.fatal:  # the file cannot be used at all (missing, unknown format, missing column)
+        return 2
     return 1 if args.strict and not report.ok else 0

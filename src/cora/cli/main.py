@@ -63,4 +63,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Run as `python -m cora.cli.main`, this file is `__main__`, a second copy of the module
+    # whose UserError the commands never raise: go through the imported module instead.
+    from cora.cli.main import main as _main
+
+    sys.exit(_main())

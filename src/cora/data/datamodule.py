@@ -105,7 +105,8 @@ def build_datamodule(cfg: CoraConfig, tokenizer: Any, stage: str, views: ViewsFn
         log = BadRowLog(data.bad_row_policy)
         records, _ = read_records(path, image_only=image_only, jsonl_tasks=data.jsonl_tasks, log=log)
         return PanoramaDataset(records, views, None if image_only else formatter, max_length=data.max_text_length,
-                               cache_dir=data.cache_dir, group_refs=group_refs, log=log)
+                               cache_dir=data.cache_dir, group_refs=group_refs, log=log,
+                               view_cache=data.view_cache)
 
     train_path = (data.vision_train or data.train) if image_only else data.train
     if train_path is None:

@@ -3,22 +3,23 @@
 An item is ``{"pixel_values": [V, 3, S, S] float in [0, 1], "geometries": list[ViewGeometry],
 "input_ids": [T] long, "labels": [T] long (-100 outside the answer), "meta": dict}``; image-only
 items (stage 1) have no ``input_ids``/``labels``. Views and text formatting are injected
-(``views(image) -> ViewBatch``, ``formatter.encode_train(query, answer)``) so the dataset
-works with any crop strategy and any chat template.
+(``views(path) -> ViewBatch``, e.g. ``PanoramaViews``; ``formatter.encode_train(query, answer)``,
+e.g. ``ChatFormatter``) so the dataset works with any crop strategy and any chat template.
 """
 
 from __future__ import annotations
 
 import logging
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
-import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from cora.data.fetch import local_path, read_image
+from cora.data.fetch import local_path
 from cora.data.records import BadRowLog, BadRowPolicy, DataError, Record
+from cora.processors.image_io import ImageError
 
 logger = logging.getLogger(__name__)
 
@@ -34,7 +35,8 @@ class TrainFormatter(Protocol):
     def encode_train(self, query: str, answer: str) -> dict[str, list[int]]: ...
 
 
-ViewsFn = Callable[[np.ndarray], ViewBatchLike]
+# ``cora.processors.views.PanoramaViews``: a path or an array in, views out.
+ViewsFn = Callable[[Any], ViewBatchLike]
 
 
 def group_references(records: Sequence[Record]) -> list[tuple[Record, list[str]]]:
@@ -58,12 +60,16 @@ class PanoramaDataset(Dataset):
     ``max_length`` with at least one answer token is a bad row reported at construction.
     An image that cannot be decoded when the item is loaded is an error naming the row
     (policy ``error``) or a logged skip: the item is ``None`` and :class:`Collator` drops it.
+    ``view_cache`` > 0 keeps the views of that many panoramas in memory (per loader process).
     """
 
     def __init__(self, records: Sequence[Record], views: ViewsFn, formatter: TrainFormatter | None = None,
                  max_length: int = 512, cache_dir: str = ".cora/cache", policy: BadRowPolicy = "error",
-                 group_refs: bool = False, log: BadRowLog | None = None) -> None:
+                 group_refs: bool = False, log: BadRowLog | None = None, view_cache: int = 0) -> None:
         self.views = views
+        # LRU of decoded views per image: a panorama with ten QA rows is decoded once, not ten times.
+        self.view_cache = view_cache
+        self._cache: OrderedDict[str, ViewBatchLike] = OrderedDict()
         self.cache_dir = cache_dir
         self.log = log or BadRowLog(policy)
         self.image_only = formatter is None
@@ -101,14 +107,21 @@ class PanoramaDataset(Dataset):
 
     def __getitem__(self, index: int) -> dict[str, Any] | None:
         rec, refs = self.entries[index]
-        try:
-            image = read_image(local_path(rec.image, self.cache_dir))
-        except DataError as exc:
-            if self.log.policy == "error":
-                raise DataError(f"{rec.where}: {exc}") from exc
-            logger.warning("skipped sample %s: %s", rec.where, exc)
-            return None
-        batch = self.views(image)
+        batch = self._cache.get(rec.image)
+        if batch is None:
+            try:
+                batch = self.views(str(local_path(rec.image, self.cache_dir)))
+            except (DataError, ImageError) as exc:
+                if self.log.policy == "error":
+                    raise DataError(f"{rec.where}: {exc}") from exc
+                logger.warning("skipped sample %s: %s", rec.where, exc)
+                return None
+            if self.view_cache:
+                self._cache[rec.image] = batch
+                if len(self._cache) > self.view_cache:
+                    self._cache.popitem(last=False)
+        else:
+            self._cache.move_to_end(rec.image)
         item: dict[str, Any] = {
             "pixel_values": batch.pixels,
             "geometries": list(batch.geometries),

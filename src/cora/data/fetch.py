@@ -1,4 +1,4 @@
-"""http(s) images fetched once into a local cache; local files read as RGB arrays."""
+"""http(s) images fetched once into a local cache; image sizes from file headers."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ import urllib.request
 from pathlib import Path, PurePosixPath
 from urllib.parse import urlparse
 
-import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from cora.data.records import DataError
@@ -55,20 +54,6 @@ def fetch_url(url: str, cache_dir: str | Path, timeout: float = 30.0) -> Path:
 def local_path(ref: str, cache_dir: str | Path) -> Path:
     """A local file for an image reference (fetching URLs into the cache)."""
     return fetch_url(ref, cache_dir) if is_url(ref) else Path(ref)
-
-
-def read_image(path: str | Path) -> np.ndarray:
-    """``[H, W, 3]`` uint8 RGB; :class:`DataError` naming the file when it cannot be decoded.
-
-    (Stand-in until ``cora.processors.image_io.load_image`` lands on main.)
-    """
-    try:
-        with Image.open(path) as image:
-            return np.asarray(image.convert("RGB"))
-    except FileNotFoundError as exc:
-        raise DataError(f"{path}: image not found") from exc
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
-        raise DataError(f"{path}: unreadable image ({exc})") from exc
 
 
 def image_size(path: str | Path) -> tuple[int, int]:

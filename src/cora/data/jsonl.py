@@ -11,7 +11,7 @@ One JSON object per line::
 Image paths are relative to the JSONL file; geometry is in pixels of the first image
 (``x1 > x2`` in a ``bbox_2d`` means the box wraps across the ERP seam). Text turns are
 made from the row according to ``tasks``: ``summary`` (the caption query -> summary),
-``qa`` (each pair), ``grounding`` ("Where is the {desc}?" -> the object's geometry in
+``qa`` (each pair), ``grounding`` ("Locate the {desc}." -> the object's geometry in
 0-1000 integers, ``{"bbox_2d": [...]}``).
 """
 
@@ -75,7 +75,7 @@ def _turns(row: dict, tasks: Sequence[str], width: int | None, height: int | Non
     if "grounding" in tasks and width and height:
         for obj in row.get("objects") or []:
             if str(obj.get("desc") or "").strip():
-                turns.append((f"Where is the {obj['desc'].strip()}?", geometry_text(obj, width, height)))
+                turns.append((f"Locate the {obj['desc'].strip()}.", geometry_text(obj, width, height)))
     return turns
 
 

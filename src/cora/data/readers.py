@@ -12,7 +12,7 @@ import logging
 from collections.abc import Sequence
 from pathlib import Path
 
-from cora.data.fetch import is_url
+from cora.data.fetch import image_size, is_url
 from cora.data.jsonl import JSONL_TASKS, read_jsonl
 from cora.data.records import BadRowLog, BadRowPolicy, DataError, Record
 
@@ -33,12 +33,30 @@ def resolve_image(ref: str, base_dir: Path) -> str:
 
 
 def check_image_ref(ref: str) -> str | None:
-    """Why a resolved image reference is unusable (None when fine). URLs are checked on fetch."""
+    """Why a resolved image reference is unusable (None when fine): a missing file, or one whose
+    header is not an image. URLs are checked when fetched; truncated pixel data when decoded."""
     if is_url(ref):
         return None
     if not Path(ref).is_file():
         return f"image not found: {ref}"
+    try:
+        image_size(ref)
+    except DataError as exc:
+        cause = exc.__cause__
+        return f"unreadable image: {ref} ({type(cause).__name__ if cause else 'bad header'})"
     return None
+
+
+class _ImageChecks:
+    """:func:`check_image_ref` once per distinct image of one file (rows often share images)."""
+
+    def __init__(self) -> None:
+        self.seen: dict[str, str | None] = {}
+
+    def __call__(self, ref: str) -> str | None:
+        if ref not in self.seen:
+            self.seen[ref] = check_image_ref(ref)
+        return self.seen[ref]
 
 
 def _pick(header: list[str], names: Sequence[str]) -> int | None:
@@ -52,6 +70,7 @@ def read_csv(path: str | Path, log: BadRowLog, image_only: bool = False) -> list
     """Records of a CSV file. A missing required column is a :class:`DataError` for the whole file."""
     path = Path(path)
     records: list[Record] = []
+    check = _ImageChecks()
     with open(path, newline="", encoding="utf-8-sig") as handle:
         reader = csv.reader(handle)
         try:
@@ -89,7 +108,7 @@ def read_csv(path: str | Path, log: BadRowLog, image_only: bool = False) -> list
                     log.report(str(path), start, f"empty {header[a_col]}")
                     continue
             ref = resolve_image(image, path.parent)
-            problem = check_image_ref(ref)
+            problem = check(ref)
             if problem:
                 log.report(str(path), start, problem)
                 continue
@@ -109,12 +128,17 @@ def read_records(path: str | Path, policy: BadRowPolicy = "error", image_only: b
     if not path.is_file():
         raise DataError(f"{path}: dataset file not found")
     suffix = path.suffix.lower()
-    if suffix == ".csv":
-        records = read_csv(path, log, image_only)
-    elif suffix in (".jsonl", ".ndjson"):
-        records = read_jsonl(path, log, image_only, jsonl_tasks, resolve_image, check_image_ref)
-    else:
-        raise DataError(f"{path}: unknown dataset format {suffix!r} (expected .csv or .jsonl)")
+    try:
+        if suffix == ".csv":
+            records = read_csv(path, log, image_only)
+        elif suffix in (".jsonl", ".ndjson"):
+            records = read_jsonl(path, log, image_only, jsonl_tasks, resolve_image, _ImageChecks())
+        else:
+            raise DataError(f"{path}: unknown dataset format {suffix!r} (expected .csv or .jsonl)")
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path}: not UTF-8 text (byte {exc.start}: {exc.reason})") from exc
+    except csv.Error as exc:
+        raise DataError(f"{path}: unreadable CSV ({exc})") from exc
     if image_only:
         records = _unique_images(records)
     if not records:

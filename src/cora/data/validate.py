@@ -6,9 +6,10 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cora.data.fetch import is_url, local_path, read_image
+from cora.data.fetch import local_path
 from cora.data.readers import read_records
 from cora.data.records import BadRow, BadRowLog, DataError
+from cora.processors.image_io import ImageError, load_image
 
 
 @dataclass
@@ -42,9 +43,9 @@ def validate_file(path: str | Path, cache_dir: str | Path = ".cora/cache") -> Va
     report.images = len(images)
     for ref in images:
         try:
-            pixels = read_image(local_path(ref, cache_dir))
-        except DataError as exc:
-            report.bad_images.append(str(exc) if not is_url(ref) else f"{ref}: {exc}")
+            pixels = load_image(local_path(ref, cache_dir))
+        except (DataError, ImageError) as exc:
+            report.bad_images.append(str(exc))  # names the file or URL
             continue
         height, width = pixels.shape[:2]
         report.readable += 1

@@ -84,6 +84,8 @@ def score_predictions(predictions_path: str | os.PathLike[str], out_dir: str | o
         from cora.evaluation.judge import judge_predictions
 
         result.update(judge_predictions(judge, predictions_path))
+        if result["judge"] is None:
+            result.setdefault("unavailable", {})["judge"] = "no judge answer held a 0-10 grade"
     result["predictions"] = str(predictions_path)
     atomic_write_json(Path(out_dir) / METRICS_JSON, result)
     return result

@@ -1,24 +1,24 @@
-"""Evaluation samples: one per (url, query) with all its references (COCO-style grouping)."""
+"""Evaluation samples: one per (panorama, query) with all its references (COCO-style grouping).
+
+Test files are read by :mod:`cora.data.readers` (CSV or JSONL, SPEC §6, the same bad-row
+policy as training data); this module groups them and keeps the image reference as the
+dataset wrote it for the predictions file.
+"""
 
 from __future__ import annotations
 
-import csv
 import os
-from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-# SPEC §6: url/query/annotation, also accepted under these names.
-ALIASES = {"url": ("url", "image"), "query": ("query", "instruction"), "annotation": ("annotation", "response")}
-
-
-class SamplesError(ValueError):
-    """A test CSV that cannot be read: names the file, row and field."""
+from cora.data.dataset import group_references
+from cora.data.fetch import is_url, local_path
+from cora.data.readers import read_records
 
 
 @dataclass(frozen=True)
 class EvalSample:
-    """``url`` as written in the CSV (the predictions key); ``image`` resolved for loading."""
+    """``url``: the predictions key (relative to the dataset file where possible); ``image``: a local path."""
 
     url: str
     query: str
@@ -30,45 +30,23 @@ class EvalSample:
         return (self.url, self.query)
 
 
-def _resolve(url: str, base: Path | None) -> str:
-    if url.startswith(("http://", "https://")) or base is None or Path(url).is_absolute():
-        return url
-    return str(base / url)
+def _display(ref: str, base: Path) -> str:
+    if is_url(ref):
+        return ref
+    try:
+        return Path(ref).relative_to(base.resolve()).as_posix()
+    except ValueError:
+        return ref
 
 
-def group_samples(rows: Iterable[Mapping[str, str]], base_dir: str | os.PathLike[str] | None = None,
-                  source: str = "<rows>") -> list[EvalSample]:
-    """Group rows (``url``, ``query``, optional ``annotation``; or their aliases) by (url, query)."""
-    base = Path(base_dir) if base_dir is not None else None
-    order: list[tuple[str, str]] = []
-    refs: dict[tuple[str, str], list[str]] = {}
-    for n, row in enumerate(rows, start=2):
-        values = {}
-        for field, names in ALIASES.items():
-            value = next((row[k] for k in names if row.get(k) is not None), None)
-            if value is None and field != "annotation":
-                raise SamplesError(f"{source}: row {n}: field {field!r} (or {names[1]!r}) is missing")
-            values[field] = (value or "").strip()
-        if not values["url"]:
-            raise SamplesError(f"{source}: row {n}: field 'url' is empty")
-        key = (values["url"], values["query"])
-        if key not in refs:
-            order.append(key)
-            refs[key] = []
-        if values["annotation"]:
-            refs[key].append(values["annotation"])
-    return [EvalSample(u, q, tuple(refs[(u, q)]), _resolve(u, base)) for u, q in order]
-
-
-def read_test_csv(path: str | os.PathLike[str]) -> list[EvalSample]:
-    """A test CSV (SPEC §6) as grouped samples; image paths relative to the CSV's folder."""
+def read_eval_samples(path: str | os.PathLike[str], policy: str = "error",
+                      cache_dir: str | os.PathLike[str] = ".cora/cache") -> list[EvalSample]:
+    """The grouped samples of a test CSV/JSONL; URL images are fetched into ``cache_dir`` (once)."""
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"test CSV not found: {path}")
-    with open(path, newline="", encoding="utf-8") as handle:
-        reader = csv.DictReader(handle)
-        header = reader.fieldnames or []
-        for field, names in ALIASES.items():
-            if field != "annotation" and not any(n in header for n in names):
-                raise SamplesError(f"{path}: no {field!r} column (or {names[1]!r}); columns are {header}")
-        return group_samples(reader, base_dir=path.parent, source=str(path))
+    records, _ = read_records(path, policy=policy)
+    samples = []
+    for rec, refs in group_references(records):
+        image = rec.image
+        samples.append(EvalSample(_display(image, path.parent), rec.query or "", tuple(refs),
+                                  str(local_path(image, cache_dir))))
+    return samples

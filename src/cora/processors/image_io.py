@@ -23,6 +23,8 @@ JPEG_MAGIC = b"\xff\xd8\xff"
 JPEG_EOI = b"\xff\xd9"
 _REDUCED = {1: cv2.IMREAD_COLOR, 2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4,
             8: cv2.IMREAD_REDUCED_COLOR_8}
+# OpenCV >= 4.10 decodes straight to RGB (saves a full-image BGR→RGB pass); older ones give BGR.
+_RGB_FLAG = getattr(cv2, "IMREAD_COLOR_RGB", None)
 
 
 class ImageError(ValueError):
@@ -74,7 +76,15 @@ def to_rgb_uint8(array: np.ndarray, name: str = "<array>") -> np.ndarray:
 
 def _jpeg_complete(data: bytes) -> bool:
     # A JPEG ends with the EOI marker (some writers pad with zeros or newlines after it).
-    return data.rstrip(b"\x00\r\n ").endswith(JPEG_EOI)
+    return data[-4096:].rstrip(b"\x00\r\n ").endswith(JPEG_EOI)
+
+
+def _decode_jpeg(buf: np.ndarray, reduction: int) -> np.ndarray | None:
+    flag = _REDUCED[reduction]
+    if _RGB_FLAG is not None:
+        return cv2.imdecode(buf, (flag & ~cv2.IMREAD_COLOR) | _RGB_FLAG)
+    bgr = cv2.imdecode(buf, flag)
+    return None if bgr is None else cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
 def _pil_decode(data: bytes, name: str) -> np.ndarray:
@@ -113,11 +123,10 @@ def decode_image(data: bytes, name: str = "<bytes>", decode_min_width: int = 0) 
         if not _jpeg_complete(data):
             # Possibly truncated (or a file with data after the image): let PIL decide strictly.
             _pil_decode(data, name)
-        flag = _REDUCED[_jpeg_reduction(data, decode_min_width)]
-        bgr = cv2.imdecode(buf, flag)
-        if bgr is None:
+        rgb = _decode_jpeg(buf, _jpeg_reduction(data, decode_min_width))
+        if rgb is None:
             return _pil_decode(data, name)
-        return to_rgb_uint8(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), name)
+        return to_rgb_uint8(rgb, name)
     try:
         decoded = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
     except cv2.error:

@@ -67,6 +67,7 @@ class Group:
     map_y: np.ndarray  # [n*h, w] float32, clamped inside the image
     fixed: tuple[np.ndarray, np.ndarray] | None  # cv2.convertMaps output (None when too wide for int16)
     torch_grids: dict = field(default_factory=dict)  # (device, dtype) -> [1, n*h, w, 2] grid
+    identity: bool = False  # one view whose pixels are exactly the source's (a global view after its resize)
 
 
 @dataclass
@@ -140,6 +141,11 @@ def _group_maps(geoms: list[ViewGeometry], source: Source, interpolation: Interp
     return map_x, map_y, fixed
 
 
+def _is_identity(map_x: np.ndarray, map_y: np.ndarray) -> bool:
+    rows, cols = np.indices(map_x.shape)
+    return bool(np.abs(map_x - cols).max() < 1e-3 and np.abs(map_y - rows).max() < 1e-3)
+
+
 @functools.lru_cache(maxsize=PLAN_CACHE_SIZE)
 def build_plan(geometries: tuple[ViewGeometry, ...], width: int, height: int, erp_filter: str = "area",
                interpolation: Interpolation = "bilinear") -> SamplingPlan:
@@ -160,7 +166,7 @@ def build_plan(geometries: tuple[ViewGeometry, ...], width: int, height: int, er
     groups = []
     for src, views in by_source.items():
         map_x, map_y, fixed = _group_maps([geometries[i] for i in views], sources[src], interpolation)
-        groups.append(Group(src, tuple(views), map_x, map_y, fixed))
+        groups.append(Group(src, tuple(views), map_x, map_y, fixed, identity=_is_identity(map_x, map_y)))
     return SamplingPlan(width, height, sizes.pop(), sources, groups, interpolation)
 
 
@@ -194,6 +200,9 @@ def sample_numpy(erp: np.ndarray, plan: SamplingPlan) -> np.ndarray:
     interp = CV2_INTERP[plan.interpolation]
     for g in plan.groups:
         first, n = g.views[0], len(g.views)
+        if g.identity:  # the area resize already made this view: no resampling
+            out[first] = images[g.source]
+            continue
         contiguous = g.views == tuple(range(first, first + n))
         # Write straight into the output when the group's views are consecutive (no copy).
         dst = out[first:first + n].reshape(n * h, w, channels) if contiguous else None
@@ -264,6 +273,9 @@ def sample_torch(erp: torch.Tensor, plan: SamplingPlan) -> torch.Tensor:
     mode = plan.interpolation
     for g in plan.groups:
         src = images[g.source]
+        if g.identity:
+            out[:, g.views[0]] = src
+            continue
         padded = torch.cat([src[..., -WRAP_PAD:], src, src[..., :WRAP_PAD]], dim=-1)
         grid = _torch_grid(g, plan.sources[g.source], erp.device).to(erp.dtype).expand(batch, -1, -1, -1)
         res = F.grid_sample(padded, grid, mode=mode, padding_mode="border", align_corners=False)

@@ -92,7 +92,9 @@ class StageModule(L.LightningModule):
                                f"overlap_loss_weight={cfg.overlap_loss_weight}")
         return total, parts, out
 
-    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+    def training_step(self, batch: dict[str, Any] | None, batch_idx: int) -> torch.Tensor | None:
+        if batch is None:  # every image of the batch was unreadable and skipped (bad_row_policy: skip)
+            return None
         loss, parts, _ = self.losses(batch)
         bs = batch["pixel_values"].shape[0]
         self.log("loss", loss.detach(), prog_bar=True, batch_size=bs)
@@ -101,7 +103,9 @@ class StageModule(L.LightningModule):
         self.last_train = {"loss": float(loss.detach())} | {k: float(v.detach()) for k, v in parts.items()}
         return loss
 
-    def on_train_batch_end(self, outputs: Any, batch: dict[str, Any], batch_idx: int) -> None:
+    def on_train_batch_end(self, outputs: Any, batch: dict[str, Any] | None, batch_idx: int) -> None:
+        if batch is None:
+            return
         now = time.perf_counter()
         if self._t_last is not None:
             world = self.trainer.world_size if self._trainer is not None else 1
@@ -114,7 +118,9 @@ class StageModule(L.LightningModule):
     def on_validation_epoch_start(self) -> None:
         self._val_sums, self._val_count = {}, 0
 
-    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+    def validation_step(self, batch: dict[str, Any] | None, batch_idx: int) -> None:
+        if batch is None:
+            return
         loss, parts, out = self.losses(batch)
         values = {"val_loss": float(loss)} | {f"val_{k}": float(v) for k, v in parts.items()}
         if self.stage_cfg.vicreg_projector != "unused" and out.overlap_features is not None:
@@ -138,6 +144,8 @@ class StageModule(L.LightningModule):
     # -- data ------------------------------------------------------------------------
     def transfer_batch_to_device(self, batch: dict[str, Any], device: torch.device, dataloader_idx: int) -> dict:
         # Geometries are frozen dataclasses Lightning cannot walk: move the tensors only.
+        if batch is None:
+            return None
         return {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
 
     def train_dataloader(self) -> DataLoader:

@@ -231,6 +231,8 @@ class StageRunner:
         if not todo:
             logger.info("all stages of %s are complete", self.run_dir)
             return result
+        if cfg.training.num_threads:
+            torch.set_num_threads(cfg.training.num_threads)
         L.seed_everything(cfg.experiment.seed, workers=True, verbose=False)
         model = self.model_factory(cfg)
         if cfg.training.gradient_checkpointing:
@@ -245,6 +247,9 @@ class StageRunner:
             result.summaries[name] = self._run_stage(model, state, name, payload)
             result.stages_run.append(name)
         result.model = model
+        if _is_rank_zero() and hasattr(model, "save_pretrained"):
+            # The trained model as one loadable folder (generation, evaluation, serving).
+            model.save_pretrained(str(self.run_dir / "model"))
         return result
 
     def _run_stage(self, model: nn.Module, state: StageState, name: str, payload: dict | None) -> dict[str, Any]:
@@ -309,6 +314,26 @@ class StageRunner:
                     {k: round(v, 4) for k, v in module.last_train.items()},
                     {k: round(v, 4) for k, v in module.val_metrics.items()})
         return summary
+
+
+def load_run_model(config: CoraConfig, run_dir: str | Path | None = None,
+                   model_factory: ModelFactory | None = None) -> nn.Module:
+    """The trained model of a run: build it, then replay every completed stage's modes and weights in order."""
+    run_dir = Path(run_dir) if run_dir is not None else run_dir_of(config)
+    state = StageState.load(run_dir)
+    if state is None or not state.completed:
+        raise RunError(f"{run_dir} has no completed stage to load (no stage_state.json or nothing completed)")
+    # Same seed as training: weights no stage trains (random-init, frozen) come out identical.
+    L.seed_everything(config.experiment.seed, workers=True, verbose=False)
+    model = (model_factory or default_model_factory)(config)
+    for stage in config.training.stages:
+        if stage not in state.checkpoints:
+            break
+        model.set_stage(config.training.stage_configs[stage])
+        path = run_dir / state.checkpoints[stage]
+        load_trainable(model, load_checkpoint(path)["trainable"], path)
+    model.eval()
+    return model
 
 
 def train(config: CoraConfig, stage: str | None = None, resume: str | None = None, **kwargs: Any) -> RunResult:

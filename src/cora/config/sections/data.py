@@ -13,7 +13,7 @@ class SynthConfig(StrictModel):
     out_dir: str = Field(".cora/synth", description="where images, CSV and JSONL files are written")
     n: int = Field(300, ge=1, description="panoramas, split 80/10/10 into train/val/test")
     seed: int = 0
-    width: int = Field(512, ge=16, description="ERP width; height is width / 2")
+    width: int = Field(512, ge=16, multiple_of=2, description="ERP width; height is width / 2")
     min_objects: int = Field(2, ge=1, le=8)
     max_objects: int = Field(5, ge=1, le=6, description="at most 6: colours never repeat in a scene")
 
@@ -37,6 +37,8 @@ class DataConfig(StrictModel):
     cache_dir: str = ".cora/cache"
     num_workers: int = Field(4, ge=0)
     pin_memory: bool = True
+    view_cache: int = Field(0, ge=0, description="panoramas whose views each loader process keeps in memory "
+                            "(LRU; 0 = off). Helps when a panorama has many QA rows; costs V*3*S*S*4 bytes each")
     jsonl_tasks: list[Literal["summary", "qa", "grounding"]] = Field(
         ["summary", "qa", "grounding"],
         description="text turns made from a JSONL row: summary caption, qa pairs, object grounding (norm1000)")

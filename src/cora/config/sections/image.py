@@ -35,14 +35,17 @@ class ImageProcessingConfig(StrictModel):
         "aliasing); remap: sample the full-resolution ERP directly (py360convert-like, aliases when "
         "the ERP is much denser than the views)",
     )
-    decode_min_width: int = Field(
-        0, ge=0,
-        description="JPEG decode shortcut: decode at 1/2, 1/4 or 1/8 scale (libjpeg DCT scaling, much faster) "
-        "when the result stays at least this wide; 0 = always full size",
+    decode_min_width: int | Literal["auto"] = Field(
+        0,
+        description="JPEG decode shortcut: decode at 1/2, 1/4 or 1/8 scale (libjpeg DCT scaling, faster) when "
+        "the result stays at least this wide; 0 = always full size; auto = as wide as the views need "
+        "(with erp_filter: area; full size with remap)",
     )
 
     @model_validator(mode="after")
-    def _pitch_range(self) -> ImageProcessingConfig:
+    def _checks(self) -> ImageProcessingConfig:
+        if isinstance(self.decode_min_width, int) and self.decode_min_width < 0:
+            raise ValueError(f"decode_min_width must be >= 0 or 'auto', got {self.decode_min_width}")
         if self.pitch_min_deg > self.pitch_max_deg:
             raise ValueError(f"pitch_min_deg ({self.pitch_min_deg}) is above pitch_max_deg ({self.pitch_max_deg})")
         return self

@@ -20,6 +20,8 @@ class ResamplerConfig(StrictModel):
     pool_size: int = Field(2, ge=1, description="spatial pool / avgpool / conv stride")
     drop_ratio: float = Field(0.25, ge=0.0, lt=1.0, description="masked_drop fraction during training")
     dropout: float = Field(0.0, ge=0.0, lt=1.0)
+    c_abstractor_pool: bool = Field(False, description="c_abstractor: average-pool by pool_size between its halves")
+    chunk_size: int = Field(16, ge=1, description="bimamba: tokens per chunk of the PyTorch selective scan")
 
 
 class ProjectorConfig(StrictModel):
@@ -30,6 +32,7 @@ class ProjectorConfig(StrictModel):
     vicreg_dropout: float = Field(0.0, ge=0.0, lt=1.0, description="0 for VICReg, 0.1 for contrastive")
     stitching: Literal["stride_views", "unique", "concat"] = "stride_views"
     positional_encoding: Literal["sinusoidal", "none"] = "sinusoidal"
+    max_freq: float = Field(32.0, ge=1.0, description="highest sinusoid frequency (cycles per 360° of yaw)")
 
 
 class ModelsConfig(StrictModel):

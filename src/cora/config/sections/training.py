@@ -128,6 +128,8 @@ class TrainingConfig(StrictModel):
     loggers: list[Literal["csv", "tensorboard", "wandb"]] = ["csv", "tensorboard"]
     wandb_project: str | None = None
     keep_checkpoints: int = Field(2, ge=1, description="intermediate checkpoints kept per stage (final always kept)")
+    num_threads: int | None = Field(None, ge=1, description="torch CPU threads (None: torch's default); tiny "
+                                    "models run fastest with 1, especially on a shared machine")
     progress_bar: bool = Field(True, description="live bar with loss, lr, samples/s (off: one log line per step)")
     blind: bool = Field(False, description="ablation: every pixel value is zero, the model sees no image")
     language_prior: LanguagePriorConfig = LanguagePriorConfig()

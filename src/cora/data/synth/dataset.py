@@ -6,11 +6,17 @@ rendered in any order or process and the files written are the same bytes every 
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import functools
 import io
 import json
 import logging
+import multiprocessing
+import os
 import time
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -75,12 +81,19 @@ class SynthPano:
         return SynthSample(index, sample.scene, sample.caption, sample.qa, image, ids, bboxes)
 
 
-def synth_corpus(n: int = 500, seed: int = 0) -> list[str]:
-    """Captions, questions and answers of ``n`` scenes: training text for the kit's tokenizer
-    and language prior (no rendering, fast)."""
-    pano = SynthPano(n, seed)
+def synth_corpus(n: int = 500, seed: int = 0, splits: Sequence[str] | None = None, min_objects: int = 2,
+                 max_objects: int = 5) -> list[str]:
+    """Captions, questions and answers of the scenes of ``SynthPano(n, seed)``: training text for
+    the kit's tokenizer and language prior (no rendering, fast).
+
+    ``splits=("train",)`` keeps the training panoramas only: scene ``i`` depends on ``(seed, i)``
+    alone, so a corpus with the dataset's seed would otherwise contain its test answers.
+    """
+    pano = SynthPano(n, seed, min_objects=min_objects, max_objects=max_objects)
     texts: list[str] = [CAPTION_QUERY]
     for i in range(n):
+        if splits is not None and split_of(i, n) not in splits:
+            continue
         sample = pano.text(i)
         texts.append(sample.caption)
         for query, answer in sample.qa:
@@ -121,25 +134,51 @@ def _jsonl_record(sample: SynthSample, image_rel: str, width: int, height: int) 
             "objects": objects, "qa": [{"query": q, "answer": a} for q, a in sample.qa]}
 
 
+def _render_files(pano: SynthPano, index: int) -> tuple[bytes, list[tuple[str, str]], str]:
+    """Panorama ``index`` as (PNG bytes, its text rows, its JSONL line): the per-process unit of work."""
+    sample = pano[index]
+    rel = f"images/{index:05d}.png"
+    rows = [(CAPTION_QUERY, sample.caption), *sample.qa]
+    line = json.dumps(_jsonl_record(sample, rel, pano.width, pano.height), sort_keys=True)
+    return _png_bytes(sample.image), rows, line
+
+
+def _default_workers(n: int) -> int:
+    # Forking pays off only for a sizeable dataset; the output never depends on it.
+    if n < 64 or "fork" not in multiprocessing.get_all_start_methods():
+        return 1
+    return max(1, min(8, os.cpu_count() or 1))
+
+
 def write_synth_dataset(out: str | Path, n: int, seed: int = 0, width: int = 1024, height: int = 512,
-                        min_objects: int = 2, max_objects: int = 5) -> dict:
+                        min_objects: int = 2, max_objects: int = 5, workers: int | None = None) -> dict:
     """Write ``images/*.png``, ``{train,val,test}.csv`` (url, query, annotation),
     ``{split}.jsonl`` (SPEC §6, with ``bbox_2d`` per object), ``{split}_images.csv``
-    (image-only, stage 1) and ``synth.json`` (parameters and counts). Returns that summary."""
+    (image-only, stage 1) and ``synth.json`` (parameters and counts). Returns that summary.
+
+    ``workers`` processes render in parallel (default: the CPU count for n >= 64); the bytes
+    written are the same for any number of workers.
+    """
     out = Path(out)
     pano = SynthPano(n, seed, width, height, min_objects, max_objects)
+    workers = _default_workers(n) if workers is None else max(1, workers)
     t0 = time.perf_counter()
     rows: dict[str, list[list[str]]] = {s: [] for s in SPLITS}
     lines: dict[str, list[str]] = {s: [] for s in SPLITS}
-    for i in range(n):
-        sample = pano[i]
-        rel = f"images/{i:05d}.png"
-        with atomic_open(out / rel, "wb") as handle:
-            handle.write(_png_bytes(sample.image))
-        split = split_of(i, n)
-        rows[split].append([rel, CAPTION_QUERY, sample.caption])
-        rows[split].extend([rel, q, a] for q, a in sample.qa)
-        lines[split].append(json.dumps(_jsonl_record(sample, rel, width, height), sort_keys=True))
+    render = functools.partial(_render_files, pano)
+    with contextlib.ExitStack() as stack:
+        if workers > 1 and "fork" in multiprocessing.get_all_start_methods():
+            pool = stack.enter_context(ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")))
+            results = pool.map(render, range(n), chunksize=max(1, n // (4 * workers)))
+        else:
+            results = map(render, range(n))
+        for i, (png, text_rows, line) in enumerate(results):
+            rel = f"images/{i:05d}.png"
+            with atomic_open(out / rel, "wb") as handle:
+                handle.write(png)
+            split = split_of(i, n)
+            rows[split].extend([rel, q, a] for q, a in text_rows)
+            lines[split].append(line)
     counts = {}
     for split in SPLITS:
         atomic_write_text(out / f"{split}.csv", _csv_text(["url", "query", "annotation"], rows[split]))
@@ -150,7 +189,8 @@ def write_synth_dataset(out: str | Path, n: int, seed: int = 0, width: int = 102
     summary = {"generator": "SynthPano", "n": n, "seed": seed, "width": width, "height": height,
                "min_objects": min_objects, "max_objects": max_objects, "splits": counts}
     atomic_write_json(out / "synth.json", summary)
-    logger.info("SynthPano: %d panoramas %dx%d in %.1fs -> %s", n, width, height, time.perf_counter() - t0, out)
+    logger.info("SynthPano: %d panoramas %dx%d in %.1fs (%d processes) -> %s", n, width, height,
+                time.perf_counter() - t0, workers, out)
     return summary
 
 

@@ -129,30 +129,44 @@ _INTERSECT = {"sphere": _sphere, "cube": _cube, "cylinder": _cylinder, "cone": _
 
 # -- background ----------------------------------------------------------------------------
 def _ray_terms(d: np.ndarray) -> dict[str, np.ndarray]:
-    """Scene-independent per-ray terms of the background (cached for ERP rays)."""
+    """Scene-independent per-ray terms of the background (cached for ERP rays).
+
+    Ground terms are kept for the rays below the horizon only (``ground_idx``);
+    ``ground_pos`` maps a ray index to its position among them (-1 for sky rays).
+    """
     below = d[:, 1] < -1e-4
-    t = np.where(below, CAMERA_HEIGHT / np.maximum(-d[:, 1], 1e-4), 0.0)
-    return {"below": below, "gx": t * d[:, 0], "gz": t * d[:, 2], "sky": np.sqrt(np.clip(d[:, 1], 0.0, 1.0)),
-            "fade": 0.25 * np.exp(-t / 20.0), "fog": 1.0 - np.exp(-t / 40.0)}
+    ground_idx = np.flatnonzero(below)
+    ground_pos = np.full(len(d), -1)
+    ground_pos[ground_idx] = np.arange(len(ground_idx))
+    g = d[ground_idx]
+    t = CAMERA_HEIGHT / -g[:, 1]
+    sky_idx = np.flatnonzero(~below)
+    return {"ground_idx": ground_idx, "ground_pos": ground_pos, "gx": t * g[:, 0], "gz": t * g[:, 2],
+            "fade": 0.25 * np.exp(-t / 20.0), "fog": 1.0 - np.exp(-t / 40.0),
+            "sky_idx": sky_idx, "sky": np.sqrt(np.clip(d[sky_idx, 1], 0.0, 1.0))}
 
 
 def _background(scene: Scene, terms: dict[str, np.ndarray], windows: list[np.ndarray] | None) -> np.ndarray:
     """Sky gradient above the horizon; a textured, fogged ground plane below. ``[N, 3]``."""
     horizon, zenith = (np.array(c) for c in SKIES[scene.sky])
-    sky = horizon + (zenith - horizon) * terms["sky"][:, None]
+    rgb = np.empty((len(terms["ground_pos"]), 3))
+    rgb[terms["sky_idx"]] = horizon + (zenith - horizon) * terms["sky"][:, None]
     ox, oz = scene.texture_offset
+    gx, gz = terms["gx"], terms["gz"]
     # A checkerboard of 1.5 m tiles gives the overlap loss real texture; it fades with distance.
-    checker = (np.floor((terms["gx"] + ox) / 1.5) + np.floor((terms["gz"] + oz) / 1.5)) % 2
+    checker = (np.floor((gx + ox) / 1.5) + np.floor((gz + oz) / 1.5)) % 2
     shade = 0.8 + checker * terms["fade"]
     fog = terms["fog"][:, None]
     ground = np.array(GROUNDS[scene.ground])[None] * shade[:, None] * (1 - fog) + horizon * fog
     # Soft contact shadows under each object (only rays near it can be in its shadow).
     for i, obj in enumerate(scene.objects):
-        idx = np.arange(len(shade)) if windows is None else windows[i]
+        pos = np.arange(len(gx)) if windows is None else terms["ground_pos"][windows[i]]
+        pos = pos[pos >= 0]
         base = obj.base
-        dist = np.hypot(terms["gx"][idx] - base[0], terms["gz"][idx] - base[2])
-        ground[idx] *= (1.0 - 0.4 * np.clip(1.3 - dist / (obj.radius_m * 1.2), 0.0, 1.0))[:, None]
-    return np.where(terms["below"][:, None], ground, sky)
+        dist = np.hypot(gx[pos] - base[0], gz[pos] - base[2])
+        ground[pos] *= (1.0 - 0.4 * np.clip(1.3 - dist / (obj.radius_m * 1.2), 0.0, 1.0))[:, None]
+    rgb[terms["ground_idx"]] = ground
+    return rgb
 
 
 def _shade(obj: SynthObject, normals: np.ndarray) -> np.ndarray:

@@ -40,6 +40,7 @@ GROUNDS = ((0.55, 0.55, 0.52), (0.42, 0.36, 0.30), (0.66, 0.63, 0.58))
 YAW_JITTER_DEG = 15.0  # keeps every object centre >= 7.5° from a sector boundary
 MIN_GAP_DEG = 3.0  # free angle between neighbouring objects: none hides another
 MIN_DISTANCE_GAP_M = 0.8  # "the nearest" is never a close call
+DISTANCE_RANGE_M = (3.0, 7.5)
 
 
 @dataclass(frozen=True)
@@ -133,15 +134,19 @@ def sample_scene(rng: np.random.Generator, min_objects: int = 2, max_objects: in
     for _ in range(max_tries):
         sectors = rng.choice(8, size=count, replace=False)
         colours = rng.choice(len(COLOURS), size=count, replace=False)
+        # Distances at least MIN_DISTANCE_GAP_M apart by construction, in random order.
+        slack = (DISTANCE_RANGE_M[1] - DISTANCE_RANGE_M[0]) - (count - 1) * MIN_DISTANCE_GAP_M
+        distances = rng.permutation(np.sort(rng.uniform(0.0, slack, count))
+                                    + MIN_DISTANCE_GAP_M * np.arange(count) + DISTANCE_RANGE_M[0])
         objects = []
-        for sector, colour in zip(sectors, colours):
+        for sector, colour, distance in zip(sectors, colours, distances):
             shape = SHAPES[int(rng.integers(len(SHAPES)))]
             size = SIZES[int(rng.integers(2))]
-            radius = float(rng.uniform(0.4, 0.55) if size == "small" else rng.uniform(0.85, 1.1))
+            radius = float(rng.uniform(0.5, 0.65) if size == "small" else rng.uniform(0.9, 1.2))
             yaw = float(wrap_deg(45.0 * sector + rng.uniform(-YAW_JITTER_DEG, YAW_JITTER_DEG)))
             objects.append(SynthObject(
                 shape=shape, colour=list(COLOURS)[int(colour)], size=size, yaw_deg=round(yaw, 3),
-                distance_m=round(float(rng.uniform(3.0, 7.5)), 3), radius_m=round(radius, 3),
+                distance_m=round(float(distance), 3), radius_m=round(radius, 3),
                 height_m=round(_shape_height(shape, radius), 3), spin_deg=round(float(rng.uniform(0, 90)), 3)))
         if _separated(objects):
             return Scene(objects=tuple(objects), sky=int(rng.integers(len(SKIES))),

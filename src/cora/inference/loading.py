@@ -1,0 +1,65 @@
+"""Load a trained model for inference: a saved model folder or a training run folder.
+
+- a folder written by ``PanoramaVLM.save_pretrained`` (``cora_model.json``, its
+  ``config.yaml``, the non-frozen weights), or a run folder holding one in ``model/``
+  (``cora train`` writes it at the end of a run);
+- otherwise a run folder (``runs/<experiment>/``: ``config.yaml`` and ``stage_state.json``):
+  the model is rebuilt and every completed stage's weights are replayed in order, with
+  training's own :func:`cora.training.runner.load_run_model` (the run folder's format is
+  training's).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+SAVED_MODEL_MARKER = "cora_model.json"  # written by PanoramaVLM.save_pretrained
+
+
+class RunLoadError(ValueError):
+    """A folder that is neither a saved model nor a usable training run."""
+
+
+def _saved_model_dir(run: Path) -> Path | None:
+    for folder in (run, run / "model"):
+        if (folder / SAVED_MODEL_MARKER).is_file():
+            return folder
+    return None
+
+
+def load_run(run_dir: str | os.PathLike[str], config: Any | None = None, device: str | None = None
+             ) -> tuple[Any, Any]:
+    """``(model, config)`` in eval mode on ``device`` (default: CUDA when available).
+
+    ``config`` (optional) replaces the run's own for what surrounds the model (views, prompt,
+    decoding); the architecture always comes from the saved model or run.
+    """
+    import torch
+
+    run = Path(run_dir)
+    if not run.is_dir():
+        raise FileNotFoundError(f"run folder not found: {run}")
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    saved = _saved_model_dir(run)
+    if saved is not None:
+        from cora.model import load_model
+
+        model = load_model(saved)
+        logger.info("loaded the saved model in %s", saved)
+        return model.eval().to(device), config or model.config
+    from cora.config import load_config
+    from cora.training.runner import RunError, load_run_model
+
+    if not (run / "config.yaml").is_file():
+        raise RunLoadError(f"{run}: no config.yaml and no saved model (is this a run folder written by `cora train`?)")
+    run_config = load_config(run / "config.yaml")
+    try:
+        model = load_run_model(run_config, run)
+    except RunError as exc:
+        raise RunLoadError(f"{exc} (train it first: `cora train --config {run / 'config.yaml'}`)") from exc
+    return model.eval().to(device), config or run_config

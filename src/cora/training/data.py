@@ -1,0 +1,17 @@
+"""The runner's default data: the data helper's DataModule of a stage, as :class:`StageData`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from cora.config import CoraConfig
+from cora.config.sections.training import StageConfig
+from cora.training.module import StageData
+
+
+def build_stage_data(config: CoraConfig, stage: str, stage_cfg: StageConfig, tokenizer: Any) -> StageData:
+    """Stage 1 (LLM unused) reads images only; the other stages read panorama + query + answer."""
+    from cora.data.datamodule import build_datamodule
+
+    module = build_datamodule(config, tokenizer, stage)
+    return StageData(module.train, module.val, module.collate)

@@ -1,0 +1,195 @@
+"""PanoramaVLM on the tiny kit: stages, outputs, generation, save/load, the LLM wrapper."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from transformers import AutoModel, AutoModelForCausalLM, AutoTokenizer
+
+from cora.config.sections.image import ImageProcessingConfig
+from cora.config.sections.training import StageConfig
+from cora.model import build_model, load_model
+from cora.model.language import LanguageModel
+from cora.processors.views import plan_views
+
+SIZE = 64
+VIEWS = plan_views(ImageProcessingConfig(image_size=SIZE))
+
+
+@pytest.fixture(scope="module")
+def cfg(tiny_config, kit_paths):
+    models = tiny_config.models.model_copy(update={
+        "vision_name": str(kit_paths.vision), "language_model_name": str(kit_paths.language_model),
+        "resampler": tiny_config.models.resampler.model_copy(update={"depth": 1})})
+    return tiny_config.model_copy(update={"models": models})
+
+
+@pytest.fixture(scope="module")
+def model(cfg):
+    return build_model(cfg).eval()
+
+
+def _stage(cfg, name):
+    return cfg.training.stage_configs[name]
+
+
+def _text(model, texts, padding_side="right"):
+    tok = model.tokenizer
+    tok.padding_side = padding_side
+    enc = tok(texts, return_tensors="pt", padding=True)
+    return enc["input_ids"], enc["attention_mask"]
+
+
+def test_loads_the_kit_through_from_pretrained(model, kit_paths):
+    tower = AutoModel.from_pretrained(kit_paths.vision)
+    for name, p in tower.named_parameters():
+        if ".head." not in f".{name}":
+            torch.testing.assert_close(model.vision.tower.get_parameter(name), p)
+    assert model.vision.grid == 8 and model.vision.num_tokens == 64
+    # mean/std come from the saved SigLIP image processor (0.5 / 0.5)
+    assert model.vision.mean.flatten().tolist() == [0.5, 0.5, 0.5]
+    assert model.language_model.vision_token_id == model.tokenizer.convert_tokens_to_ids("<|vision|>")
+
+
+def test_vision_backbone_normalises_and_resizes(model):
+    pixels = torch.rand(2, 3, SIZE, SIZE)
+    ours = model.vision(pixels)
+    direct = model.vision.tower(pixel_values=(pixels - 0.5) / 0.5).last_hidden_state
+    torch.testing.assert_close(ours, direct)
+    assert model.vision(torch.rand(1, 3, 40, 40)).shape == (1, 64, 64)
+
+
+@pytest.mark.parametrize("arch,tokens", [
+    ({"model_type": "clip_vision_model", "image_size": 32, "patch_size": 8, "hidden_size": 16,
+      "intermediate_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2}, 16),
+    ({"model_type": "dinov2", "image_size": 32, "patch_size": 8, "hidden_size": 16, "mlp_ratio": 2,
+      "num_hidden_layers": 2, "num_attention_heads": 2}, 16),
+])
+def test_cls_tokens_are_dropped(arch, tokens):
+    from cora.config.base import ArchSpec
+    from cora.model.vision import build_vision_backbone
+
+    backbone = build_vision_backbone(None, ArchSpec(**arch))
+    assert backbone(torch.rand(2, 3, 32, 32)).shape == (2, tokens, 16)
+    backbone.set_trainable_blocks(1)
+    trainable = {n for n, p in backbone.named_parameters() if p.requires_grad}
+    assert trainable and all(".1." in n or "layernorm" in n for n in trainable)
+
+
+def test_wrapper_leaves_lm_logits_unchanged_without_vision(model, kit_paths):
+    hf = AutoModelForCausalLM.from_pretrained(kit_paths.language_model).eval()
+    ids, mask = _text(model, ["a kitchen with a window"])
+    expected = hf(input_ids=ids, attention_mask=mask).logits
+    lm = model.language_model
+    got = lm(lm.embed(ids), attention_mask=mask).logits
+    torch.testing.assert_close(got, expected)
+
+
+def test_missing_vision_token_is_added_and_embeddings_resized(kit_paths):
+    hf = AutoModelForCausalLM.from_pretrained(kit_paths.language_model).eval()
+    tok = AutoTokenizer.from_pretrained(kit_paths.language_model)
+    ids = tok(["a red door"], return_tensors="pt")["input_ids"]
+    before = hf(input_ids=ids).logits
+    old = hf.get_input_embeddings().weight.shape[0]
+    lm = LanguageModel(hf, tok, "<|panorama|>")
+    assert lm.vision_token_id == old and hf.get_input_embeddings().weight.shape[0] == old + 1
+    torch.testing.assert_close(hf(input_ids=ids).logits[..., :old], before)
+
+
+def test_set_stage_trainable_sets(model, cfg):
+    import copy
+
+    m = copy.deepcopy(model)
+    rows = {r["component"]: r for r in m.set_stage(_stage(cfg, "vision"))}
+    trainable = {n for n, p in m.named_parameters() if p.requires_grad}
+    last = m.vision.num_layers - 1
+    assert {n.split(".")[0] for n in trainable} == {"vision", "resampler", "vicreg_projector"}
+    vision_trainable = {n for n in trainable if n.startswith("vision.")}
+    assert all(f"layers.{last}." in n or f"layers.{last - 1}." in n or "post_layernorm" in n
+               for n in vision_trainable)
+    assert rows["vision"]["mode"] == "last 2 blocks" and rows["language_model"]["trainable"] == 0
+    assert rows["resampler"]["trainable"] == sum(p.numel() for p in m.resampler.parameters())
+
+    m.set_stage(_stage(cfg, "resampler"))
+    trainable = {n.split(".")[0] for n, p in m.named_parameters() if p.requires_grad}
+    assert trainable == {"resampler", "panorama_projector"}
+
+    rows = {r["component"]: r for r in m.set_stage(_stage(cfg, "finetune"))}
+    trainable = {n for n, p in m.named_parameters() if p.requires_grad}
+    assert {n.split(".")[0] for n in trainable} == {"panorama_projector", "language_model"}
+    assert all("lora_" in n for n in trainable if n.startswith("language_model."))
+    lora = [p for n, p in m.language_model.named_parameters() if "lora_A" in n]
+    assert lora and lora[0].shape[0] == 32  # the SPEC's r
+    assert rows["language_model"]["mode"] == "lora" and rows["vicreg_projector"]["mode"] == "unused"
+    with pytest.raises(ValueError, match="resampler: mode 'lora' is not supported"):
+        m.set_stage(StageConfig(resampler="lora"))
+
+
+def test_forward_outputs_per_stage(model, cfg):
+    import copy
+
+    m = copy.deepcopy(model)
+    pixels = torch.rand(1, 9, 3, SIZE, SIZE)
+    ids, mask = _text(m, ["<|vision|> what is here? a sofa"])
+    m.set_stage(_stage(cfg, "vision"))
+    out = m(pixels, VIEWS, ids, mask, ids)
+    assert out.loss is None and out.logits is None
+    assert out.overlap_features.shape == (1, 8, 8, 8, 128)
+    assert [g.index for g in out.tile_geometries] == list(range(1, 9))
+    m.set_stage(_stage(cfg, "resampler"))
+    out = m(pixels, VIEWS, ids, mask, ids)
+    assert torch.isfinite(out.loss) and out.vision_tokens == 352
+    assert out.logits.shape[:2] == (1, ids.shape[1] - 1 + 352)
+    assert out.overlap_features is not None  # stage 2's auxiliary VICReg term (frozen projector)
+    m.set_stage(_stage(cfg, "finetune"))
+    assert m(pixels, VIEWS, ids, mask, ids).overlap_features is None
+
+
+def test_generate_cached_equals_uncached_and_padding_side_does_not_matter(model):
+    pixels = torch.rand(2, 9, 3, SIZE, SIZE)
+    texts = ["<|vision|> describe", "<|vision|> what colour is the wall?"]
+    ids, mask = _text(model, texts, "left")
+    cached = model.generate(pixels, VIEWS, ids, mask, max_new_tokens=4, do_sample=False, use_cache=True)
+    uncached = model.generate(pixels, VIEWS, ids, mask, max_new_tokens=4, do_sample=False, use_cache=False)
+    assert cached.shape == (2, 4)
+    assert cached.tolist() == uncached.tolist()
+    ids_r, mask_r = _text(model, texts, "right")
+    assert model.generate(pixels, VIEWS, ids_r, mask_r, max_new_tokens=4, do_sample=False).tolist() == cached.tolist()
+
+
+def test_save_load_round_trip(model, cfg, tmp_path):
+    import copy
+
+    m = copy.deepcopy(model)
+    m.set_stage(_stage(cfg, "finetune"))
+    torch.manual_seed(1)
+    with torch.no_grad():
+        for name, p in m.named_parameters():
+            if "lora_B" in name or name.startswith(("resampler.", "panorama_projector.")):
+                p.add_(torch.randn_like(p) * 0.05)
+    m.eval()
+    pixels = torch.rand(1, 9, 3, SIZE, SIZE)
+    ids, mask = _text(m, ["<|vision|> is there a lamp?"])
+    before = m(pixels, VIEWS, ids, mask).logits
+    m.save_pretrained(tmp_path / "saved")
+    saved = set((tmp_path / "saved").iterdir())
+    assert {p.name for p in saved} == {"config.yaml", "cora_model.json", "trainable.safetensors"}
+    loaded = load_model(tmp_path / "saved").eval()
+    assert loaded.language_model.has_lora
+    after = loaded(pixels, VIEWS, ids, mask).logits
+    torch.testing.assert_close(after, before)
+    # Only the non-pretrained weights were written: no frozen LM or vision weight.
+    from safetensors.torch import load_file
+
+    names = load_file(str(tmp_path / "saved" / "trainable.safetensors")).keys()
+    assert not any(n.startswith("language_model.") and "lora_" not in n for n in names)
+    assert not any(n.startswith("vision.") for n in names)
+
+
+def test_meta_build_counts_without_memory(cfg):
+    meta = build_model(cfg, meta=True)
+    real = build_model(cfg)
+    assert all(p.is_meta for p in meta.parameters())
+    for component in ("vision", "resampler", "vicreg_projector", "panorama_projector", "language_model"):
+        count = sum(p.numel() for p in getattr(meta, component).parameters())
+        assert count == sum(p.numel() for p in getattr(real, component).parameters()), component
