@@ -80,3 +80,26 @@ def test_gradient_checkpointing_keeps_the_loss_and_gradients():
     ckpt_loss, ckpt_grads = loss_and_grads()
     assert torch.allclose(plain_loss, ckpt_loss)
     assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(plain_grads, ckpt_grads, strict=True))
+
+
+@pytest.mark.parametrize("name", ["gemma3", "blip2"])
+def test_checkpoint_folder_loads_through_from_pretrained(name, tmp_path):
+    from cora.adapt.runtime import load_vlm
+
+    family = get_family(name)
+    model, processor = family.build_tiny(64, seed=6)
+    model.save_pretrained(tmp_path)
+    processor.chat_template = processor.tokenizer.chat_template = None  # a checkpoint without one (BLIP-2's case)
+    processor.save_pretrained(tmp_path)
+    processor.chat_template = family.template
+    assert not list(tmp_path.glob("chat_template*"))
+    loaded_family, loaded, loaded_processor = load_vlm(AdaptConfig(family=name, model_name=str(tmp_path)))
+    assert type(loaded) is family.model_class and loaded_processor.chat_template == family.template
+    pano = PanoramaInputs("resize", ImageProcessingConfig(image_size=64))(ERP)
+    batch = encode_batch(family, processor, [pano], ["Where?"], ["left"])
+    again = encode_batch(loaded_family, loaded_processor, [pano], ["Where?"], ["left"])
+    assert torch.equal(batch.inputs["input_ids"], again.inputs["input_ids"])
+    with torch.no_grad():
+        want = AdaptedVLM(family, model.eval(), processor)(batch).logits
+        got = AdaptedVLM(loaded_family, loaded.eval(), loaded_processor)(again).logits
+    assert torch.allclose(got, want, atol=1e-5)

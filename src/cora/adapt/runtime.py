@@ -35,7 +35,11 @@ def load_vlm(cfg: AdaptConfig, seed: int = 0) -> tuple[VLMFamily, nn.Module, Any
     from transformers import AutoProcessor
 
     model = family.model_class.from_pretrained(cfg.model_name)
-    return family, model, AutoProcessor.from_pretrained(cfg.model_name)
+    processor = AutoProcessor.from_pretrained(cfg.model_name)
+    if not getattr(processor, "chat_template", None):
+        # BLIP-2 checkpoints ship no chat template: use the family's prompt format (template first everywhere).
+        processor.chat_template = family.template
+    return family, model, processor
 
 
 class PanoramaAdapter(nn.Module):
