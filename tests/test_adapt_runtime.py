@@ -103,3 +103,14 @@ def test_checkpoint_folder_loads_through_from_pretrained(name, tmp_path):
         want = AdaptedVLM(family, model.eval(), processor)(batch).logits
         got = AdaptedVLM(loaded_family, loaded.eval(), loaded_processor)(again).logits
     assert torch.allclose(got, want, atol=1e-5)
+
+
+def test_collator_names_the_row_whose_answer_is_truncated_away():
+    family = get_family("qwen2_5_vl")
+    processor = family.offline_processor(64)
+    views = PanoramaInputs("resize", ImageProcessingConfig(image_size=64)).view_batch(ERP)
+    item = {"pixel_values": views.pixels, "geometries": views.geometries,
+            "meta": {"query": "Describe the panorama.", "references": ["a red cube"], "source": "train.csv:7"}}
+    assert AdaptCollator(family, processor, max_length=200)([item])["labels"].ne(-100).any()
+    with pytest.raises(ValueError, match=r"train.csv:7: no answer token is labelled .*adapt.max_length=30"):
+        AdaptCollator(family, processor, max_length=30)([item])
