@@ -59,6 +59,14 @@ def test_train_eval_export_through_the_cli(tmp_path, synth, capsys):
     assert "cider" in json.dumps(metrics)
     assert (tmp_path / "eval" / "predictions.csv").read_text().count("\n") > 1
 
+    image = str(synth / "images" / "00000.png")
+    capsys.readouterr()
+    assert main(["generate", "--checkpoint", str(run), "--image", image, "--query", "Where?", "--query", "What?",
+                 "--json"]) == 0
+    answers = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [a["query"] for a in answers] == ["Where?", "What?"] and all(a["tokens"] <= 3 for a in answers)
+    assert main(["generate", "--checkpoint", str(run), "--image", image, "--query", "Where?", "--stream"]) == 0
+
     assert main(["export", "--run", str(run), "--out", str(tmp_path / "adapter")]) == 0
     assert (tmp_path / "adapter" / "adapter_model.safetensors").is_file()
     assert main(["export", "--run", str(run), "--out", str(tmp_path / "merged"), "--merge"]) == 0
