@@ -75,7 +75,7 @@ def build_adapt_stage_data(config: CoraConfig, stage: str, stage_cfg: StageConfi
         if path is None:
             return None
         log = BadRowLog(data.bad_row_policy)
-        records, _ = read_records(path, log=log)
+        records, _ = read_records(path, log=log, jsonl_tasks=data.jsonl_tasks)
         # No formatter: text is encoded per batch by the family's processor (it needs the images).
         return PanoramaDataset(records, inputs.view_batch, None, cache_dir=data.cache_dir, log=log)
 
