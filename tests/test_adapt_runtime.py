@@ -114,3 +114,16 @@ def test_collator_names_the_row_whose_answer_is_truncated_away():
     assert AdaptCollator(family, processor, max_length=200)([item])["labels"].ne(-100).any()
     with pytest.raises(ValueError, match=r"train.csv:7: no answer token is labelled .*adapt.max_length=30"):
         AdaptCollator(family, processor, max_length=30)([item])
+
+
+def test_checkpoint_loading_takes_dtype_and_attention_from_the_config(tmp_path):
+    from cora.adapt.runtime import load_vlm
+
+    family = get_family("gemma3")
+    model, processor = family.build_tiny(64)
+    model.save_pretrained(tmp_path)
+    processor.save_pretrained(tmp_path)
+    _, loaded, _ = load_vlm(AdaptConfig(family="gemma3", model_name=str(tmp_path), dtype="bfloat16",
+                                        attn_implementation="eager"))
+    assert next(loaded.parameters()).dtype == torch.bfloat16
+    assert loaded.config.get_text_config()._attn_implementation == "eager"

@@ -34,7 +34,8 @@ def load_vlm(cfg: AdaptConfig, seed: int = 0) -> tuple[VLMFamily, nn.Module, Any
         return family, model, processor
     from transformers import AutoProcessor
 
-    model = family.model_class.from_pretrained(cfg.model_name)
+    kwargs = {k: v for k, v in (("dtype", cfg.dtype), ("attn_implementation", cfg.attn_implementation)) if v}
+    model = family.model_class.from_pretrained(cfg.model_name, **kwargs)
     processor = AutoProcessor.from_pretrained(cfg.model_name)
     if not getattr(processor, "chat_template", None):
         # BLIP-2 checkpoints ship no chat template: use the family's prompt format (template first everywhere).
