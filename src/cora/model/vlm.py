@@ -144,6 +144,17 @@ class PanoramaVLM(nn.Module):
         return self.language_model.model.generate(inputs_embeds=fused.inputs_embeds,
                                                   attention_mask=fused.attention_mask, **generation_kwargs)
 
+    def enable_gradient_checkpointing(self) -> None:
+        """Recompute activations of the vision tower and the LLM in backward (HF's non-reentrant
+        checkpointing; works with frozen bases and LoRA)."""
+        for hf_model in (self.vision.tower, self.language_model.model):
+            if not getattr(hf_model, "supports_gradient_checkpointing", False):
+                continue
+            if hasattr(hf_model, "activation_checkpointing_enable"):  # transformers ≥ 5.x
+                hf_model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+            else:
+                hf_model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+
     # -- stages ---------------------------------------------------------------------
     def set_stage(self, stage: Any) -> list[dict[str, Any]]:
         """Apply a ``StageConfig``'s per-component modes; returns one row per component for logging."""
