@@ -117,7 +117,7 @@ def test_chat_completions_openai_format(client, generator, panoramas):  # noqa: 
     assert text.strip() == expected
 
 
-def test_the_project_judge_client_talks_to_the_server(generator, panoramas):  # noqa: F811
+def test_the_project_judge_client_and_a_leaving_stream_client_over_a_socket(generator, panoramas):  # noqa: F811
     """The judge/teacher client posts to {url}/chat/completions: over a real socket, with uvicorn."""
     import threading
 
@@ -140,6 +140,16 @@ def test_the_project_judge_client_talks_to_the_server(generator, panoramas):  # 
         answer = client.complete([{"role": "user", "content": [{"type": "image_url", "image_url": {"url": url}},
                                                                 {"type": "text", "text": QUERY}]}])
         assert answer == generator(panoramas[0], QUERY)
+        # a client that leaves in the middle of a stream does not leave the model locked
+        import httpx
+
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as http:
+            image = Path(panoramas[1]).read_bytes()
+            with http.stream("POST", "/v1/answer", files={"image": ("p.png", image)},
+                             data={"query": QUERY, "stream": "true"}) as response:
+                assert next(response.iter_lines()).startswith("data: ")
+            again = http.post("/v1/answer", files={"image": ("p.png", image)}, data={"query": QUERY})
+            assert again.json()["answer"] == generator(panoramas[1], QUERY)
     finally:
         server.should_exit = True
         thread.join(10)

@@ -24,6 +24,7 @@ import base64
 import binascii
 import json
 import logging
+import queue
 import threading
 import time
 import uuid
@@ -41,6 +42,7 @@ from cora.processors.image_io import ImageError, decode_image, load_image
 
 logger = logging.getLogger(__name__)
 
+_END = object()  # end of a stream
 DEFAULT_MAX_IMAGE_BYTES = 32 * 1024 * 1024
 MAX_NEW_TOKENS_LIMIT = 2048
 
@@ -165,9 +167,29 @@ class PanoramaService:
                 "finish_reason": "length" if len(ids) >= limit else "stop"}
 
     def stream(self, image: np.ndarray, query: str, options: dict[str, Any]) -> Iterator[str]:
-        """Text pieces as they are generated; holds the lock until the answer is complete."""
-        with self.lock:
-            yield from self.generator.stream(image, query, **options)
+        """Text pieces as they are generated.
+
+        The generation runs in its own thread, which holds the lock until the answer is
+        complete: a client that leaves mid-stream abandons this iterator without closing it,
+        so a lock held by the iterator itself would never be released.
+        """
+        pieces: queue.Queue[Any] = queue.Queue()
+
+        def work() -> None:
+            try:
+                with self.lock:
+                    for piece in self.generator.stream(image, query, **options):
+                        pieces.put(piece)
+            except BaseException as exc:  # re-raised by the consumer
+                pieces.put(exc)
+            finally:
+                pieces.put(_END)
+
+        threading.Thread(target=work, daemon=True, name="cora-stream").start()
+        while (item := pieces.get()) is not _END:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
 
     def health(self) -> dict[str, Any]:
         gen = self.generator
