@@ -231,3 +231,33 @@ def test_serve_cli_builds_the_app_of_a_run(tiny, generator, panoramas, tmp_path,
     assert answer["answer"] == generator(panoramas[0], QUERY)
     assert main(["serve", "--checkpoint", str(tmp_path)]) == 2
     assert "no config.yaml" in capsys.readouterr().err
+
+
+class _FailingStream:
+    """The real generator, except that streaming breaks after the first piece (an error mid-answer)."""
+
+    def __init__(self, generator):
+        self._generator = generator
+
+    def __getattr__(self, name):
+        return getattr(self._generator, name)
+
+    def stream(self, image, query, **options):
+        yield from list(self._generator.stream(image, query, **options))[:1]
+        raise RuntimeError("device lost")
+
+
+def test_an_error_mid_stream_is_reported_in_the_stream_and_releases_the_model(generator, panoramas):  # noqa: F811
+    client = TestClient(create_app(_FailingStream(generator)))
+    image = _b64(panoramas[0])
+    events = _events(client.post("/v1/answer", json={"image": image, "query": QUERY, "stream": True}).text)
+    assert events[-1][0] == "error" and "RuntimeError: device lost" in json.loads(events[-1][1])["error"]["message"]
+    assert [e for e, _ in events[:-1]] == [None]
+    url = f"data:image/png;base64,{image}"
+    chat = client.post("/v1/chat/completions", json={"stream": True, "messages": [{"role": "user", "content": [
+        {"type": "image_url", "image_url": {"url": url}}, {"type": "text", "text": QUERY}]}]})
+    data = [d for _, d in _events(chat.text)]
+    assert "device lost" in json.loads(data[-1])["error"]["message"] and "[DONE]" not in data
+    # not streamed: unaffected, and the lock was released by the failed streams
+    assert client.post("/v1/answer", json={"image": image, "query": QUERY}).json()["answer"] == generator(
+        panoramas[0], QUERY)
