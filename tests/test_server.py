@@ -160,6 +160,8 @@ def test_the_project_judge_client_and_a_leaving_stream_client_over_a_socket(gene
      422, "image", "not a readable image"),
     ({"files": {"image": ("x.png", b"\x89PNG", "image/png")}}, 400, "query", "missing"),
     ({"data": {"query": "q"}, "files": {"other": ("x", b"1", "text/plain")}}, 400, "image", "missing"),
+    ({"data": {"query": "q", "image": "abc"}, "files": {"other": ("x", b"1", "text/plain")}}, 400, "image",
+     "a text field"),
     ({"json": {"query": "q"}}, 400, "image", "missing"),
     ({"json": {"image": "!!notbase64!!", "query": "q"}}, 400, "image", "base64"),
     ({"json": {"image": "aGVsbG8=", "query": "  "}}, 400, "query", "empty"),

@@ -266,19 +266,22 @@ def create_app(generator: Any, *, max_image_bytes: int = DEFAULT_MAX_IMAGE_BYTES
         return await run_in_threadpool(service.answer, image, query, options)
 
     async def _answer_image(fields: Any) -> np.ndarray:
+        """The panorama of a request, decoded off the event loop (a large JPEG takes a while)."""
         upload = fields.get("image")
-        if hasattr(upload, "read"):  # a multipart file
-            return service.decode(await upload.read(max_image_bytes + 1), "image")
-        if isinstance(fields, dict) and upload is not None:
+        if not isinstance(fields, dict):  # multipart
+            if not hasattr(upload, "read"):
+                detail = "missing" if upload is None else "a text field"
+                raise RequestError(400, f"image: {detail} (expected a multipart file field named 'image')", "image")
+            data = await upload.read(max_image_bytes + 1)
+            return await run_in_threadpool(service.decode, data, "image")
+        if upload is not None:
             if not isinstance(upload, str):
                 raise RequestError(400, "image: expected a base64 string", "image")
-            return service.decode(_b64decode(upload, "image"), "image")
-        if isinstance(fields, dict) and fields.get("path") is not None:
-            return service.load_path(fields["path"])
-        if isinstance(fields, dict):
-            raise RequestError(400, "image: missing (base64 of the panorama file"
-                                    + (", or path" if allow_paths else "") + ")", "image")
-        raise RequestError(400, "image: missing (a multipart file field named 'image')", "image")
+            return await run_in_threadpool(service.decode, _b64decode(upload, "image"), "image")
+        if fields.get("path") is not None:
+            return await run_in_threadpool(service.load_path, fields["path"])
+        raise RequestError(400, "image: missing (base64 of the panorama file" + (", or path" if allow_paths else "")
+                                + ")", "image")
 
     def _answer_events(image: np.ndarray, query: str, options: dict[str, Any]) -> Iterator[str]:
         start = time.perf_counter()
@@ -301,7 +304,7 @@ def create_app(generator: Any, *, max_image_bytes: int = DEFAULT_MAX_IMAGE_BYTES
         max_tokens = body.get("max_completion_tokens", body.get("max_tokens"))
         options = service.decoding_overrides(max_tokens, body.get("temperature"), body.get("top_p"), "max_tokens")
         stream = _as_bool(body.get("stream"), "stream")
-        image, query = _chat_inputs(service, body.get("messages"))
+        image, query = await run_in_threadpool(_chat_inputs, service, body.get("messages"))
         model = body.get("model") or model_name
         completion_id = f"chatcmpl-{uuid.uuid4().hex[:24]}"
         created = int(time.time())
