@@ -263,3 +263,38 @@ def test_an_error_mid_stream_is_reported_in_the_stream_and_releases_the_model(ge
     # not streamed: unaffected, and the lock was released by the failed streams
     assert client.post("/v1/answer", json={"image": image, "query": QUERY}).json()["answer"] == generator(
         panoramas[0], QUERY)
+
+
+def test_the_teacher_can_use_cora_serve_as_its_endpoint(tiny_config, generator, panoramas, tmp_path):  # noqa: F811
+    """SPEC §10: the project's own server as the pseudo-labelling teacher, over a real socket."""
+    import threading
+
+    import uvicorn
+
+    from cora.config.sections.teacher import TeacherConfig
+    from cora.evaluation.teacher import build_teacher, clean_answer, teach
+
+    server = uvicorn.Server(uvicorn.Config(create_app(generator), host="127.0.0.1", port=0, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        for _ in range(500):
+            if server.started:
+                break
+            thread.join(0.02)
+        port = server.servers[0].sockets[0].getsockname()[1]
+        teacher_cfg = TeacherConfig(url=f"http://127.0.0.1:{port}/v1", model="cora", crop_strategy="cubemap",
+                                    image_size=32, max_tokens=6, max_retries=0, concurrency=1, image_format="png",
+                                    tile_prompt=QUERY)
+        teacher = build_teacher(tiny_config.model_copy(update={"teacher": teacher_cfg}), cache_dir=tmp_path / "c")
+        described = teacher.describe(panoramas[2])
+        result = teach(teacher, panoramas[2:], tmp_path / "train.csv", "Describe the panorama.")
+    finally:
+        server.should_exit = True
+        thread.join(10)
+    assert [label for label, _ in described.notes] == ["ahead", "to the right", "behind you", "to the left"]
+    # each note is the server's answer about that view (a square tile, read by CORA as if it were an ERP)
+    views = teacher.views(panoramas[2])
+    tiles = [(views.pixels[i].permute(1, 2, 0).numpy() * 255).round().astype("uint8") for i in range(4)]
+    assert [n for _, n in described.notes] == [clean_answer(generator(t, QUERY, max_new_tokens=6)) for t in tiles]
+    assert any(n for _, n in described.notes) and result["rows"] == 1 and not result["empty"]
