@@ -251,7 +251,7 @@ def create_app(generator: Any, *, max_image_bytes: int = DEFAULT_MAX_IMAGE_BYTES
         content_type = request.headers.get("content-type", "")
         # cheap checks first: a bad option is reported before the image is decoded
         if content_type.startswith("multipart/form-data"):
-            fields = await request.form(max_part_size=max_image_bytes + 1)
+            fields = await request.form()
         elif content_type.startswith("application/json"):
             fields = await _json_body(request)
         else:
