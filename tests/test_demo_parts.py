@@ -1,0 +1,36 @@
+"""Pieces of the demo that are cheap to test: the training-only corpus and the SVG loss plot."""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+
+from cora.config import CoraConfig
+from cora.training.plots import read_curve, write_loss_plot
+
+
+def test_train_corpus_holds_no_test_text():
+    from cora.cli.demo_cmd import train_corpus
+    from cora.data.synth import SynthPano, split_of
+
+    cfg = CoraConfig.model_validate({"data": {"synth": {"n": 20, "seed": 3}}})
+    texts = set(train_corpus(cfg))
+    pano = SynthPano(20, 3)
+    test_captions = {pano.text(i).caption for i in range(20) if split_of(i, 20) == "test"}
+    train_captions = {pano.text(i).caption for i in range(20) if split_of(i, 20) == "train"}
+    assert train_captions <= texts
+    assert not (test_captions - train_captions) & texts
+
+
+def test_loss_plot_draws_one_curve_per_run_and_stage(tmp_path):
+    for run, values in (("a", [3.0, 2.0, 1.0]), ("b", [3.0, 2.5, 2.4])):
+        log = tmp_path / run / "logs" / "s1" / "metrics.csv"
+        log.parent.mkdir(parents=True)
+        log.write_text("epoch,loss,step\n" + "".join(f"0,{v},{i}\n" for i, v in enumerate(values)))
+    assert read_curve(tmp_path / "a/logs/s1/metrics.csv") == [(0.0, 3.0), (1.0, 2.0), (2.0, 1.0)]
+    out = write_loss_plot(tmp_path / "plot.svg", {"vision": tmp_path / "a", "blind": tmp_path / "b"}, ["s1", "s2"])
+    root = ET.parse(out).getroot()
+    lines = root.findall(".//{http://www.w3.org/2000/svg}polyline")
+    assert len(lines) == 2
+    # The first run falls to the bottom of the panel, the second stays above it.
+    last_y = [float(line.get("points").split()[-1].split(",")[1]) for line in lines]
+    assert last_y[0] > last_y[1]
