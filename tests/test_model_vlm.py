@@ -102,14 +102,15 @@ def test_set_stage_trainable_sets(model, cfg):
     import copy
 
     m = copy.deepcopy(model)
-    rows = {r["component"]: r for r in m.set_stage(_stage(cfg, "vision"))}
+    stage = _stage(cfg, "vision").model_copy(update={"vision_trainable_blocks": 1})
+    rows = {r["component"]: r for r in m.set_stage(stage)}
     trainable = {n for n, p in m.named_parameters() if p.requires_grad}
     last = m.vision.num_layers - 1
     assert {n.split(".")[0] for n in trainable} == {"vision", "resampler", "vicreg_projector"}
     vision_trainable = {n for n in trainable if n.startswith("vision.")}
-    assert all(f"layers.{last}." in n or f"layers.{last - 1}." in n or "post_layernorm" in n
-               for n in vision_trainable)
-    assert rows["vision"]["mode"] == "last 2 blocks" and rows["language_model"]["trainable"] == 0
+    assert vision_trainable and all(f"layers.{last}." in n or "post_layernorm" in n for n in vision_trainable)
+    assert rows["vision"]["mode"] == "last 1 blocks" and rows["language_model"]["trainable"] == 0
+    assert rows["vision"]["trainable"] == sum(p.numel() for n, p in m.named_parameters() if n in vision_trainable)
     assert rows["resampler"]["trainable"] == sum(p.numel() for p in m.resampler.parameters())
 
     m.set_stage(_stage(cfg, "resampler"))
@@ -121,7 +122,7 @@ def test_set_stage_trainable_sets(model, cfg):
     assert {n.split(".")[0] for n in trainable} == {"panorama_projector", "language_model"}
     assert all("lora_" in n for n in trainable if n.startswith("language_model."))
     lora = [p for n, p in m.language_model.named_parameters() if "lora_A" in n]
-    assert lora and lora[0].shape[0] == 32  # the SPEC's r
+    assert lora and lora[0].shape[0] == _stage(cfg, "finetune").lora.r
     assert rows["language_model"]["mode"] == "lora" and rows["vicreg_projector"]["mode"] == "unused"
     with pytest.raises(ValueError, match="resampler: mode 'lora' is not supported"):
         m.set_stage(StageConfig(resampler="lora"))
@@ -300,3 +301,15 @@ def test_clip_tower_with_identity_resampler_end_to_end(kit_paths):
     out = m(torch.rand(1, 9, 3, 32, 32), views, ids, labels=ids)
     assert out.vision_tokens == 16 + 4 * (4 + 7 * 2) and torch.isfinite(out.loss)
     assert out.overlap_features.shape == (1, 8, 4, 4, 16)
+
+
+def test_lora_defaults_are_the_spec_ones(model):
+    import copy
+
+    m = copy.deepcopy(model)
+    m.set_stage(StageConfig(language_model="lora", vicreg_projector="unused"))
+    assert m.language_model.lora_settings == {"r": 32, "alpha": 64, "dropout": 0.1, "target_modules": [
+        "q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]}
+    names = [n for n, _ in m.language_model.named_parameters() if "lora_A" in n]
+    wrapped = {n.split(".lora_A")[0].rsplit(".", 1)[-1] for n in names}
+    assert wrapped == {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
