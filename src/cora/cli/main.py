@@ -46,6 +46,7 @@ _INPUT_ERRORS = [
     ("cora.training.runner", "RunError"),
     ("cora.training.checkpoint", "CheckpointError"),
     ("cora.adapt.health", "HealthCheckError"),
+    ("cora.evaluation.teacher", "TeacherError"),
 ]
 
 
