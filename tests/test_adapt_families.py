@@ -32,7 +32,7 @@ def _inputs(family, processor, n_images):
 
 
 def test_unknown_family_lists_valid_names():
-    with pytest.raises(ValueError, match="unknown VLM family 'llava'.*qwen2_5_vl"):
+    with pytest.raises(ValueError, match="adapt.family 'llava' is unknown; valid: .*qwen2_5_vl"):
         get_family("llava")
 
 
@@ -70,3 +70,28 @@ def test_forward_backward_and_feature_grids(tiny):
     for grid, count in zip(grids, family.image_token_counts(inputs, model), strict=True):
         assert grid.shape == (4, 4, hidden)  # 64 px, patch 8, 2×2 merge/shuffle/pool -> 4×4 tokens
         assert grid.shape[0] * grid.shape[1] == count
+
+
+@pytest.mark.parametrize("half", ["top", "left"])
+def test_feature_grids_keep_the_image_orientation(tiny, half):
+    """Grid cell (r, c) holds the tokens of image row r, column c (the overlap strips rely on it)."""
+    family, model, processor = tiny
+    if family.name == "blip2":
+        pytest.skip("blip2 is a plain baseline (no patch grid)")
+    image = np.zeros((SIZE, SIZE, 3), dtype=np.uint8)
+    if half == "top":
+        image[: SIZE // 2] = 255
+    else:
+        image[:, : SIZE // 2] = 255
+    messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "q"}]}]
+    text = processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    inputs = {**processor(text=[text], images=[[image]], return_tensors="pt"),
+              **family.extra_inputs(processor, [image])}
+    with torch.no_grad():
+        grid = family.feature_grids(family.encode_images(model, inputs), inputs, model)[0]
+    across_rows = (grid[0] - grid[-1]).norm(dim=-1).mean()  # first vs last row
+    across_cols = (grid[:, 0] - grid[:, -1]).norm(dim=-1).mean()  # first vs last column
+    if half == "top":
+        assert across_rows > 5 * across_cols
+    else:
+        assert across_cols > 5 * across_rows

@@ -133,3 +133,22 @@ def test_adapted_model_runs_health_checks_on_the_first_batch_only(tiny):
         adapted(broken)
     adapted(batch)
     adapted(broken)  # checked once: later batches are not re-checked
+
+
+def test_overlap_strips_of_a_real_panorama_match_on_the_vlm_features(tiny, shared_data):
+    """On a real panorama the paired strips of adjacent tiles (grid orientation + geometry) are much closer in
+    the VLM's own aligner features than strips of other tile pairs."""
+    from cora.adapt.overlap import stack_tiles
+    from cora.training.losses.strips import extract_strips
+
+    family, model, processor = tiny
+    if family.name == "blip2":
+        pytest.skip("blip2 is a plain baseline")
+    pano = PanoramaInputs("anyres_e2p", IMAGE_CFG)(shared_data / "panoramas" / "labelled-cube-1024x512.png")
+    batch = encode_batch(family, processor, [pano], ["q"], ["a"])
+    with torch.no_grad():
+        grids = family.feature_grids(family.encode_images(model, batch.inputs), batch.inputs, model)
+    left, right = extract_strips(*stack_tiles(grids, batch.geometries), 1)
+    matched = (left - right).norm(dim=-1).mean()
+    other_pairs = (left - right.roll(3, dims=0)).norm(dim=-1).mean()
+    assert matched < 0.6 * other_pairs

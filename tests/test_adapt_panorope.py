@@ -61,6 +61,18 @@ def test_flat_ids_wrap_at_360():
     assert ids[0].tolist() == [0, 1, 2, 9, 8, 1, 10]
 
 
+def test_pitch_moves_tiles_down_the_canvas():
+    geoms = [perspective_view(0, 45, 90, 64, 0), perspective_view(0, -45, 90, 64, 1),
+             perspective_view(45, -45, 90, 64, 2)]
+    layout = canvas_layout(geoms, [(2, 2)] * 3)
+    # 2 rows per 90°: the tile looking 45° down starts 2 rows below the one looking 45° up
+    assert layout.offsets == {0: (0, 0), 1: (2, 0), 2: (2, 1)} and layout.rows == 4 and layout.period == 8
+    ids = torch.tensor([[TXT] + [IMG] * 4 + [TXT] + [IMG] * 4 + [TXT] + [IMG] * 4 + [TXT]])
+    flat = flat_position_ids(ids, torch.ones_like(ids), IMG, [(2, 2)] * 3, [geoms])
+    # anchor 1; tile 0: rows 0-1; tile 1: rows 2-3 (+16); tile 2 one column right of tile 1; text after 1 + 4·8
+    assert flat[0].tolist() == [0, 1, 2, 9, 10, 33, 17, 18, 25, 26, 34, 18, 19, 26, 27, 35]
+
+
 def test_mixed_tile_grids_are_refused():
     with pytest.raises(ValueError, match="one token grid and FOV"):
         canvas_layout([perspective_view(0, 0, 90, 64), perspective_view(45, 0, 60, 64)], [(2, 2), (2, 2)])

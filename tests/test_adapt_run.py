@@ -23,12 +23,12 @@ def synth(tmp_path_factory):
     return out
 
 
-def _config(tmp_path: Path, synth: Path, family: str = "qwen2_5_vl") -> Path:
-    cfg = tmp_path / "adapt.yaml"
+def _config(tmp_path: Path, synth: Path, adapt: str = "{family: qwen2_5_vl}", name: str = "run") -> Path:
+    cfg = tmp_path / f"{name}.yaml"
     cfg.write_text(f"""extends: {ROOT / 'configs' / 'adapt-qwen2_5_vl-tiny.yaml'}
-experiment: {{name: run, output_dir: {tmp_path / 'runs'}}}
-adapt: {{family: {family}}}
-data: {{train: {synth / 'train.csv'}, num_workers: 0}}
+experiment: {{name: {name}, output_dir: {tmp_path / 'runs'}}}
+adapt: {adapt}
+data: {{train: {synth / 'train.csv'}, val: null, num_workers: 0}}
 training:
   stage_configs:
     aligner: {{max_steps: 1}}
@@ -42,7 +42,9 @@ evaluation: {{metrics: [bleu4, rouge_l, cider], max_new_tokens: 3, batch_size: 4
 @pytest.mark.slow
 def test_train_eval_export_through_the_cli(tmp_path, synth, capsys):
     cfg = _config(tmp_path, synth)
-    assert main(["train", "--config", str(cfg)]) == 0
+    assert main(["train", "--config", str(cfg), "--stage", "aligner"]) == 0
+    # --resume auto runs what is left (stage B), replaying stage A's recipe and weights first
+    assert main(["train", "--config", str(cfg), "--resume", "auto"]) == 0
     run = tmp_path / "runs" / "run"
     state = json.loads((run / "stage_state.json").read_text())
     assert state["completed"] == ["aligner", "lora"]
@@ -56,6 +58,14 @@ def test_train_eval_export_through_the_cli(tmp_path, synth, capsys):
     metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert "cider" in json.dumps(metrics)
     assert (tmp_path / "eval" / "predictions.csv").read_text().count("\n") > 1
+
+    image = str(synth / "images" / "00000.png")
+    capsys.readouterr()
+    assert main(["generate", "--checkpoint", str(run), "--image", image, "--query", "Where?", "--query", "What?",
+                 "--json"]) == 0
+    answers = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [a["query"] for a in answers] == ["Where?", "What?"] and all(a["tokens"] <= 3 for a in answers)
+    assert main(["generate", "--checkpoint", str(run), "--image", image, "--query", "Where?", "--stream"]) == 0
 
     assert main(["export", "--run", str(run), "--out", str(tmp_path / "adapter")]) == 0
     assert (tmp_path / "adapter" / "adapter_model.safetensors").is_file()
@@ -91,3 +101,13 @@ def test_export_refuses_runs_without_adapt(tmp_path, capsys):
     (run / "config.yaml").write_text("experiment: {name: x}\n")
     assert main(["export", "--run", str(run), "--out", str(tmp_path / "o")]) == 2
     assert "adapt: section" in capsys.readouterr().err
+
+
+def test_train_refuses_settings_that_cannot_work(tmp_path, synth, capsys):
+    cfg = _config(tmp_path, synth, "{family: blip2}")
+    assert main(["train", "--config", str(cfg)]) == 2
+    assert "takes one image per turn (use native or resize)" in capsys.readouterr().err
+
+    cfg = _config(tmp_path, synth, "{family: qwen2_5_vl, input_mode: resize}", name="run2")
+    assert main(["train", "--config", str(cfg)]) == 2
+    assert "overlap_loss_weight > 0 needs overlapping tiles: adapt.input_mode 'resize'" in capsys.readouterr().err

@@ -116,8 +116,10 @@ def test_evaluate_writes_predictions_and_metrics(tmp_path):
 def test_read_eval_samples_groups_references_and_aliases(tmp_path):
     data = tmp_path / "data"
     (data / "img").mkdir(parents=True)
+    from PIL import Image
+
     for name in ("a.png", "b.png"):
-        (data / "img" / name).write_bytes(b"")
+        Image.new("RGB", (16, 8)).save(data / "img" / name)
     path = data / "test.csv"
     path.write_text("image,instruction,response\nimg/a.png,describe,one\nimg/b.png,describe,two\n"
                     "img/a.png,describe,three\nimg/a.png,count,four\n")

@@ -10,8 +10,6 @@ import torch
 
 from cora.inference import DecodingOptions, PanoramaGenerator
 
-pytest.importorskip("cora.model.build", reason="needs the model package (PanoramaVLM)")
-
 OPTIONS = DecodingOptions(max_new_tokens=8)
 
 
@@ -152,6 +150,12 @@ def test_generate_cli_json(tiny, generator, panoramas, tmp_path, capsys):
     assert main(argv) == 0
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [r["answer"] for r in rows] == generator.generate([panoramas[0]] * 2, QUERIES[:2])
+    # the two queries about one file shared its views, and match separate calls
+    assert [r["answer"] for r in rows] == [generator(panoramas[0], q) for q in QUERIES[:2]]
+    argv = ["generate", "--checkpoint", str(saved), "--image", panoramas[1], "--query", QUERIES[2], "--stream",
+            "--config", str(config)]
+    assert main(argv) == 0
+    assert capsys.readouterr().out.strip() == generator(panoramas[1], QUERIES[2])
     assert main(["generate", "--checkpoint", str(tmp_path), "--image", panoramas[0], "--query", "q"]) == 2
     assert "no config.yaml" in capsys.readouterr().err
 

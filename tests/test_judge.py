@@ -125,7 +125,7 @@ def test_eval_cli_with_judge(tmp_path, capsys):
         cfg = tmp_path / "cfg.yaml"
         cfg.write_text(f"evaluation:\n  metrics: []\n  judge: {{url: '{server.url}', model: jm, retry_backoff_s: 0}}\n")
         out = tmp_path / "ev"
-        assert main(["eval", "--predictions", str(pred), "--out", str(out), "--config", str(cfg), "--judge"]) == 0
+        assert main(["eval", "--predictions", str(pred), "--out", str(out), "--config", str(cfg)]) == 0
         assert len(server.requests) == 2
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["judge"] == pytest.approx(0.45) and metrics["judge_model"] == "jm"

@@ -60,3 +60,21 @@ def test_encoding_is_added_to_tokens():
     out = pe(tokens, views, 4, 4)
     torch.testing.assert_close(out[1], pe.table(views, 4, 4))
     assert not torch.allclose(out[0, 0], out[0, 1])
+
+
+def test_panorama_projector_with_and_without_positions():
+    from cora.model.projectors import PanoramaProjector
+
+    views = [global_view(32, 0)] + [perspective_view(45 * i, 0, 90, 32, i + 1) for i in range(8)]
+    tokens = torch.randn(2, 9, 16, 8)
+    plain = PanoramaProjector(8, 12, positional_encoding="none")
+    with_pe = PanoramaProjector(8, 12)
+    with_pe.load_state_dict(plain.state_dict())
+    a, b = plain(tokens, views, 4, 4), with_pe(tokens, views, 4, 4)
+    assert a.shape == b.shape == (2, 16 + 4 * (4 + 7 * 2), 12)
+    # The encoding enters before the Linear: the difference is the projected encoding alone.
+    table = with_pe.positions.table(views, 4, 4)
+    from cora.model.stitching import plan_stitching, stitch
+
+    expected = stitch((table @ with_pe.linear.weight.t()).unsqueeze(0), plan_stitching(views, 4, 4, "stride_views"))
+    torch.testing.assert_close(b - a, expected.expand_as(a), rtol=1e-5, atol=1e-5)

@@ -100,3 +100,13 @@ def test_bimamba_sees_both_directions_and_counts_parameters():
              + d_inner * n + d_inner + d_inner * 32)
     expected = (24 * 32 + 32) + 2 * (2 * mamba + 2 * 32) + 2 * 32 + (32 * 32 + 32)
     assert sum(p.numel() for p in model.parameters()) == expected
+
+
+def test_bimamba_linear_direction_merge_adds_one_linear_per_block():
+    mean = BiMambaResampler(24, 32, depth=2, d_state=8)
+    linear = BiMambaResampler(24, 32, depth=2, d_state=8, direction_merge="linear")
+    count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+    assert count(linear) - count(mean) == 2 * (64 * 32 + 32)
+    assert linear(torch.randn(1, 16, 24)).shape == (1, 16, 32)
+    with pytest.raises(ValueError, match="direction_merge"):
+        BiMambaResampler(24, 32, direction_merge="sum")

@@ -64,6 +64,8 @@ def test_vision_backbone_normalises_and_resizes(model):
       "intermediate_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2}, 16),
     ({"model_type": "dinov2", "image_size": 32, "patch_size": 8, "hidden_size": 16, "mlp_ratio": 2,
       "num_hidden_layers": 2, "num_attention_heads": 2}, 16),
+    ({"model_type": "siglip2_vision_model", "num_patches": 16, "patch_size": 8, "hidden_size": 16,
+      "intermediate_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2}, 16),
 ])
 def test_cls_tokens_are_dropped(arch, tokens):
     from cora.config.base import ArchSpec
@@ -100,14 +102,15 @@ def test_set_stage_trainable_sets(model, cfg):
     import copy
 
     m = copy.deepcopy(model)
-    rows = {r["component"]: r for r in m.set_stage(_stage(cfg, "vision"))}
+    stage = _stage(cfg, "vision").model_copy(update={"vision_trainable_blocks": 1})
+    rows = {r["component"]: r for r in m.set_stage(stage)}
     trainable = {n for n, p in m.named_parameters() if p.requires_grad}
     last = m.vision.num_layers - 1
     assert {n.split(".")[0] for n in trainable} == {"vision", "resampler", "vicreg_projector"}
     vision_trainable = {n for n in trainable if n.startswith("vision.")}
-    assert all(f"layers.{last}." in n or f"layers.{last - 1}." in n or "post_layernorm" in n
-               for n in vision_trainable)
-    assert rows["vision"]["mode"] == "last 2 blocks" and rows["language_model"]["trainable"] == 0
+    assert vision_trainable and all(f"layers.{last}." in n or "post_layernorm" in n for n in vision_trainable)
+    assert rows["vision"]["mode"] == "last 1 blocks" and rows["language_model"]["trainable"] == 0
+    assert rows["vision"]["trainable"] == sum(p.numel() for n, p in m.named_parameters() if n in vision_trainable)
     assert rows["resampler"]["trainable"] == sum(p.numel() for p in m.resampler.parameters())
 
     m.set_stage(_stage(cfg, "resampler"))
@@ -119,7 +122,7 @@ def test_set_stage_trainable_sets(model, cfg):
     assert {n.split(".")[0] for n in trainable} == {"panorama_projector", "language_model"}
     assert all("lora_" in n for n in trainable if n.startswith("language_model."))
     lora = [p for n, p in m.language_model.named_parameters() if "lora_A" in n]
-    assert lora and lora[0].shape[0] == 32  # the SPEC's r
+    assert lora and lora[0].shape[0] == _stage(cfg, "finetune").lora.r
     assert rows["language_model"]["mode"] == "lora" and rows["vicreg_projector"]["mode"] == "unused"
     with pytest.raises(ValueError, match="resampler: mode 'lora' is not supported"):
         m.set_stage(StageConfig(resampler="lora"))
@@ -149,12 +152,24 @@ def test_generate_cached_equals_uncached_and_padding_side_does_not_matter(model)
     pixels = torch.rand(2, 9, 3, SIZE, SIZE)
     texts = ["<|vision|> describe", "<|vision|> what colour is the wall?"]
     ids, mask = _text(model, texts, "left")
-    cached = model.generate(pixels, VIEWS, ids, mask, max_new_tokens=4, do_sample=False, use_cache=True)
-    uncached = model.generate(pixels, VIEWS, ids, mask, max_new_tokens=4, do_sample=False, use_cache=False)
+    kw = {"max_new_tokens": 4, "do_sample": False, "output_scores": True, "return_dict_in_generate": True}
+    cached = model.generate(pixels, VIEWS, ids, mask, use_cache=True, **kw)
+    uncached = model.generate(pixels, VIEWS, ids, mask, use_cache=False, **kw)
+    assert cached.sequences.tolist() == uncached.sequences.tolist()
+    # A random tiny LM repeats tokens, so compare the per-step logits too (a cache bug shows there).
+    for a, b in zip(cached.scores, uncached.scores, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
+    # The first step's logits are the forward pass's last-position logits.
+    torch.testing.assert_close(cached.scores[0], model(pixels, VIEWS, ids, mask).logits[:, -1], rtol=1e-4, atol=1e-4)
+    cached = cached.sequences
     assert cached.shape == (2, 4)
-    assert cached.tolist() == uncached.tolist()
     ids_r, mask_r = _text(model, texts, "right")
     assert model.generate(pixels, VIEWS, ids_r, mask_r, max_new_tokens=4, do_sample=False).tolist() == cached.tolist()
+    # The padded sample decodes as it does alone (positions and mask account for the padding).
+    short = 0 if mask[0].sum() < mask[1].sum() else 1
+    alone_ids, alone_mask = _text(model, [texts[short]])
+    alone = model.generate(pixels[short:short + 1], VIEWS, alone_ids, alone_mask, max_new_tokens=4, do_sample=False)
+    assert alone.tolist()[0] == cached.tolist()[short]
 
 
 def test_save_load_round_trip(model, cfg, tmp_path):
@@ -193,3 +208,108 @@ def test_meta_build_counts_without_memory(cfg):
     for component in ("vision", "resampler", "vicreg_projector", "panorama_projector", "language_model"):
         count = sum(p.numel() for p in getattr(meta, component).parameters())
         assert count == sum(p.numel() for p in getattr(real, component).parameters()), component
+
+
+def test_gradient_checkpointing_keeps_loss_and_gradients(model, cfg):
+    import copy
+
+    pixels = torch.rand(1, 9, 3, SIZE, SIZE)
+    ids, mask = _text(model, ["<|vision|> a chair"])
+    results = []
+    for checkpointing in (False, True):
+        m = copy.deepcopy(model)
+        m.set_stage(_stage(cfg, "finetune"))
+        if checkpointing:
+            m.enable_gradient_checkpointing()
+        m.train()
+        for module in m.modules():  # no dropout: the two runs must agree
+            if isinstance(module, torch.nn.Dropout):
+                module.p = 0.0
+        out = m(pixels, VIEWS, ids, mask, ids)
+        out.loss.backward()
+        results.append((out.loss.detach(), m.panorama_projector.linear.weight.grad.clone()))
+    torch.testing.assert_close(results[0][0], results[1][0])
+    torch.testing.assert_close(results[0][1], results[1][1])
+
+
+def test_siglip2_naflex_patches_follow_the_hf_processor_layout():
+    from transformers.models.siglip2.image_processing_pil_siglip2 import convert_image_to_patches
+
+    from cora.config.base import ArchSpec
+    from cora.model.vision import build_vision_backbone
+
+    backbone = build_vision_backbone(None, ArchSpec(model_type="siglip2_vision_model", num_patches=16, patch_size=4,
+                                                    hidden_size=8, intermediate_size=16, num_hidden_layers=1,
+                                                    num_attention_heads=2))
+    seen = {}
+    backbone.tower.register_forward_pre_hook(lambda mod, args, kwargs: seen.update(kwargs), with_kwargs=True)
+    image = torch.rand(1, 3, 16, 16)
+    assert backbone(image).shape == (1, 16, 8)
+    expected = convert_image_to_patches(((image[0] - 0.5) / 0.5).numpy(), 4)
+    torch.testing.assert_close(seen["pixel_values"][0], torch.from_numpy(expected))
+    assert seen["spatial_shapes"].tolist() == [[4, 4]]
+
+
+def test_saved_config_points_at_absolute_local_folders(cfg, kit_paths, tmp_path, monkeypatch):
+    import os
+
+    from cora.config import load_config
+
+    monkeypatch.chdir(kit_paths.root)
+    models = cfg.models.model_copy(update={"vision_name": "vision", "language_model_name": "language_model"})
+    m = build_model(cfg.model_copy(update={"models": models}))
+    m.save_pretrained(tmp_path / "saved")
+    saved = load_config(tmp_path / "saved" / "config.yaml")
+    assert saved.models.vision_name == os.path.realpath(kit_paths.vision)
+    monkeypatch.chdir(tmp_path)
+    assert load_model(tmp_path / "saved").vision.grid == 8
+
+
+def test_dual_encoder_checkpoint_yields_its_vision_half(tmp_path):
+    """``google/siglip2-so400m-patch16-256`` is a full SigLIP (text + vision): load the vision half."""
+    from transformers import SiglipConfig, SiglipModel
+
+    from cora.model.vision import build_vision_backbone
+
+    small = {"hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2}
+    config = SiglipConfig(text_config={**small, "vocab_size": 50}, vision_config={**small, "image_size": 16,
+                                                                                  "patch_size": 4})
+    full = SiglipModel(config)
+    full.save_pretrained(tmp_path / "siglip")
+    backbone = build_vision_backbone(str(tmp_path / "siglip"))
+    assert type(backbone.tower).__name__ == "SiglipVisionModel" and backbone.num_tokens == 16
+    torch.testing.assert_close(backbone.tower.get_parameter("embeddings.patch_embedding.weight"),
+                               full.vision_model.embeddings.patch_embedding.weight)
+
+
+def test_clip_tower_with_identity_resampler_end_to_end(kit_paths):
+    from cora.config.base import ArchSpec
+    from cora.model.language import build_language_model
+    from cora.model.projectors import PanoramaProjector, VICRegProjector
+    from cora.model.resamplers import build_resampler
+    from cora.model.vision import build_vision_backbone
+    from cora.model.vlm import PanoramaVLM
+
+    vision = build_vision_backbone(None, ArchSpec(model_type="clip_vision_model", image_size=32, patch_size=8,
+                                                  hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                                                  num_attention_heads=2))
+    lm = build_language_model(str(kit_paths.language_model))
+    m = PanoramaVLM(vision, build_resampler("identity", 16, 16), VICRegProjector(16, 16, 16),
+                    PanoramaProjector(16, lm.hidden_size), lm)
+    views = plan_views(ImageProcessingConfig(image_size=32))
+    ids = torch.tensor([[lm.vision_token_id, 50, 60]])
+    out = m(torch.rand(1, 9, 3, 32, 32), views, ids, labels=ids)
+    assert out.vision_tokens == 16 + 4 * (4 + 7 * 2) and torch.isfinite(out.loss)
+    assert out.overlap_features.shape == (1, 8, 4, 4, 16)
+
+
+def test_lora_defaults_are_the_spec_ones(model):
+    import copy
+
+    m = copy.deepcopy(model)
+    m.set_stage(StageConfig(language_model="lora", vicreg_projector="unused"))
+    assert m.language_model.lora_settings == {"r": 32, "alpha": 64, "dropout": 0.1, "target_modules": [
+        "q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]}
+    names = [n for n, _ in m.language_model.named_parameters() if "lora_A" in n]
+    wrapped = {n.split(".lora_A")[0].rsplit(".", 1)[-1] for n in names}
+    assert wrapped == {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}

@@ -105,6 +105,11 @@ def test_other_real_templates(qwen3_tokenizer, shared_data, template):
         assert text.startswith("<|im_start|>system\nYou are Qwen, created by Alibaba Cloud.")
         assert not fmt.supports_thinking
         assert fmt.prompt_text("q").endswith("<|im_start|>assistant\n")
+        # without a thinking switch, the generation prompt is exactly the unlabelled start of a training example
+        train = fmt.encode_train("q", "an answer")
+        prompt = fmt.encode_prompt("q")
+        assert train["input_ids"][:len(prompt)] == prompt
+        assert set(train["labels"][:len(prompt)]) == {IGNORE_INDEX} and train["labels"][len(prompt)] != IGNORE_INDEX
     else:
         assert fmt.supports_thinking
         assert fmt.prompt_text("q").endswith("<|im_start|>assistant\n<think>\n\n</think>\n\n")

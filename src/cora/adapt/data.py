@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from cora.adapt.encode import encode_batch
+from cora.adapt.encode import IGNORE, encode_batch
 from cora.adapt.families.base import VLMFamily
 from cora.adapt.inputs import PanoramaInputs, panorama_from_pixels
 from cora.config.schema import CoraConfig
@@ -51,6 +51,10 @@ class AdaptCollator:
         encoded = encode_batch(self.family, self.processor, panos, [item["meta"]["query"] for item in kept],
                                [item["meta"]["references"][0] for item in kept], self.system_prompt, self.max_length)
         inputs = encoded.inputs
+        for row, item in enumerate(kept):
+            if not bool((inputs["labels"][row] != IGNORE).any()):
+                raise DataError(f"{item['meta']['source']}: no answer token is labelled (the answer starts after "
+                                f"adapt.max_length={self.max_length}, or the chat template lost the assistant turn)")
         return {
             "pixel_values": torch.stack([item["pixel_values"] for item in kept]),
             "geometries": geometries,
@@ -71,7 +75,7 @@ def build_adapt_stage_data(config: CoraConfig, stage: str, stage_cfg: StageConfi
         if path is None:
             return None
         log = BadRowLog(data.bad_row_policy)
-        records, _ = read_records(path, log=log)
+        records, _ = read_records(path, log=log, jsonl_tasks=data.jsonl_tasks)
         # No formatter: text is encoded per batch by the family's processor (it needs the images).
         return PanoramaDataset(records, inputs.view_batch, None, cache_dir=data.cache_dir, log=log)
 

@@ -10,13 +10,14 @@ from pathlib import Path
 from typing import Any
 
 from cora.adapt.data import build_adapt_stage_data
+from cora.adapt.families import AdaptConfigError
+from cora.adapt.health import HealthCheckError
 from cora.adapt.runtime import PanoramaAdapter, build_adapter
 from cora.config import CoraConfig, load_config
 from cora.config.sections.training import StageConfig
-from cora.training.checkpoint import CheckpointError, load_checkpoint, load_trainable
+from cora.data.records import DataError
 from cora.training.module import StageData
-from cora.training.runner import RunResult, StageRunner
-from cora.training.state import StageState
+from cora.training.runner import RunError, RunResult, StageRunner, load_run_model
 
 
 class _Factories:
@@ -41,22 +42,15 @@ def train_adapt(config: CoraConfig, stage: str | None = None, resume: str | None
     factories = _Factories()
     runner = StageRunner(config, model_factory=factories.model_factory, data_factory=factories.data_factory,
                          **runner_kwargs)
-    return runner.run(stage=stage, resume=resume)
+    try:
+        return runner.run(stage=stage, resume=resume)
+    except (AdaptConfigError, HealthCheckError, DataError) as exc:
+        raise RunError(str(exc)) from exc
 
 
 def load_adapt_run(run_dir: str | Path, config: CoraConfig | None = None) -> PanoramaAdapter:
-    """The adapted model of a run: the base, then each completed stage's recipe and trained weights in order."""
+    """The adapted model of a run: the base, then each completed stage's recipe and trained weights in order
+    (training's own replay, with the adapt model factory)."""
     run = Path(run_dir)
     config = config or load_config(run / "config.yaml")
-    state = StageState.load(run)
-    if state is None:
-        raise CheckpointError(f"{run}: no stage_state.json (not a training run folder)")
-    done = [s for s in config.training.stages if s in state.completed]
-    if not done:
-        raise CheckpointError(f"{run}: no completed stage to load")
-    model = build_adapter(config)
-    for name in done:
-        model.set_stage(config.training.stage_configs[name])
-        path = run / state.checkpoints[name]
-        load_trainable(model, load_checkpoint(path)["trainable"], path)
-    return model.eval()
+    return load_run_model(config, run, model_factory=build_adapter)

@@ -15,9 +15,9 @@ import torch
 from torch import nn
 
 from cora.adapt.encode import EncodedBatch
-from cora.adapt.families import VLMFamily, get_family
+from cora.adapt.families import AdaptConfigError, VLMFamily, get_family
 from cora.adapt.families.base import token_runs
-from cora.adapt.inputs import panorama_from_pixels
+from cora.adapt.inputs import MULTI_IMAGE_MODES, panorama_from_pixels
 from cora.adapt.model import AdaptedVLM, AdaptOutput
 from cora.adapt.recipes import apply_recipe
 from cora.config.schema import CoraConfig
@@ -34,8 +34,13 @@ def load_vlm(cfg: AdaptConfig, seed: int = 0) -> tuple[VLMFamily, nn.Module, Any
         return family, model, processor
     from transformers import AutoProcessor
 
-    model = family.model_class.from_pretrained(cfg.model_name)
-    return family, model, AutoProcessor.from_pretrained(cfg.model_name)
+    kwargs = {k: v for k, v in (("dtype", cfg.dtype), ("attn_implementation", cfg.attn_implementation)) if v}
+    model = family.model_class.from_pretrained(cfg.model_name, **kwargs)
+    processor = AutoProcessor.from_pretrained(cfg.model_name)
+    if not getattr(processor, "chat_template", None):
+        # BLIP-2 checkpoints ship no chat template: use the family's prompt format (template first everywhere).
+        processor.chat_template = family.template
+    return family, model, processor
 
 
 class PanoramaAdapter(nn.Module):
@@ -60,11 +65,19 @@ class PanoramaAdapter(nn.Module):
     def tokenizer(self) -> Any:
         return self.adapted.processor.tokenizer
 
+    def gradient_checkpointing_enable(self) -> None:
+        """``training.gradient_checkpointing``: the HF model's own (non-reentrant, so frozen inputs work)."""
+        self.adapted.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+
     def set_stage(self, stage_cfg: StageConfig) -> list[dict[str, Any]]:
         recipe = "lora" if stage_cfg.language_model == "lora" else "aligner"
-        if stage_cfg.overlap_loss_weight > 0 and self.family.name == "blip2":
-            raise ValueError("blip2 is a plain baseline: its Q-Former queries have no patch grid; "
-                             "set the stage's overlap_loss_weight to 0")
+        if stage_cfg.overlap_loss_weight > 0:
+            if self.family.name == "blip2":
+                raise AdaptConfigError("blip2 is a plain baseline: its Q-Former queries have no patch grid; "
+                                 "set the stage's overlap_loss_weight to 0")
+            if self.cfg.input_mode != "anyres_e2p":
+                raise AdaptConfigError(f"overlap_loss_weight > 0 needs overlapping tiles: adapt.input_mode "
+                                 f"{self.cfg.input_mode!r} has none (use anyres_e2p, or set the weight to 0)")
         counts = apply_recipe(self.adapted, recipe, stage_cfg.lora or self.cfg.lora)
         self.stage_recipe = recipe
         self._features = stage_cfg.overlap_loss_weight > 0
@@ -82,7 +95,10 @@ class PanoramaAdapter(nn.Module):
         images = [im for pano in panos for im in pano.images]
         if not family.multi_image and len(geometries) > 1:
             raise ValueError(f"{family.name} takes one image per turn; the batch has {len(geometries)} views")
-        vision = dict(processor.image_processor(images=images, return_tensors="pt"))
+        # The image-side defaults the processor itself would apply (InternVL: crop_to_patches; Gemma 3: pan & scan).
+        images_kwargs = processor._merge_kwargs(tokenizer_init_kwargs=processor.tokenizer.init_kwargs)["images_kwargs"]
+        images_kwargs.pop("return_tensors", None)
+        vision = dict(processor.image_processor(images=images, return_tensors="pt", **images_kwargs))
         vision.pop("num_patches", None)  # InternVL: recomputed by extra_inputs below
         inputs: dict[str, Any] = {"input_ids": input_ids, "attention_mask": attention_mask, **vision,
                                   **family.extra_inputs(processor, images)}
@@ -120,7 +136,11 @@ def build_adapter(config: CoraConfig) -> PanoramaAdapter:
     """The stage runner's model factory for configs with an ``adapt:`` section."""
     cfg = config.adapt
     if cfg is None:
-        raise ValueError("the config has no adapt: section")
+        raise AdaptConfigError("the config has no adapt: section")
+    family = get_family(cfg.family)
+    if not family.multi_image and cfg.input_mode in MULTI_IMAGE_MODES:
+        raise AdaptConfigError(f"adapt.input_mode {cfg.input_mode!r} shows several images, but {family.name} takes one "
+                         f"image per turn (use native or resize)")
     family, model, processor = load_vlm(cfg, seed=config.experiment.seed)
     model.train()  # from_pretrained/build_tiny give eval mode; LoRA and the LLM's dropout must be live in training
     adapted = AdaptedVLM(family, model, processor, panorope=cfg.panorope, health_checks=cfg.health_checks)

@@ -16,7 +16,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser(
         "eval", help="evaluate a trained run on a test CSV, or score an existing predictions CSV",
         description="Either --checkpoint RUN --test-csv CSV (generate, then score) or --predictions CSV (score). "
-                    "Writes DIR/predictions.csv (flushed as it goes; a re-run resumes) and DIR/metrics.json.",
+                    "Writes DIR/predictions.csv (flushed as it goes; a re-run resumes) and DIR/metrics.json. "
+                    "With an evaluation.judge section in the config, an LLM judge grades the predictions too.",
     )
     parser.add_argument("--checkpoint", metavar="RUN", help="trained run folder (runs/<experiment>)")
     parser.add_argument("--test-csv", metavar="CSV", help="test CSV: url, query, annotation (SPEC §6)")
@@ -24,7 +25,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", metavar="DIR", required=True, help="output folder")
     parser.add_argument("--config", help="config for the evaluation: section (default: the run's config)")
     parser.add_argument("--overwrite", action="store_true", help="start predictions over instead of resuming")
-    parser.add_argument("--judge", action="store_true", help="also run the LLM judge of evaluation.judge")
     parser.set_defaults(func=_eval)
 
 
@@ -49,11 +49,8 @@ def _eval(args: argparse.Namespace) -> int:
         raise UserError("--checkpoint needs --test-csv CSV")
     config = _eval_config(args)
     ev = config.evaluation
-    judge = None
-    if args.judge:
-        if ev.judge is None:
-            raise UserError("--judge: the config has no evaluation.judge section (url, model, api_key_env)")
-        judge = build_judge(ev.judge, default_cache_dir=Path(args.out) / "judge_cache")
+    # the LLM judge runs when the config has an evaluation.judge section (the CLI takes no behaviour flags)
+    judge = build_judge(ev.judge, default_cache_dir=Path(args.out) / "judge_cache") if ev.judge else None
     try:
         if args.predictions:
             result = score_predictions(args.predictions, args.out, metrics=ev.metrics, judge=judge)

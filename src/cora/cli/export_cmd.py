@@ -27,7 +27,7 @@ def _export(args: argparse.Namespace) -> int:
     from cora.adapt.recipes import export_merged, save_adapter
     from cora.adapt.run import load_adapt_run
     from cora.config import load_config
-    from cora.training.checkpoint import CheckpointError
+    from cora.training.runner import RunError
 
     run, out = Path(args.run), Path(args.out)
     if not (run / "config.yaml").is_file():
@@ -39,7 +39,7 @@ def _export(args: argparse.Namespace) -> int:
         raise UserError(f"{run}: cora export handles adapted-VLM runs (configs with an adapt: section)")
     try:
         model = load_adapt_run(run, config)
-    except CheckpointError as exc:
+    except RunError as exc:
         raise UserError(str(exc)) from exc
     staging = out.with_name(out.name + ".partial")
     if staging.exists():

@@ -37,8 +37,14 @@ def _generate(args: argparse.Namespace) -> int:
         raise UserError("--stream prints one answer as it comes: use it with a single --query and without --json")
     if not Path(args.image).is_file():
         raise UserError(f"--image {args.image}: file not found")
+    run_config = Path(args.checkpoint) / "config.yaml"
     try:
-        generator = PanoramaGenerator.from_run(args.checkpoint, load_config(args.config) if args.config else None)
+        if run_config.is_file() and load_config(run_config).adapt is not None:  # an adapted VLM run (SPEC §9)
+            from cora.adapt.generator import AdaptGenerator
+
+            generator = AdaptGenerator.from_run(args.checkpoint, load_config(args.config) if args.config else None)
+        else:
+            generator = PanoramaGenerator.from_run(args.checkpoint, load_config(args.config) if args.config else None)
     except RunLoadError as exc:
         raise UserError(str(exc)) from exc
     start = time.perf_counter()

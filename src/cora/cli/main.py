@@ -33,6 +33,31 @@ class UserError(Exception):
     """An error caused by the user's input: printed as one clear message, exit code 2."""
 
 
+# Errors whose message already names the file, row or field at fault: shown as one line
+# (exit 2) instead of a traceback. Looked up lazily so `cora --help` imports no torch.
+_INPUT_ERRORS = [
+    ("cora.data.records", "DataError"),
+    ("cora.processors.image_io", "ImageError"),
+    ("cora.processors.text", "ChatTemplateError"),
+    ("cora.evaluation.predictions", "PredictionsError"),
+    ("cora.evaluation.report", "ReportError"),
+    ("cora.evaluation.judge", "JudgeError"),
+    ("cora.inference.loading", "RunLoadError"),
+    ("cora.training.runner", "RunError"),
+    ("cora.training.checkpoint", "CheckpointError"),
+    ("cora.adapt.health", "HealthCheckError"),
+    ("cora.evaluation.teacher", "TeacherError"),
+]
+
+
+def _is_input_error(exc: BaseException) -> bool:
+    for module, name in _INPUT_ERRORS:
+        cls = getattr(sys.modules.get(module), name, None)
+        if cls is not None and isinstance(exc, cls):
+            return True
+    return False
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="cora", description="CORA: panoramic vision-language models (train, eval, generate, serve)."
@@ -55,6 +80,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except (ConfigError, UserError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:
+        if not _is_input_error(exc):
+            raise
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

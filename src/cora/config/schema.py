@@ -10,6 +10,7 @@ from cora.config.sections.experiment import ExperimentConfig
 from cora.config.sections.image import ImageProcessingConfig
 from cora.config.sections.kit import KitConfig, TokenizerSpec
 from cora.config.sections.models import ModelsConfig, ProjectorConfig, ResamplerConfig
+from cora.config.sections.teacher import TeacherConfig
 from cora.config.sections.training import REFERENCE_STAGES, LoRAConfig, LossConfig, StageConfig, TrainingConfig
 
 __all__ = [
@@ -28,6 +29,7 @@ __all__ = [
     "ProjectorConfig",
     "ResamplerConfig",
     "StageConfig",
+    "TeacherConfig",
     "TokenizerSpec",
     "TrainingConfig",
 ]
@@ -42,3 +44,4 @@ class CoraConfig(StrictModel):
     evaluation: EvaluationConfig = EvaluationConfig()
     kit: KitConfig | None = None
     adapt: AdaptConfig | None = None
+    teacher: TeacherConfig | None = None

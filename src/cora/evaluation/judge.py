@@ -75,6 +75,7 @@ class Judge:
     max_tokens: int = 256
     concurrency: int = 4
     cache_dir: str | os.PathLike[str] | None = None
+    role: str = "judge"  # names the endpoint in errors (the teacher reuses this client)
 
     def _payload(self, messages: list[dict[str, str]]) -> dict[str, Any]:
         return {"model": self.model, "messages": messages, "temperature": 0.0, "max_tokens": self.max_tokens}
@@ -93,7 +94,7 @@ class Judge:
             return json.loads(cache.read_text(encoding="utf-8"))["content"]
         content = self._post(payload)
         if cache is not None:
-            atomic_write_json(cache, {"request": payload, "content": content})
+            atomic_write_json(cache, {"request": _without_image_data(payload), "content": content})
         return content
 
     def _post(self, payload: dict[str, Any]) -> str:
@@ -114,22 +115,36 @@ class Judge:
                 detail = exc.read().decode("utf-8", "replace")[:300]
                 last = f"HTTP {exc.code}: {detail}"
                 if exc.code not in RETRY_STATUS:
-                    raise JudgeError(f"judge endpoint {endpoint} refused the request: {last}") from exc
+                    raise JudgeError(f"{self.role} endpoint {endpoint} refused the request: {last}") from exc
             except (urllib.error.URLError, TimeoutError, ConnectionError, json.JSONDecodeError) as exc:
                 last = f"{type(exc).__name__}: {getattr(exc, 'reason', exc)}"
             else:
                 try:
                     return body["choices"][0]["message"]["content"] or ""
                 except (KeyError, IndexError, TypeError) as exc:
-                    raise JudgeError(f"judge endpoint {endpoint} answered without choices[0].message.content: "
+                    raise JudgeError(f"{self.role} endpoint {endpoint} answered without choices[0].message.content: "
                                      f"{str(body)[:300]}") from exc
-            logger.warning("judge request failed (attempt %d/%d): %s", attempt + 1, self.max_retries + 1, last)
-        raise JudgeError(f"judge endpoint {endpoint} failed after {self.max_retries + 1} attempts: {last}")
+            logger.warning("%s request failed (attempt %d/%d): %s", self.role, attempt + 1, self.max_retries + 1, last)
+        raise JudgeError(f"{self.role} endpoint {endpoint} failed after {self.max_retries + 1} attempts: {last}")
 
     def grade(self, query: str, prediction: str, references: Sequence[str]) -> tuple[float | None, str]:
         """(grade 0–10 or None when the answer holds none, the raw answer)."""
         answer = self.complete(judge_messages(query, prediction, references))
         return parse_grade(answer), answer
+
+
+def _without_image_data(payload: dict[str, Any]) -> dict[str, Any]:
+    """The request as cached: ``data:`` image URLs (the teacher's tiles) replaced by their digest."""
+    def strip(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: strip(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [strip(v) for v in value]
+        if isinstance(value, str) and value.startswith("data:") and len(value) > 256:
+            return f"{value.split(',', 1)[0]},<sha256 {hashlib.sha256(value.encode()).hexdigest()}>"
+        return value
+
+    return strip(payload)
 
 
 def build_judge(cfg: Any, default_cache_dir: str | os.PathLike[str] | None = None) -> Judge:

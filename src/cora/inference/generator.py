@@ -12,6 +12,7 @@ chat-template prompts (left padded for batches), stop tokens, decoding options.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
@@ -104,7 +105,7 @@ class PanoramaGenerator:
             raise ValueError(f"{len(images)} images but {len(queries)} queries")
         if not images:
             raise ValueError("nothing to generate: no images")
-        views = self.views(list(images))
+        views = self._views(images)
         prompts = [self.formatter.encode_prompt(q) for q in queries]
         length = max(len(p) for p in prompts)
         pad = self.tokenizer.pad_token_id
@@ -116,6 +117,16 @@ class PanoramaGenerator:
         device = self.device
         return {"pixel_values": views.pixels.to(device), "geometries": views.geometries,
                 "input_ids": input_ids.to(device), "attention_mask": attention_mask.to(device)}
+
+    def _views(self, images: Sequence[Any]) -> Any:
+        """Views of each distinct panorama once (several queries about one file share its views)."""
+        refs = [str(im) if isinstance(im, str | os.PathLike) else None for im in images]
+        if None in refs or len(set(refs)) == len(refs):
+            return self.views(list(images))
+        unique = list(dict.fromkeys(refs))
+        views = self.views(unique)
+        views.pixels = views.pixels[torch.tensor([unique.index(r) for r in refs])]
+        return views
 
     def _kwargs(self, overrides: dict[str, Any]) -> dict[str, Any]:
         options = replace(self.options, **overrides) if overrides else self.options

@@ -1,9 +1,12 @@
-"""Load a trained model from a run folder (``runs/<experiment>/``) for inference.
+"""Load a trained model for inference: a saved model folder or a training run folder.
 
-A run folder holds the resolved ``config.yaml`` and ``stage_state.json`` with each
-completed stage's checkpoint (only that stage's trainable weights). The model is built
-from the config and the stages are replayed in order: each stage's modes, then its
-weights, as training itself does before a later stage.
+- a folder written by ``PanoramaVLM.save_pretrained`` (``cora_model.json``, its
+  ``config.yaml``, the non-frozen weights), or a run folder holding one in ``model/``
+  (``cora train`` writes it at the end of a run);
+- otherwise a run folder (``runs/<experiment>/``: ``config.yaml`` and ``stage_state.json``):
+  the model is rebuilt and every completed stage's weights are replayed in order, with
+  training's own :func:`cora.training.runner.load_run_model` (the run folder's format is
+  training's).
 """
 
 from __future__ import annotations
@@ -15,52 +18,48 @@ from typing import Any
 
 logger = logging.getLogger(__name__)
 
-
 SAVED_MODEL_MARKER = "cora_model.json"  # written by PanoramaVLM.save_pretrained
 
 
 class RunLoadError(ValueError):
-    """A folder that is not a usable training run."""
+    """A folder that is neither a saved model nor a usable training run."""
+
+
+def _saved_model_dir(run: Path) -> Path | None:
+    for folder in (run, run / "model"):
+        if (folder / SAVED_MODEL_MARKER).is_file():
+            return folder
+    return None
 
 
 def load_run(run_dir: str | os.PathLike[str], config: Any | None = None, device: str | None = None
              ) -> tuple[Any, Any]:
-    """``(model, config)`` of a run folder or of a saved model (``PanoramaVLM.save_pretrained``), in eval
-    mode on ``device`` (default: CUDA when available)."""
-    import torch
+    """``(model, config)`` in eval mode on ``device`` (default: CUDA when available).
 
-    from cora.config import load_config
-    from cora.model import build_model
-    from cora.training.checkpoint import load_checkpoint, load_trainable
-    from cora.training.state import StageState
+    ``config`` (optional) replaces the run's own for what surrounds the model (views, prompt,
+    decoding); the architecture always comes from the saved model or run.
+    """
+    import torch
 
     run = Path(run_dir)
     if not run.is_dir():
         raise FileNotFoundError(f"run folder not found: {run}")
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    if (run / SAVED_MODEL_MARKER).is_file():
-        from cora.model import PanoramaVLM
+    saved = _saved_model_dir(run)
+    if saved is not None:
+        from cora.model import load_model
 
-        model = PanoramaVLM.from_pretrained(str(run))
+        model = load_model(saved)
+        logger.info("loaded the saved model in %s", saved)
         return model.eval().to(device), config or model.config
-    if config is None:
-        if not (run / "config.yaml").is_file():
-            raise RunLoadError(f"{run}: no config.yaml (is this a run folder written by `cora train`?)")
-        config = load_config(run / "config.yaml")
-    state = StageState.load(run)
-    if state is None or not state.completed:
-        raise RunLoadError(f"{run}: no completed training stage in stage_state.json (train it first: "
-                           f"`cora train --config {run / 'config.yaml'}`)")
-    model = build_model(config)
-    for stage in config.training.stages:
-        if stage not in state.completed:
-            continue
-        path = run / state.checkpoints[stage]
-        model.set_stage(config.training.stage_configs[stage])
-        load_trainable(model, load_checkpoint(path)["trainable"], path)
-        logger.info("loaded stage %s from %s", stage, path)
-    missing = [s for s in config.training.stages if s not in state.completed]
-    if missing:
-        logger.warning("%s: stages %s are not completed; generating with the weights so far", run, missing)
-    model.eval().to(device)
-    return model, config
+    from cora.config import load_config
+    from cora.training.runner import RunError, load_run_model
+
+    if not (run / "config.yaml").is_file():
+        raise RunLoadError(f"{run}: no config.yaml and no saved model (is this a run folder written by `cora train`?)")
+    run_config = load_config(run / "config.yaml")
+    try:
+        model = load_run_model(run_config, run)
+    except RunError as exc:
+        raise RunLoadError(f"{exc} (train it first: `cora train --config {run / 'config.yaml'}`)") from exc
+    return model.eval().to(device), config or run_config

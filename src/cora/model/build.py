@@ -54,7 +54,7 @@ def save_model(model: PanoramaVLM, out_dir: str | Path) -> Path:
     with atomic_open(out / WEIGHTS, "wb") as handle:
         handle.write(save(state))
     if model.config is not None:
-        save_config(model.config, out / CONFIG)
+        save_config(_with_absolute_model_paths(model.config), out / CONFIG)
     lm = model.language_model
     atomic_write_json(out / META, {
         "format": 1,
@@ -65,6 +65,17 @@ def save_model(model: PanoramaVLM, out_dir: str | Path) -> Path:
         "weights": sorted(state),
     })
     return out
+
+
+def _with_absolute_model_paths(cfg):
+    """Relative local folders (``.cora/kit/vision``) become absolute, so the saved model loads from
+    any working directory; hub names are left alone."""
+    updates = {}
+    for key in ("vision_name", "language_model_name", "tokenizer_name"):
+        value = getattr(cfg.models, key)
+        if value and not Path(value).is_absolute() and Path(value).exists():
+            updates[key] = str(Path(value).resolve())
+    return cfg.model_copy(update={"models": cfg.models.model_copy(update=updates)}) if updates else cfg
 
 
 def load_model(path: str | Path, meta: bool = False) -> PanoramaVLM:

@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -55,7 +56,12 @@ def _rings(geometries: Sequence[ViewGeometry]) -> list[list[int]]:
 
 
 def plan_stitching(geometries: Sequence[ViewGeometry], rows: int, cols: int, mode: str) -> StitchPlan:
-    """The :class:`StitchPlan` of ``mode`` for views laid out as ``rows × cols`` token grids."""
+    """The :class:`StitchPlan` of ``mode`` for views laid out as ``rows × cols`` token grids (cached)."""
+    return _plan(tuple(geometries), rows, cols, mode)
+
+
+@functools.lru_cache(maxsize=64)
+def _plan(geometries: tuple[ViewGeometry, ...], rows: int, cols: int, mode: str) -> StitchPlan:
     if mode not in STITCHING_MODES:
         raise ValueError(f"unknown stitching mode {mode!r}; valid: {', '.join(STITCHING_MODES)}")
     every = tuple(range(cols))

@@ -78,9 +78,18 @@ def load_vision_tower(name: str | None = None, arch: ArchSpec | None = None,
     if vision_config is config:
         return AutoModel.from_pretrained(name, dtype=dtype)
     from transformers.models.auto.modeling_auto import MODEL_MAPPING
+    from transformers.utils import logging as hf_logging
 
     cls = MODEL_MAPPING[type(vision_config)]
-    return cls.from_pretrained(name, config=vision_config, dtype=dtype)
+    # The text half's weights are "unexpected" by design: keep HF from listing every one of them.
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        tower = cls.from_pretrained(name, config=vision_config, dtype=dtype)
+    finally:
+        hf_logging.set_verbosity(verbosity)
+    logger.info("%s: loaded the vision half (%s) of a %s checkpoint", name, cls.__name__, config.model_type)
+    return tower
 
 
 def _block_list(model: nn.Module, num_layers: int) -> nn.ModuleList:
@@ -109,9 +118,16 @@ class VisionBackbone(nn.Module):
         config = _vision_config(tower.config)
         self.model_type = config.model_type
         self.hidden_size = int(config.hidden_size)
-        self.image_size = int(config.image_size)
         self.patch_size = int(config.patch_size)
-        self.grid = self.image_size // self.patch_size
+        # SigLIP2 NaFlex towers take pre-cut patches and have a patch budget, not an image size:
+        # CORA feeds them a square grid of num_patches.
+        self.naflex = self.model_type.startswith("siglip2")
+        if self.naflex:
+            self.grid = math.isqrt(int(config.num_patches))
+            self.image_size = self.grid * self.patch_size
+        else:
+            self.image_size = int(config.image_size)
+            self.grid = self.image_size // self.patch_size
         self.num_layers = int(config.num_hidden_layers)
         self.blocks = _block_list(tower, self.num_layers)
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
@@ -128,12 +144,20 @@ class VisionBackbone(nn.Module):
                                    align_corners=False, antialias=True)
         dtype = next(self.tower.parameters()).dtype
         pixels = ((pixels - self.mean) / self.std).to(dtype)
-        hidden = self.tower(pixel_values=pixels).last_hidden_state
+        hidden = self._naflex_forward(pixels) if self.naflex else self.tower(pixel_values=pixels).last_hidden_state
         # CLIP/DINOv2 put CLS (and register tokens) first; the patch grid is the tail.
         extra = hidden.shape[1] - self.num_tokens
         if extra < 0:
             raise ValueError(f"vision tower returned {hidden.shape[1]} tokens, expected ≥ {self.num_tokens}")
         return hidden[:, extra:]
+
+    def _naflex_forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        n, g, p = pixels.shape[0], self.grid, self.patch_size
+        # Siglip2ImageProcessor's layout: row-major patches, each flattened as [p, p, C].
+        patches = pixels.view(n, 3, g, p, g, p).permute(0, 2, 4, 3, 5, 1).reshape(n, g * g, p * p * 3)
+        mask = torch.ones(n, g * g, dtype=torch.long, device=pixels.device)
+        shapes = torch.tensor([[g, g]] * n, dtype=torch.long, device=pixels.device)
+        return self.tower(pixel_values=patches, pixel_attention_mask=mask, spatial_shapes=shapes).last_hidden_state
 
     def set_trainable_blocks(self, n: int) -> None:
         """0: all frozen; N: the last N blocks train; -1: everything trains."""

@@ -82,7 +82,7 @@ class PanoramaVLM(nn.Module):
         dtype = next(self.resampler.parameters(), patches).dtype
         tokens = self.resampler(patches.to(dtype))  # [B*V, L', latent]
         rows, cols = self.resampler.out_grid(self.vision.grid, self.vision.grid)
-        return VisionFeatures(tokens.view(b, v, rows * cols, -1), rows, cols)
+        return VisionFeatures(tokens.reshape(b, v, rows * cols, -1), rows, cols)
 
     def vision_embeddings(self, features: VisionFeatures, geometries: Sequence[ViewGeometry]) -> torch.Tensor:
         """Panorama projector: ``[B, N_vision, lm_hidden]``."""
@@ -143,6 +143,17 @@ class PanoramaVLM(nn.Module):
             generation_kwargs.setdefault("eos_token_id", tok.eos_token_id)
         return self.language_model.model.generate(inputs_embeds=fused.inputs_embeds,
                                                   attention_mask=fused.attention_mask, **generation_kwargs)
+
+    def enable_gradient_checkpointing(self) -> None:
+        """Recompute activations of the vision tower and the LLM in backward (HF's non-reentrant
+        checkpointing; works with frozen bases and LoRA)."""
+        for hf_model in (self.vision.tower, self.language_model.model):
+            if not getattr(hf_model, "supports_gradient_checkpointing", False):
+                continue
+            if hasattr(hf_model, "activation_checkpointing_enable"):  # transformers ≥ 5.x
+                hf_model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+            else:
+                hf_model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
 
     # -- stages ---------------------------------------------------------------------
     def set_stage(self, stage: Any) -> list[dict[str, Any]]:

@@ -59,6 +59,7 @@ class ChatFormatter:
         self._special_ids = set(tokenizer.all_special_ids) | {
             i for i, tok in getattr(tokenizer, "added_tokens_decoder", {}).items() if getattr(tok, "special", False)
         }
+        self._special_tokens = [t for t in tokenizer.convert_ids_to_tokens(sorted(self._special_ids)) if t]
         probe = [{"role": "user", "content": "x"}]
         # The template "supports thinking" when enable_thinking=False changes its generation prompt.
         self.supports_thinking: bool = self._render(probe, generation=True, thinking_off=True) != self._render(
@@ -185,12 +186,10 @@ class ChatFormatter:
 
     def _split_reply(self, reply: str) -> tuple[str, str]:
         """Reply text through its last special token (end of turn), and what follows it."""
-        encoded = self.tokenizer(reply, add_special_tokens=False, return_offsets_mapping=True)
-        last = max((i for i, t in enumerate(encoded["input_ids"]) if t in self._special_ids), default=None)
-        if last is None:
+        ends = [reply.rfind(tok) + len(tok) for tok in self._special_tokens if tok and tok in reply]
+        if not ends:
             return reply, ""
-        end = encoded["offset_mapping"][last][1]
-        return reply[:end], reply[end:]
+        return reply[:max(ends)], reply[max(ends):]
 
     def _probe_end_of_turn(self) -> int | None:
         reply = self.segments([{"role": "user", "content": "x"}, {"role": "assistant", "content": "y"}])

@@ -5,6 +5,27 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from typing import Any
+
+
+class _CurrentStderr(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is at emit time.
+
+    A handler bound to the stderr of its creation breaks once that stream is closed or
+    swapped (pytest's capture, a notebook cell), and every later record prints a
+    "Logging error" traceback.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property  # type: ignore[override]
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        pass
 
 
 def setup_logging(level: str | int | None = None) -> None:
@@ -20,7 +41,7 @@ def setup_logging(level: str | int | None = None) -> None:
         handler = RichHandler(show_path=False, rich_tracebacks=False, markup=False)
         fmt = "%(name)s: %(message)s"
     else:  # logs piped to a file or CI: one plain line per record, no wrapping
-        handler = logging.StreamHandler(sys.stderr)
+        handler = _CurrentStderr()
         fmt = "%(asctime)s %(levelname)s %(name)s: %(message)s"
     logging.basicConfig(level=level, format=fmt, datefmt="%H:%M:%S", handlers=[handler], force=True)
     # The HF progress bars for tiny local saves/loads are noise.

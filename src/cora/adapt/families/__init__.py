@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from cora.adapt.families.base import VLMFamily
+from cora.adapt.families.base import AdaptConfigError, VLMFamily
 from cora.adapt.families.blip2 import Blip2Family
 from cora.adapt.families.gemma3 import Gemma3Family
 from cora.adapt.families.internvl import InternVLFamily
@@ -21,8 +21,8 @@ FAMILIES: dict[str, type[VLMFamily]] = {
 def get_family(name: str) -> VLMFamily:
     """The family called ``name``; unknown names list the valid ones."""
     if name not in FAMILIES:
-        raise ValueError(f"unknown VLM family {name!r}; valid: {', '.join(sorted(FAMILIES))}")
+        raise AdaptConfigError(f"adapt.family {name!r} is unknown; valid: {', '.join(sorted(FAMILIES))}")
     return FAMILIES[name]()
 
 
-__all__ = ["FAMILIES", "VLMFamily", "get_family"]
+__all__ = ["FAMILIES", "AdaptConfigError", "VLMFamily", "get_family"]

@@ -17,6 +17,10 @@ from transformers import PretrainedConfig, PreTrainedModel, ProcessorMixin
 RopeKind = Literal["mrope", "1d", "none"]
 
 
+class AdaptConfigError(ValueError):
+    """An ``adapt:`` setting that cannot work (unknown family, input mode the family cannot take, …)."""
+
+
 class VLMFamily(ABC):
     """One VLM family. Subclasses are stateless; the registry holds one instance each."""
 
@@ -31,6 +35,8 @@ class VLMFamily(ABC):
     aligner_modules: ClassVar[tuple[str, ...]] = ()
     #: prefix of the language model's module names (LoRA targets its linear layers, never ``lm_head``).
     language_model_prefix: ClassVar[str] = "model.language_model."
+    #: the family's chat template (image + text items); used offline and when a checkpoint ships none (BLIP-2)
+    template: ClassVar[str]
     #: text that opens the assistant's answer in the rendered chat, and the end-of-turn token.
     assistant_header: ClassVar[str] = "<|im_start|>assistant\n"
     end_of_turn: ClassVar[str] = "<|im_end|>"

@@ -38,6 +38,7 @@ NUM_QUERY_TOKENS = 8
 
 class Blip2Family(VLMFamily):
     name: ClassVar[str] = "blip2"
+    template: ClassVar[str] = BLIP2_TEMPLATE
     rope: ClassVar = "none"
     multi_image: ClassVar[bool] = False
     precomputed: ClassVar[bool] = False

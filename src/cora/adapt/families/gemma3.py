@@ -37,6 +37,7 @@ PATCH = 8
 
 class Gemma3Family(VLMFamily):
     name: ClassVar[str] = "gemma3"
+    template: ClassVar[str] = GEMMA3_TEMPLATE
     rope: ClassVar = "1d"
     aligner_modules: ClassVar[tuple[str, ...]] = ("multi_modal_projector",)
     assistant_header: ClassVar[str] = "<start_of_turn>model\n"

@@ -34,6 +34,7 @@ PATCH = 8
 
 class InternVLFamily(VLMFamily):
     name: ClassVar[str] = "internvl"
+    template: ClassVar[str] = INTERNVL_TEMPLATE
     rope: ClassVar = "1d"
     aligner_modules: ClassVar[tuple[str, ...]] = ("multi_modal_projector",)
 

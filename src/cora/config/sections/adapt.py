@@ -22,6 +22,9 @@ class AdaptConfig(StrictModel):
 
     family: str = Field("qwen2_5_vl", description="qwen2_5_vl, qwen3_vl, internvl, gemma3, blip2")
     model_name: str | None = Field(None, description="HF folder or hub id of the checkpoint; None needs tiny: true")
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] | None = Field(
+        None, description="weights dtype when loading model_name (None: the transformers default)")
+    attn_implementation: str | None = Field(None, description="e.g. sdpa, flash_attention_2, eager (None: default)")
     tiny: bool = Field(False, description="build the family's tiny random model + offline processor (tests, dry runs)")
     tiny_image_size: int = Field(64, ge=16)
     input_mode: InputMode = Field("anyres_e2p", description="native ERP, resized ERP, cubemap faces or CORA views")

@@ -1,0 +1,57 @@
+"""``cora serve``: the HTTP server (``/v1/answer``, OpenAI-compatible ``/v1/chat/completions``) for a trained run."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+from cora.cli.main import UserError
+
+ORDER = 46
+logger = logging.getLogger(__name__)
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("serve", help="serve a trained run over HTTP (answers + OpenAI-compatible chat)",
+                            description="Endpoints: GET /health, POST /v1/answer (multipart image + query, or "
+                                        "JSON with a base64 image), POST /v1/chat/completions (OpenAI format, "
+                                        "image_url parts as data: URLs). Decoding options come from the "
+                                        "config's evaluation: section.")
+    parser.add_argument("--checkpoint", metavar="RUN", required=True, help="trained run folder (runs/<experiment>)")
+    parser.add_argument("--config", help="config to use instead of the run's config.yaml")
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    parser.add_argument("--allow-paths", action="store_true",
+                        help="let JSON requests name an image file on this machine (off: uploads only)")
+    parser.set_defaults(func=_serve)
+
+
+def build_app(args: argparse.Namespace):  # -> fastapi.FastAPI
+    """The app for the parsed arguments (the model loaded once)."""
+    from pathlib import Path
+
+    from cora.config import load_config
+    from cora.inference import PanoramaGenerator
+    from cora.inference.loading import RunLoadError
+    from cora.inference.server import create_app
+
+    try:
+        import fastapi  # noqa: F401
+        import uvicorn  # noqa: F401
+    except ImportError as exc:
+        raise UserError(f"cora serve needs the serve extra: pip install 'cora[serve]' ({exc})") from exc
+    try:
+        generator = PanoramaGenerator.from_run(args.checkpoint, load_config(args.config) if args.config else None)
+    except RunLoadError as exc:
+        raise UserError(str(exc)) from exc
+    run = Path(args.checkpoint).resolve()
+    return create_app(generator, model_name=run.name, allow_paths=args.allow_paths, info={"run": str(run)})
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    app = build_app(args)
+    logger.info("serving %s on http://%s:%d", args.checkpoint, args.host, args.port)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="info")
+    return 0
