@@ -230,7 +230,8 @@ def _demo(args: argparse.Namespace) -> int:
         print(f"[{time.perf_counter() - t0:6.1f}s] {name}: {summary}", flush=True)
     seconds = time.perf_counter() - t_start
     demo.results["seconds"] = round(seconds, 1)
+    text = _summary(demo, seconds)  # also records the verdict in demo.results
     atomic_write_json(demo.run_dir / "demo_summary.json", demo.results)
-    print(_summary(demo, seconds))
+    print(text)
     print(f"  summary file: {demo.run_dir / 'demo_summary.json'}")
     return 0
