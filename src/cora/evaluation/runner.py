@@ -49,6 +49,9 @@ def predict(generator: GenerateFn | BatchGenerator, samples: Sequence[EvalSample
         if len(todo) < len(samples):
             logger.info("resuming: %d of %d samples already predicted", len(samples) - len(todo), len(samples))
         start = time.perf_counter()
+        # About ten progress lines per run, whatever its size: one per batch floods the log.
+        report_every = max(batch_size, -(-len(todo) // 10))
+        next_report = report_every
         for i in range(0, len(todo), batch_size):
             batch = todo[i:i + batch_size]
             outputs = fn(batch)
@@ -56,8 +59,10 @@ def predict(generator: GenerateFn | BatchGenerator, samples: Sequence[EvalSample
                 raise RuntimeError(f"generator returned {len(outputs)} predictions for a batch of {len(batch)}")
             writer.add_many([PredictionGroup(s.url, s.query, str(p), s.references) for s, p in zip(batch, outputs)])
             done = min(i + batch_size, len(todo))
-            rate = done / max(time.perf_counter() - start, 1e-9)
-            logger.info("predicted %d/%d (%.2f samples/s)", done, len(todo), rate)
+            if done >= next_report or done == len(todo):
+                next_report += report_every
+                rate = done / max(time.perf_counter() - start, 1e-9)
+                logger.info("predicted %d/%d (%.2f samples/s)", done, len(todo), rate)
     return len(todo)
 
 
