@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from cora.inference import DecodingOptions, PanoramaGenerator
+from cora.inference.loading import RunLoadError
 
 OPTIONS = DecodingOptions(max_new_tokens=8)
 
@@ -132,7 +133,11 @@ def test_saved_model_and_run_folder_load_to_the_same_answers(tiny, generator, pa
         save_checkpoint(run / f"{stage}.ckpt", {"stage": stage, "trainable": trainable_state_dict(model)})
         state.mark_completed(stage, f"{stage}.ckpt", {}, {})
     state.save(run)
-    from_run = PanoramaGenerator.from_run(run, device="cpu")
+    from cora.training.runner import load_run_model
+
+    with pytest.raises(RunLoadError, match="no exported model"):
+        PanoramaGenerator.from_run(run, device="cpu")
+    from_run = PanoramaGenerator.from_run(run, device="cpu", run_loader=load_run_model)
     from_run.options = OPTIONS
     assert from_run.generate_ids(panoramas[:2], QUERIES[:2]) == expected
 

@@ -64,8 +64,10 @@ def _eval(args: argparse.Namespace) -> int:
                 generator = AdaptGenerator.from_run(args.checkpoint, config=config if args.config else None)
             else:
                 from cora.inference import PanoramaGenerator
+                from cora.training.runner import load_run_model
 
-                generator = PanoramaGenerator.from_run(args.checkpoint, config=config if args.config else None)
+                generator = PanoramaGenerator.from_run(args.checkpoint, config=config if args.config else None,
+                                                   run_loader=load_run_model)
             result = evaluate(generator, samples, args.out, batch_size=ev.batch_size, flush_every=ev.flush_every,
                               metrics=ev.metrics, resume=not args.overwrite, judge=judge)
     except ValueError as exc:  # bad rows, unknown metric names, not a run folder: the message says which

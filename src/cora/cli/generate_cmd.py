@@ -32,6 +32,7 @@ def _generate(args: argparse.Namespace) -> int:
     from cora.config import load_config
     from cora.inference import PanoramaGenerator
     from cora.inference.loading import RunLoadError
+    from cora.training.runner import load_run_model
 
     if args.stream and (args.json or len(args.query) > 1):
         raise UserError("--stream prints one answer as it comes: use it with a single --query and without --json")
@@ -44,7 +45,8 @@ def _generate(args: argparse.Namespace) -> int:
 
             generator = AdaptGenerator.from_run(args.checkpoint, load_config(args.config) if args.config else None)
         else:
-            generator = PanoramaGenerator.from_run(args.checkpoint, load_config(args.config) if args.config else None)
+            generator = PanoramaGenerator.from_run(args.checkpoint, load_config(args.config) if args.config else None,
+                                                   run_loader=load_run_model)
     except RunLoadError as exc:
         raise UserError(str(exc)) from exc
     start = time.perf_counter()

@@ -34,6 +34,7 @@ def build_app(args: argparse.Namespace):  # -> fastapi.FastAPI
     from cora.inference import PanoramaGenerator
     from cora.inference.loading import RunLoadError
     from cora.inference.server import create_app
+    from cora.training.runner import load_run_model
 
     try:
         import fastapi  # noqa: F401
@@ -41,7 +42,8 @@ def build_app(args: argparse.Namespace):  # -> fastapi.FastAPI
     except ImportError as exc:
         raise UserError(f"cora serve needs the serve extra: pip install 'cora[serve]' ({exc})") from exc
     try:
-        generator = PanoramaGenerator.from_run(args.checkpoint, load_config(args.config) if args.config else None)
+        generator = PanoramaGenerator.from_run(args.checkpoint, load_config(args.config) if args.config else None,
+                                                   run_loader=load_run_model)
     except RunLoadError as exc:
         raise UserError(str(exc)) from exc
     run = Path(args.checkpoint).resolve()

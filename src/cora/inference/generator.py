@@ -86,11 +86,15 @@ class PanoramaGenerator:
                    DecodingOptions.from_config(config.evaluation), batch_size or config.evaluation.batch_size)
 
     @classmethod
-    def from_run(cls, run_dir: Any, config: Any | None = None, device: str | None = None) -> PanoramaGenerator:
-        """From a trained run folder (``runs/<experiment>``): its config, its stages' weights."""
+    def from_run(cls, run_dir: Any, config: Any | None = None, device: str | None = None,
+                 run_loader: Any | None = None) -> PanoramaGenerator:
+        """From a trained run folder (``runs/<experiment>``): its exported model and config.
+
+        ``run_loader`` rebuilds a run that has no exported model yet (see ``load_run``).
+        """
         from cora.inference.loading import load_run
 
-        model, config = load_run(run_dir, config=config, device=device)
+        model, config = load_run(run_dir, config=config, device=device, run_loader=run_loader)
         return cls.from_model(model, config)
 
     # -- inputs -------------------------------------------------------------------------

@@ -3,16 +3,18 @@
 - a folder written by ``PanoramaVLM.save_pretrained`` (``cora_model.json``, its
   ``config.yaml``, the non-frozen weights), or a run folder holding one in ``model/``
   (``cora train`` writes it at the end of a run);
-- otherwise a run folder (``runs/<experiment>/``: ``config.yaml`` and ``stage_state.json``):
-  the model is rebuilt and every completed stage's weights are replayed in order, with
-  training's own :func:`cora.training.runner.load_run_model` (the run folder's format is
-  training's).
+- otherwise a run folder (``runs/<experiment>/``: ``config.yaml`` and ``stage_state.json``)
+  whose stages have not been exported yet: the caller passes ``run_loader`` (the CLI passes
+  training's :func:`cora.training.runner.load_run_model`, which rebuilds the model and replays
+  every completed stage). Inference itself imports only the model package: the run folder's
+  checkpoint format is training's.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -32,8 +34,11 @@ def _saved_model_dir(run: Path) -> Path | None:
     return None
 
 
-def load_run(run_dir: str | os.PathLike[str], config: Any | None = None, device: str | None = None
-             ) -> tuple[Any, Any]:
+RunLoader = Callable[[Any, Path], Any]  # (run config, run folder) -> model
+
+
+def load_run(run_dir: str | os.PathLike[str], config: Any | None = None, device: str | None = None,
+             run_loader: RunLoader | None = None) -> tuple[Any, Any]:
     """``(model, config)`` in eval mode on ``device`` (default: CUDA when available).
 
     ``config`` (optional) replaces the run's own for what surrounds the model (views, prompt,
@@ -53,13 +58,12 @@ def load_run(run_dir: str | os.PathLike[str], config: Any | None = None, device:
         logger.info("loaded the saved model in %s", saved)
         return model.eval().to(device), config or model.config
     from cora.config import load_config
-    from cora.training.runner import RunError, load_run_model
 
     if not (run / "config.yaml").is_file():
         raise RunLoadError(f"{run}: no config.yaml and no saved model (is this a run folder written by `cora train`?)")
+    if run_loader is None:
+        raise RunLoadError(f"{run}: no exported model in {run / 'model'} (`cora train` writes it when a run "
+                           f"finishes; resume with `cora train --config {run / 'config.yaml'} --resume auto`)")
     run_config = load_config(run / "config.yaml")
-    try:
-        model = load_run_model(run_config, run)
-    except RunError as exc:
-        raise RunLoadError(f"{exc} (train it first: `cora train --config {run / 'config.yaml'}`)") from exc
+    model = run_loader(run_config, run)  # its own errors name the stage or checkpoint at fault
     return model.eval().to(device), config or run_config
