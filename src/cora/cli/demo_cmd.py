@@ -136,6 +136,28 @@ def _step_prior(demo: Demo) -> str:
             f"{summary['heldout_loss_after']:.3f}")
 
 
+def _step_vision_prior(demo: Demo) -> str:
+    from cora.kit import build_kit
+    from cora.processors.views import PanoramaViews
+    from cora.training.vision_prior import check_vision_prior, train_vision_prior
+
+    config = demo.config
+    prior = config.training.vision_prior
+    if not prior.enabled:
+        return "skipped (training.vision_prior.enabled is false)"
+    vision_dir = Path(config.models.vision_name)
+    jsonl = Path(config.data.synth.out_dir) / "train.jsonl"
+    views = PanoramaViews.from_config(config.image_processing)
+    if check_vision_prior(vision_dir, jsonl, views, prior, seed=config.experiment.seed) == "stale":
+        # A prior must start from the kit's random tower, not from an older prior.
+        build_kit(config.kit, seed=config.experiment.seed, extra_texts=train_corpus(config), force=True)
+    summary = train_vision_prior(vision_dir, jsonl, views, prior, seed=config.experiment.seed)
+    demo.results["vision_prior"] = summary
+    state = "up to date" if summary["skipped"] else f"{summary['steps']} steps in {summary['seconds']}s"
+    return (f"{state}: held-out view-label accuracy {summary['heldout_label_acc_before']:.3f} → "
+            f"{summary['heldout_label_acc_after']:.3f}")
+
+
 def _train(config: CoraConfig, label: str, demo: Demo) -> str:
     from cora.training.runner import run_dir_of, train
 
@@ -185,7 +207,10 @@ def _step_plot(demo: Demo) -> str:
     return str(out)
 
 
-STEPS = [("SynthPano data", _step_data), ("tiny-model kit", _step_kit), ("language prior", _step_prior),
+# The vision prior runs before the language prior: when it is stale it rebuilds the kit,
+# which resets the LLM too, and the language prior then retrains it.
+STEPS = [("SynthPano data", _step_data), ("tiny-model kit", _step_kit), ("vision prior", _step_vision_prior),
+         ("language prior", _step_prior),
          ("training (3 stages)", _step_train), ("blind training (no pixels)", _step_blind),
          ("held-out evaluation", _step_eval), ("loss curves", _step_plot)]
 

@@ -96,6 +96,22 @@ def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+class VisionPriorConfig(StrictModel):
+    """A short supervised pretraining of the tiny kit vision tower on SynthPano views (demo / tiny configs).
+
+    A random tower hides small objects under the changing sky and floor; a few hundred steps of
+    naming the colours and shapes in each view (training split only) stand in for the
+    pretraining a real SigLIP has.
+    """
+
+    enabled: bool = Field(False, description="run it before the stages (kit models + SynthPano only)")
+    steps: int = Field(400, ge=1)
+    lr: float = Field(2e-3, gt=0.0)
+    batch_size: int = Field(64, ge=1)
+    warmup_ratio: float = Field(0.05, ge=0.0, lt=1.0)
+    weight_decay: float = Field(0.01, ge=0.0)
+
+
 class LanguagePriorConfig(StrictModel):
     """A short text-only pretraining of the tiny kit LLM on the synthetic corpus (demo / tiny configs).
 
@@ -133,6 +149,7 @@ class TrainingConfig(StrictModel):
     progress_bar: bool = Field(True, description="live bar with loss, lr, samples/s (off: one log line per step)")
     blind: bool = Field(False, description="ablation: every pixel value is zero, the model sees no image")
     language_prior: LanguagePriorConfig = LanguagePriorConfig()
+    vision_prior: VisionPriorConfig = VisionPriorConfig()
 
     @model_validator(mode="before")
     @classmethod
