@@ -18,7 +18,7 @@ from cora.adapt.families.base import VLMFamily
 from cora.adapt.inputs import PanoramaInputs, panorama_from_pixels
 from cora.config.schema import CoraConfig
 from cora.config.sections.training import StageConfig
-from cora.data.dataset import PanoramaDataset
+from cora.data.dataset import PanoramaDataset, kept_items
 from cora.data.readers import read_records
 from cora.data.records import BadRowLog, DataError
 from cora.training.module import StageData
@@ -35,14 +35,10 @@ class AdaptCollator:
         self.system_prompt, self.max_length = system_prompt, max_length
 
     def __call__(self, items: Sequence[dict[str, Any] | None]) -> dict[str, Any] | None:
-        kept = [item for item in items if item is not None]
-        if len(kept) < len(items):
-            logger.warning("batch: %d of %d samples skipped (unreadable images)", len(items) - len(kept), len(items))
+        kept = kept_items(items)
         if not kept:
             return None
         geometries = kept[0]["geometries"]
-        if any(item["geometries"] != geometries for item in kept[1:]):
-            raise ValueError("samples of one batch have different view geometries (one input mode per batch)")
         missing = [item["meta"]["source"] for item in kept
                    if not item["meta"]["query"] or not item["meta"]["references"]]
         if missing:

@@ -8,7 +8,6 @@ at the family's end-of-turn token.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ from cora.adapt.encode import EncodedBatch, encode_batch
 from cora.adapt.inputs import PanoramaInputs
 from cora.adapt.runtime import PanoramaAdapter
 from cora.config import CoraConfig, load_config
+from cora.inference.generator import stream_text
 
 
 class AnswerDecoder:
@@ -106,22 +106,7 @@ class AdaptGenerator:
 
     def stream(self, image: Any, query: str, **options: Any) -> Iterator[str]:
         """Yield the answer's text as it is generated."""
-        from transformers import TextIteratorStreamer
-
-        streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
         batch = self.prepare([image], [query])
-        error: list[BaseException] = []
-
-        def run() -> None:
-            try:
-                self.model.adapted.generate(batch, **self._kwargs(options), streamer=streamer)
-            except BaseException as exc:  # re-raised in the caller's thread
-                error.append(exc)
-                streamer.end()
-
-        thread = threading.Thread(target=run, daemon=True)
-        thread.start()
-        yield from streamer
-        thread.join()
-        if error:
-            raise error[0]
+        kwargs = self._kwargs(options)
+        yield from stream_text(self.tokenizer,
+                               lambda streamer: self.model.adapted.generate(batch, **kwargs, streamer=streamer))

@@ -134,6 +134,19 @@ class PanoramaDataset(Dataset):
         return item
 
 
+def kept_items(items: Sequence[dict[str, Any] | None]) -> list[dict[str, Any]]:
+    """The items a batch keeps: ``None`` (a skipped image) dropped and counted in the log.
+
+    Every kept item must share the first one's view geometries (one views config per batch).
+    """
+    kept = [item for item in items if item is not None]
+    if len(kept) < len(items):
+        logger.warning("batch: %d of %d samples skipped (unreadable images)", len(items) - len(kept), len(items))
+    if any(item["geometries"] != kept[0]["geometries"] for item in kept[1:]):
+        raise ValueError("samples of one batch have different view geometries (one views config per batch)")
+    return kept
+
+
 class Collator:
     """Items -> the batch contract (right padding with the tokenizer's pad id). Picklable for workers.
 
@@ -146,14 +159,10 @@ class Collator:
         self.pad_id = pad_id
 
     def __call__(self, items: Sequence[dict[str, Any] | None]) -> dict[str, Any] | None:
-        kept = [item for item in items if item is not None]
-        if len(kept) < len(items):
-            logger.warning("batch: %d of %d samples skipped (unreadable images)", len(items) - len(kept), len(items))
+        kept = kept_items(items)
         if not kept:
             return None
         geometries = kept[0]["geometries"]
-        if any(item["geometries"] != geometries for item in kept[1:]):
-            raise ValueError("samples of one batch have different view geometries (one crop config per batch)")
         batch: dict[str, Any] = {
             "pixel_values": torch.stack([item["pixel_values"] for item in kept]),
             "geometries": geometries,

@@ -57,7 +57,7 @@ def parse_grade(text: str) -> float | None:
             if isinstance(value, int | float) and 0 <= value <= 10:
                 return float(value)
         except (json.JSONDecodeError, AttributeError):
-            pass
+            pass  # not a JSON grade: fall back to a plain number in the text below
     match = re.search(r"(?:score\W*)?\b(10|[0-9](?:\.\d+)?)\b", text, flags=re.I)
     return float(match.group(1)) if match else None
 

@@ -54,6 +54,31 @@ class DecodingOptions:
         return kwargs
 
 
+def stream_text(tokenizer: Any, run: Callable[[Any], None]) -> Iterator[str]:
+    """Run ``run(streamer)`` in a thread and yield its text pieces as they come.
+
+    An error in the generation thread ends the stream and is re-raised in the caller's thread.
+    """
+    from transformers import TextIteratorStreamer
+
+    streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True)
+    error: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            run(streamer)
+        except BaseException as exc:  # re-raised below, in the caller's thread
+            error.append(exc)
+            streamer.end()
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    yield from streamer
+    thread.join()
+    if error:
+        raise error[0]
+
+
 class PanoramaGenerator:
     """Generate text for (panorama, query) pairs with a ``PanoramaVLM``.
 
@@ -170,23 +195,11 @@ class PanoramaGenerator:
 
     def stream(self, image: Any, query: str, **options: Any) -> Iterator[str]:
         """Yield the answer's text as it is generated (transformers' ``TextIteratorStreamer``)."""
-        from transformers import TextIteratorStreamer
-
-        streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
         batch = self.prepare([image], [query])
-        error: list[BaseException] = []
+        kwargs = self._kwargs(options)
 
-        def run() -> None:
-            try:
-                with torch.inference_mode():
-                    self.model.generate(**batch, **self._kwargs(options), streamer=streamer)
-            except BaseException as exc:  # re-raised in the caller's thread
-                error.append(exc)
-                streamer.end()
+        def run(streamer: Any) -> None:
+            with torch.inference_mode():
+                self.model.generate(**batch, **kwargs, streamer=streamer)
 
-        thread = threading.Thread(target=run, daemon=True)
-        thread.start()
-        yield from streamer
-        thread.join()
-        if error:
-            raise error[0]
+        yield from stream_text(self.tokenizer, run)

@@ -25,7 +25,7 @@ class _CurrentStderr(logging.StreamHandler):
 
     @stream.setter
     def stream(self, value: Any) -> None:
-        pass
+        """Ignored: StreamHandler.__init__ assigns the stream; this handler always uses the current one."""
 
 
 def setup_logging(level: str | int | None = None) -> None:
@@ -46,12 +46,9 @@ def setup_logging(level: str | int | None = None) -> None:
     logging.basicConfig(level=level, format=fmt, datefmt="%H:%M:%S", handlers=[handler], force=True)
     # The HF progress bars for tiny local saves/loads are noise.
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    try:
-        from transformers.utils import logging as hf_logging
+    from transformers.utils import logging as hf_logging
 
-        hf_logging.disable_progress_bar()
-    except ImportError:  # pragma: no cover - transformers is a hard dependency
-        pass
+    hf_logging.disable_progress_bar()
     # Third-party chatter that hides our own messages at INFO.
     for noisy in ("httpx", "urllib3", "lightning.pytorch.utilities.rank_zero", "PIL"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -43,13 +43,18 @@ def vicreg_terms(left: torch.Tensor, right: torch.Tensor, var_dim: int) -> tuple
     return inv, var, cov
 
 
-@register("vicreg")
-def build_vicreg(cfg: LossConfig):
-    """Batch-wise VICReg: variance over dim 0 of the strips ``[B·P, H·k, D]`` (across pairs and samples)."""
+def vicreg_loss(cfg: LossConfig, var_dim: int):
+    """The weighted VICReg loss on geometry strips ``[B·P, H·k, D]``, variance along ``var_dim``."""
 
     def loss(features: torch.Tensor, tile_geometries: list[ViewGeometry]) -> torch.Tensor:
         left, right = extract_strips(features.float(), tile_geometries, cfg.overlap_columns)
-        inv, var, cov = vicreg_terms(left, right, var_dim=0)
+        inv, var, cov = vicreg_terms(left, right, var_dim=var_dim)
         return cfg.sim_weight * inv + cfg.var_weight * var + cfg.cov_weight * cov
 
     return loss
+
+
+@register("vicreg")
+def build_vicreg(cfg: LossConfig):
+    """Batch-wise VICReg: variance over dim 0 of the strips (across pairs and samples)."""
+    return vicreg_loss(cfg, var_dim=0)
