@@ -3,61 +3,34 @@
 from __future__ import annotations
 
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
 from cora.evaluation.judge import Judge, JudgeError, build_judge, judge_predictions, parse_grade
 from cora.evaluation.predictions import PredictionGroup
+from tests.stub_openai import StubChatServer
 
 
-class FakeServer:
+class FakeServer(StubChatServer):
     """Answers /v1/chat/completions; ``fail_first`` requests get HTTP 503 first."""
 
     def __init__(self, fail_first: int = 0, status: int = 503, reply=None) -> None:
+        super().__init__()
         self.requests: list[dict] = []
         self.headers: list[dict] = []
         self.fail_first = fail_first
         self.status = status
         self.reply = reply or (lambda body: json.dumps({"score": 7 if "tree" in body["messages"][1]["content"]
                                                         else 2, "reason": "ok"}))
-        owner = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                owner.requests.append(body)
-                owner.headers.append(dict(self.headers))
-                if self.path != "/v1/chat/completions":
-                    self._send(404, {"error": "not found"})
-                elif len(owner.requests) <= owner.fail_first:
-                    self._send(owner.status, {"error": "busy"})
-                else:
-                    self._send(200, {"choices": [{"message": {"role": "assistant", "content": owner.reply(body)}}]})
-
-            def _send(self, code, payload):
-                data = json.dumps(payload).encode()
-                self.send_response(code)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.server.shutdown()
-        self.server.server_close()
+    def respond(self, path, body, headers):
+        self.requests.append(body)
+        self.headers.append(headers)
+        if path != "/v1/chat/completions":
+            return 404, {"error": "not found"}
+        if len(self.requests) <= self.fail_first:
+            return self.status, {"error": "busy"}
+        return self.chat_reply(self.reply(body))
 
 
 GROUPS = [PredictionGroup("a.png", "describe", "a tree by a lake", ("a tree near water",)),

@@ -6,7 +6,6 @@ import base64
 import csv
 import json
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import cv2
@@ -25,6 +24,7 @@ from cora.evaluation.teacher import (
     view_label,
 )
 from cora.processors.geometry import global_view, perspective_view
+from tests.stub_openai import StubChatServer
 
 COLOURS = {"red": (220, 30, 30), "green": (30, 200, 30), "blue": (30, 30, 220), "yellow": (230, 220, 30)}
 
@@ -45,57 +45,30 @@ def colour_name(url: str) -> str:
     return min(COLOURS, key=lambda c: float(np.sum((mean - np.array(COLOURS[c])) ** 2)))
 
 
-class StubVLM:
+class StubVLM(StubChatServer):
     """``/v1/chat/completions``: "a <colour> wall" for an image, "MERGED(<notes>)" for text only.
     Requests after the first ``fail_after`` get ``status``."""
 
     def __init__(self, fail_after: int | None = None, status: int = 500) -> None:
+        super().__init__()
         self.requests: list[dict] = []
         self.served = 0
         self.fail_after = fail_after
         self.status = status
         self.lock = threading.Lock()
-        owner = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                with owner.lock:
-                    owner.requests.append(body)
-                    failing = owner.fail_after is not None and owner.served >= owner.fail_after
-                    if not failing:
-                        owner.served += 1
-                if failing:
-                    return self._send(owner.status, {"error": {"message": "model overloaded"}})
-                content = body["messages"][-1]["content"]
-                if isinstance(content, list):
-                    reply = f"<think>hmm</think> a {colour_name(content[0]['image_url']['url'])} wall"
-                else:
-                    reply = f"MERGED({content})"
-                self._send(200, {"choices": [{"message": {"role": "assistant", "content": reply}}]})
-
-            def _send(self, code, payload):
-                data = json.dumps(payload).encode()
-                self.send_response(code)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.server.shutdown()
-        self.server.server_close()
+    def respond(self, path, body, headers):
+        with self.lock:
+            self.requests.append(body)
+            failing = self.fail_after is not None and self.served >= self.fail_after
+            if not failing:
+                self.served += 1
+        if failing:
+            return self.status, {"error": {"message": "model overloaded"}}
+        content = body["messages"][-1]["content"]
+        if isinstance(content, list):
+            return self.chat_reply(f"<think>hmm</think> a {colour_name(content[0]['image_url']['url'])} wall")
+        return self.chat_reply(f"MERGED({content})")
 
 
 EXPECTED = {0: "Ahead: a red wall. To the right: a green wall. Behind you: a blue wall. To the left: a yellow wall.",
