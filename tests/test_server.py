@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,6 +21,25 @@ from cora.inference.server import create_app
 from tests.test_generator import OPTIONS, panoramas, tiny  # noqa: F401  (fixtures)
 
 QUERY = "What is on the left?"
+
+
+@contextlib.contextmanager
+def served(app) -> Iterator[str]:
+    """``app`` served by uvicorn on a free local port, in a thread; yields ``http://127.0.0.1:PORT``."""
+    import uvicorn
+
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        for _ in range(500):
+            if server.started:
+                break
+            thread.join(0.02)
+        yield f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
 
 
 @pytest.fixture(scope="module")
@@ -119,40 +141,24 @@ def test_chat_completions_openai_format(client, generator, panoramas):  # noqa: 
 
 def test_the_project_judge_client_and_a_leaving_stream_client_over_a_socket(generator, panoramas):  # noqa: F811
     """The judge/teacher client posts to {url}/chat/completions: over a real socket, with uvicorn."""
-    import threading
-
-    import uvicorn
+    import httpx
 
     from cora.evaluation.judge import Judge
 
-    config = uvicorn.Config(create_app(generator), host="127.0.0.1", port=0, log_level="warning")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    try:
-        for _ in range(500):
-            if server.started:
-                break
-            thread.join(0.02)
-        port = server.servers[0].sockets[0].getsockname()[1]
-        client = Judge(url=f"http://127.0.0.1:{port}/v1", model="cora", max_retries=0, max_tokens=8)
+    with served(create_app(generator)) as base:
+        client = Judge(url=f"{base}/v1", model="cora", max_retries=0, max_tokens=8)
         url = f"data:image/png;base64,{_b64(panoramas[0])}"
         answer = client.complete([{"role": "user", "content": [{"type": "image_url", "image_url": {"url": url}},
                                                                 {"type": "text", "text": QUERY}]}])
         assert answer == generator(panoramas[0], QUERY)
         # a client that leaves in the middle of a stream does not leave the model locked
-        import httpx
-
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as http:
+        with httpx.Client(base_url=base, timeout=60) as http:
             image = Path(panoramas[1]).read_bytes()
             with http.stream("POST", "/v1/answer", files={"image": ("p.png", image)},
                              data={"query": QUERY, "stream": "true"}) as response:
                 assert next(response.iter_lines()).startswith("data: ")
             again = http.post("/v1/answer", files={"image": ("p.png", image)}, data={"query": QUERY})
             assert again.json()["answer"] == generator(panoramas[1], QUERY)
-    finally:
-        server.should_exit = True
-        thread.join(10)
 
 
 @pytest.mark.parametrize("request_kwargs, status, param, words", [
@@ -267,31 +273,16 @@ def test_an_error_mid_stream_is_reported_in_the_stream_and_releases_the_model(ge
 
 def test_the_teacher_can_use_cora_serve_as_its_endpoint(tiny_config, generator, panoramas, tmp_path):  # noqa: F811
     """SPEC §10: the project's own server as the pseudo-labelling teacher, over a real socket."""
-    import threading
-
-    import uvicorn
-
     from cora.config.sections.teacher import TeacherConfig
     from cora.evaluation.teacher import build_teacher, clean_answer, teach
 
-    server = uvicorn.Server(uvicorn.Config(create_app(generator), host="127.0.0.1", port=0, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    try:
-        for _ in range(500):
-            if server.started:
-                break
-            thread.join(0.02)
-        port = server.servers[0].sockets[0].getsockname()[1]
-        teacher_cfg = TeacherConfig(url=f"http://127.0.0.1:{port}/v1", model="cora", crop_strategy="cubemap",
+    with served(create_app(generator)) as base:
+        teacher_cfg = TeacherConfig(url=f"{base}/v1", model="cora", crop_strategy="cubemap",
                                     image_size=32, max_tokens=6, max_retries=0, concurrency=1, image_format="png",
                                     tile_prompt=QUERY)
         teacher = build_teacher(tiny_config.model_copy(update={"teacher": teacher_cfg}), cache_dir=tmp_path / "c")
         described = teacher.describe(panoramas[2])
         result = teach(teacher, panoramas[2:], tmp_path / "train.csv", "Describe the panorama.")
-    finally:
-        server.should_exit = True
-        thread.join(10)
     assert [label for label, _ in described.notes] == ["ahead", "to the right", "behind you", "to the left"]
     # each note is the server's answer about that view (a square tile, read by CORA as if it were an ERP)
     views = teacher.views(panoramas[2])
