@@ -27,7 +27,7 @@ from torch import nn
 from transformers import AutoModel
 
 from cora.config.sections.training import VisionPriorConfig
-from cora.model.vision import VisionBackbone, _read_processor_mean_std
+from cora.model.vision import build_vision_backbone
 from cora.processors.geometry import ViewGeometry, wrap_deg
 from cora.training.schedule import warmup_cosine
 from cora.utils.io import atomic_write_json
@@ -129,11 +129,10 @@ def train_vision_prior(vision_dir: str | Path, jsonl: str | Path, views: Callabl
     n_val = max(1, len(order) // 10)
     val, train = order[:n_val], order[n_val:]
 
-    tower = AutoModel.from_pretrained(vision_dir, dtype=torch.float32)
-    mean, std = _read_processor_mean_std(str(vision_dir)) or ([0.5] * 3, [0.5] * 3)
-    backbone = VisionBackbone(tower, mean, std)  # same input path as the model: [0, 1] pixels in
+    # The model's own input path: [0, 1] pixels, the tower's normalisation, patch tokens out.
+    backbone = build_vision_backbone(str(vision_dir), dtype=torch.float32)
     backbone.set_trainable_blocks(-1)
-    head = nn.Linear(tower.config.hidden_size, len(vocab))
+    head = nn.Linear(backbone.hidden_size, len(vocab))
 
     def logits(idx: torch.Tensor) -> torch.Tensor:
         return head(backbone(pixels[idx]).mean(1))  # mean over patches: [B, K]
@@ -161,10 +160,10 @@ def train_vision_prior(vision_dir: str | Path, jsonl: str | Path, views: Callabl
         optimizer.zero_grad(set_to_none=True)
     seconds = time.perf_counter() - t0
     after = accuracy()
-    # The backbone dropped SigLIP's unused pooling head from `tower`; save through a full copy so
+    # The backbone dropped SigLIP's unused pooling head from its tower; save through a full copy so
     # the folder keeps every weight it had. Only the weights file changes (written, then renamed).
     full = AutoModel.from_pretrained(vision_dir, dtype=torch.float32)
-    missing, _ = full.load_state_dict(tower.state_dict(), strict=False)
+    missing, _ = full.load_state_dict(backbone.tower.state_dict(), strict=False)
     if any(".head." not in f".{k}" for k in missing):
         raise RuntimeError(f"vision prior: trained weights do not cover the tower: {missing[:5]}")
     with tempfile.TemporaryDirectory(dir=vision_dir.parent, prefix=".vision-prior-") as tmp:
