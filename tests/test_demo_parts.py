@@ -43,3 +43,17 @@ def test_verdict_needs_a_clear_margin():
     assert "no clear difference" in verdict({"heldout_loss": 0.599, "answer_accuracy": 0.31}, blind)
     assert "clearly helps" in verdict({"heldout_loss": 0.55, "answer_accuracy": 0.30}, blind)
     assert "clearly helps" in verdict({"heldout_loss": 0.60, "answer_accuracy": 0.40}, blind)
+
+
+def test_type_table_shows_both_runs_per_question_type():
+    from cora.cli.demo_cmd import _type_table
+
+    vision = {"caption": {"loss": 0.5, "questions": 40, "accuracy": None},
+              "count": {"loss": 0.6, "questions": 40, "accuracy": 0.55}}
+    blind = {"caption": {"loss": 0.51, "questions": 40, "accuracy": None},
+             "count": {"loss": 0.75, "questions": 40, "accuracy": 0.3}}
+    lines = _type_table(vision, blind)
+    count = next(line for line in lines if line.split()[0] == "count")
+    assert count.split() == ["count", "40", "0.600", "0.750", "55%", "30%"]
+    caption = next(line for line in lines if line.split()[0] == "caption")
+    assert caption.split() == ["caption", "40", "0.500", "0.510", "-", "-"]

@@ -11,6 +11,7 @@ from scipy import ndimage
 
 from cora.cli.main import main
 from cora.data.synth import (
+    CAPTION_QUERY,
     DIRECTIONS,
     Scene,
     SynthObject,
@@ -18,10 +19,13 @@ from cora.data.synth import (
     caption,
     erp_bbox,
     qa_pairs,
+    question_type,
     render_directions,
     render_erp,
+    sample_scene,
     synth_corpus,
 )
+from cora.data.synth.language import QUESTION_TYPES
 from cora.data.synth.scene import _shape_height
 from cora.processors.geometry import erp_lonlat_to_pixel, erp_pixel_to_lonlat, perspective_view, wrap_deg
 
@@ -242,3 +246,18 @@ def test_synth_jsonl_reads_back_with_norm1000_boxes_of_the_rendered_objects(tmp_
         answer = json.loads(turns[f"Locate the {obj.size} {obj.name}."])
         assert answer == {"bbox_2d": norm1000_points(box, 128, 64)}
     assert all(turns[q] == a for q, a in sample.qa)
+
+
+def test_every_generated_question_has_its_template_type() -> None:
+    rng = np.random.default_rng(0)
+    seen = set()
+    for _ in range(200):
+        for query, _answer in qa_pairs(sample_scene(rng), rng):
+            kind = question_type(query)
+            assert kind in QUESTION_TYPES, query
+            seen.add(kind)
+    assert seen == set(QUESTION_TYPES)  # every template is reached, and each maps to its own type
+    assert question_type(CAPTION_QUERY) == "caption"
+    assert question_type("What is the weather like?") == "other"
+    assert question_type("Where is the red sphere?") == "where"
+    assert question_type("Where is the pink sphere?") == "other"

@@ -154,8 +154,8 @@ def _step_vision_prior(demo: Demo) -> str:
     summary = train_vision_prior(vision_dir, jsonl, views, prior, seed=config.experiment.seed)
     demo.results["vision_prior"] = summary
     state = "up to date" if summary["skipped"] else f"{summary['steps']} steps in {summary['seconds']}s"
-    return (f"{state}: held-out view-label accuracy {summary['heldout_label_acc_before']:.3f} → "
-            f"{summary['heldout_label_acc_after']:.3f}")
+    before, after = summary["heldout_balanced_acc_before"], summary["heldout_balanced_acc_after"]
+    return f"{state}: {prior.target}-label balanced accuracy (held out) {before:.3f} → {after:.3f}"
 
 
 def _train(config: CoraConfig, label: str, demo: Demo) -> str:
@@ -225,6 +225,20 @@ def verdict(vision: dict[str, float], blind: dict[str, float]) -> str:
             f"accuracy {acc_gain * 100:+.1f} points")
 
 
+def _type_table(vision: dict[str, dict], blind: dict[str, dict]) -> list[str]:
+    """Per question type: where seeing the panorama helps and where it does not (yet)."""
+    def acc(row: dict) -> str:
+        return "-" if row["accuracy"] is None else f"{row['accuracy']:.0%}"
+
+    lines = ["  per question type (held-out):",
+             f"    {'type':<12} {'n':>3} {'vision loss':>11} {'blind loss':>10} {'vision acc':>10} {'blind acc':>9}"]
+    for kind, row in vision.items():
+        other = blind.get(kind, {"loss": float("nan"), "accuracy": None})
+        lines.append(f"    {kind:<12} {row['questions']:>3} {row['loss']:>11.3f} {other['loss']:>10.3f} "
+                     f"{acc(row):>10} {acc(other):>9}")
+    return lines
+
+
 def _summary(demo: Demo, seconds: float) -> str:
     vis, blind = demo.results["eval_vision"], demo.results["eval_blind"]
     demo.results["verdict"] = verdict(vis, blind)
@@ -235,6 +249,7 @@ def _summary(demo: Demo, seconds: float) -> str:
         f"  {'vision':<8} {vis['heldout_loss']:>12.3f} {vis['answer_accuracy']:>9.1%}  {vis['predictions']}",
         f"  {'blind':<8} {blind['heldout_loss']:>12.3f} {blind['answer_accuracy']:>9.1%}  {blind['predictions']}",
         f"  {demo.results['verdict']}",
+        *_type_table(vis["by_type"], blind["by_type"]),
         f"  run folder: {demo.run_dir} (stage_state.json, checkpoints/, logs/, model/)",
         f"  blind run:  {demo.run_dir.parent / (demo.run_dir.name + '-blind')}",
         f"  loss curves: {demo.results['plot']}   metrics: {vis['metrics_json']}",

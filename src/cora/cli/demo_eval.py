@@ -38,21 +38,33 @@ class _ZeroViews:
         return batch
 
 
-def heldout_loss(model: Any, config: CoraConfig) -> float:
-    """Teacher-forced cross-entropy per answer token on ``data.test`` (first reference of each question)."""
+def heldout_loss(model: Any, config: CoraConfig) -> tuple[float, dict[str, float]]:
+    """Teacher-forced cross-entropy per answer token on ``data.test`` (first reference of each
+    question): over every answer, and per SynthPano question type."""
+    from torch.utils.data import Subset
+
     from cora.data.datamodule import build_datamodule
+    from cora.data.synth import question_type
     from cora.training.heldout import heldout_lm_loss
 
     cfg = config.model_copy(deep=True)
     cfg.data.val = config.data.test
     module = build_datamodule(cfg, model.tokenizer, cfg.training.stages[-1])
-    return heldout_lm_loss(model, module.val, module.collate, batch_size=config.evaluation.batch_size,
-                           blind=config.training.blind)
+
+    def loss(dataset: Any) -> float:
+        return heldout_lm_loss(model, dataset, module.collate, batch_size=config.evaluation.batch_size,
+                               blind=config.training.blind)
+
+    groups: dict[str, list[int]] = {}
+    for i, (record, _refs) in enumerate(module.val.entries):
+        groups.setdefault(question_type(record.query), []).append(i)
+    return loss(module.val), {kind: loss(Subset(module.val, idx)) for kind, idx in sorted(groups.items())}
 
 
 def evaluate_run(config: CoraConfig) -> dict[str, Any]:
     """Predictions + metrics (evaluation API) and the demo's two numbers for one run."""
     from cora.data.records import CAPTION_QUERY
+    from cora.data.synth import question_type
     from cora.evaluation.runner import METRICS_JSON, PREDICTIONS, evaluate
     from cora.evaluation.samples import read_eval_samples
     from cora.inference import PanoramaGenerator
@@ -80,7 +92,12 @@ def evaluate_run(config: CoraConfig) -> dict[str, Any]:
                        metrics=config.evaluation.metrics)
     qa = [(answers[s.key], s.references) for s in samples if s.query != CAPTION_QUERY]
     with torch.no_grad():
-        loss = heldout_loss(model, config)
-    return {"heldout_loss": loss, "answer_accuracy": answer_accuracy(qa), "qa_samples": len(qa),
+        loss, loss_by_type = heldout_loss(model, config)
+    by_type: dict[str, dict[str, Any]] = {kind: {"loss": value} for kind, value in loss_by_type.items()}
+    for kind in by_type:
+        pairs = [(answers[s.key], s.references) for s in samples if question_type(s.query) == kind]
+        by_type[kind]["questions"] = len(pairs)
+        by_type[kind]["accuracy"] = answer_accuracy(pairs) if kind != "caption" and pairs else None
+    return {"heldout_loss": loss, "answer_accuracy": answer_accuracy(qa), "qa_samples": len(qa), "by_type": by_type,
             "samples": len(samples), "metrics": metrics, "predictions": str(out_dir / PREDICTIONS),
             "metrics_json": str(out_dir / METRICS_JSON)}

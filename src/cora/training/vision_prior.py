@@ -28,7 +28,7 @@ from transformers import AutoModel
 
 from cora.config.sections.training import VisionPriorConfig
 from cora.model.vision import build_vision_backbone
-from cora.processors.geometry import ViewGeometry, wrap_deg
+from cora.processors.geometry import ViewGeometry, erp_lonlat_to_pixel, wrap_deg
 from cora.training.schedule import warmup_cosine
 from cora.utils.io import atomic_write_json
 
@@ -58,9 +58,37 @@ def view_labels(objects: Sequence[dict], geometries: Sequence[ViewGeometry], voc
     return labels
 
 
-def read_synth_jsonl(path: str | Path) -> list[tuple[Path, list[dict]]]:
-    """``(image path, objects)`` per row of a SynthPano JSONL; a row without object yaw/colour/shape
-    is an error naming the file and line (this prior needs SynthPano's scene annotations)."""
+def patch_labels(objects: Sequence[dict], geometries: Sequence[ViewGeometry], grid: int, vocab: Sequence[str],
+                 erp_size: tuple[int, int], sub: int = 3) -> torch.Tensor:
+    """``[V, grid*grid, len(vocab)]`` multi-hot per ViT patch: the colour and shape of every object
+    whose ERP box (``bbox_2d``, ``x1 > x2`` across the seam) meets the patch.
+
+    A patch meets a box when any of ``sub × sub`` points spread over it falls inside the box,
+    so an object smaller than a patch still labels the patch it sits in.
+    """
+    width, height = erp_size
+    labels = torch.zeros(len(geometries), grid * grid, len(vocab))
+    for v, geom in enumerate(geometries):
+        lon, lat = geom.grid_lonlat(grid * sub, grid * sub)
+        x, y = erp_lonlat_to_pixel(lon, lat, width, height)
+        x = x % width
+        for obj in objects:
+            x1, y1, x2, y2 = obj["bbox_2d"]
+            in_x = (x >= x1) & (x <= x2) if x1 <= x2 else (x >= x1) | (x <= x2)
+            inside = in_x & (y >= y1) & (y <= y2)  # [grid*sub, grid*sub]
+            hit = inside.reshape(grid, sub, grid, sub).any(axis=(1, 3)).reshape(-1)
+            for word in (obj["colour"], obj["shape"]):
+                labels[v, torch.from_numpy(hit), vocab.index(word)] = 1.0
+    return labels
+
+
+SynthRow = tuple[Path, list[dict], tuple[int, int]]
+
+
+def read_synth_jsonl(path: str | Path) -> list[SynthRow]:
+    """``(image path, objects, (width, height))`` per row of a SynthPano JSONL; a row without the
+    ERP size or an object without yaw/colour/shape/box is an error naming the file and line (this
+    prior needs SynthPano's scene annotations)."""
     path = Path(path)
     rows = []
     for line_no, line in enumerate(path.read_text().splitlines(), start=1):
@@ -69,18 +97,20 @@ def read_synth_jsonl(path: str | Path) -> list[tuple[Path, list[dict]]]:
         row = json.loads(line)
         objects = row.get("objects", [])
         for obj in objects:
-            missing = [k for k in ("yaw_deg", "colour", "shape") if k not in obj]
+            missing = [k for k in ("yaw_deg", "colour", "shape", "bbox_2d") if k not in obj]
             if missing:
                 raise ValueError(f"{path}:{line_no}: objects need {missing} for the vision prior (SynthPano JSONL)")
-        rows.append((path.parent / row["images"][0], objects))
+        if not isinstance(row.get("width"), int) or not isinstance(row.get("height"), int):
+            raise ValueError(f"{path}:{line_no}: the row needs the ERP's integer width and height")
+        rows.append((path.parent / row["images"][0], objects, (row["width"], row["height"])))
     if not rows:
         raise ValueError(f"{path}: no rows for the vision prior")
     return rows
 
 
-def _spec_digest(rows: Sequence[tuple[Path, list[dict]]], cfg: VisionPriorConfig, seed: int,
+def _spec_digest(rows: Sequence[SynthRow], cfg: VisionPriorConfig, seed: int,
                  geometries: Sequence[ViewGeometry]) -> str:
-    payload = json.dumps({"rows": [[str(p), objs] for p, objs in rows], "cfg": cfg.model_dump(mode="json"),
+    payload = json.dumps({"rows": [[str(p), objs, size] for p, objs, size in rows], "cfg": cfg.model_dump(mode="json"),
                           "seed": seed, "views": [g.to_dict() for g in geometries]}, sort_keys=True, default=str)
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
@@ -110,7 +140,7 @@ def train_vision_prior(vision_dir: str | Path, jsonl: str | Path, views: Callabl
     """Pretrain the tower in ``vision_dir`` on the views of ``jsonl``'s panoramas and save it back.
 
     ``views`` is a :class:`cora.processors.views.PanoramaViews`. Returns a summary: ``skipped``,
-    ``steps``, ``seconds``, and on 10% held-out views the label accuracy ``before``/``after``.
+    ``steps``, ``seconds``, and on 10% held-out views the balanced accuracy of the labels ``before``/``after``.
     """
     vision_dir = Path(vision_dir)
     rows = read_synth_jsonl(jsonl)
@@ -122,38 +152,53 @@ def train_vision_prior(vision_dir: str | Path, jsonl: str | Path, views: Callabl
         logger.info("vision prior in %s is up to date", vision_dir)
         return json.loads((vision_dir.parent / MANIFEST).read_text())["summary"] | {"skipped": True, "status": status}
     torch.manual_seed(seed)
-    vocab = sorted({w for _, objs in rows for o in objs for w in (o["colour"], o["shape"])})
-    pixels = torch.cat([views(path).pixels for path, _ in rows])  # [N*V, 3, S, S]
-    labels = torch.cat([view_labels(objs, geometries, vocab) for _, objs in rows])  # [N*V, K]
+    vocab = sorted({w for _, objs, _ in rows for o in objs for w in (o["colour"], o["shape"])})
+    pixels = torch.cat([views(path).pixels for path, _, _ in rows])  # [N*V, 3, S, S]
     order = torch.randperm(len(pixels))
     n_val = max(1, len(order) // 10)
     val, train = order[:n_val], order[n_val:]
-
     # The model's own input path: [0, 1] pixels, the tower's normalisation, patch tokens out.
     backbone = build_vision_backbone(str(vision_dir), dtype=torch.float32)
     backbone.set_trainable_blocks(-1)
     head = nn.Linear(backbone.hidden_size, len(vocab))
+    if cfg.target == "patch":
+        labels = torch.cat([patch_labels(objs, geometries, backbone.grid, vocab, size)
+                            for _, objs, size in rows])  # [N*V, P, K]
+    else:
+        labels = torch.cat([view_labels(objs, geometries, vocab) for _, objs, _ in rows])  # [N*V, K]
 
     def logits(idx: torch.Tensor) -> torch.Tensor:
-        return head(backbone(pixels[idx]).mean(1))  # mean over patches: [B, K]
+        tokens = backbone(pixels[idx])  # [B, P, hidden]
+        # patch: every patch token names what it shows (local features, as a real SigLIP's are);
+        # view: the mean over patches names what the whole view shows.
+        return head(tokens) if cfg.target == "patch" else head(tokens.mean(1))
 
     @torch.no_grad()
     def accuracy() -> float:
+        """Balanced accuracy ((TPR + TNR) / 2) of the labels: most labels are 0, plain accuracy hides misses."""
         backbone.eval()
-        hits = sum(((logits(val[i:i + 256]) > 0) == labels[val[i:i + 256]].bool()).float().sum().item()
-                   for i in range(0, len(val), 256))
+        pred = torch.cat([logits(val[i:i + 256]) > 0 for i in range(0, len(val), 256)])
+        truth = labels[val].bool()
         backbone.train()
-        return hits / labels[val].numel()
+        tpr = (pred & truth).sum().item() / max(1, truth.sum().item())
+        tnr = (~pred & ~truth).sum().item() / max(1, (~truth).sum().item())
+        return (tpr + tnr) / 2
 
     before = accuracy()
     params = [p for p in backbone.parameters() if p.requires_grad] + list(head.parameters())
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     warmup = round(cfg.warmup_ratio * cfg.steps)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: warmup_cosine(s, cfg.steps, warmup))
+    # Objects are small: almost every patch label is 0. Weighting positives by the negatives /
+    # positives ratio (per label, capped) keeps the tower from learning "nothing anywhere".
+    pos_weight = None
+    if cfg.target == "patch":
+        flat = labels[train].flatten(0, -2)
+        pos_weight = ((len(flat) - flat.sum(0)) / flat.sum(0).clamp(min=1)).clamp(1.0, 20.0)
     t0 = time.perf_counter()
     for _ in range(cfg.steps):
         idx = train[torch.randint(len(train), (cfg.batch_size,))]
-        loss = nn.functional.binary_cross_entropy_with_logits(logits(idx), labels[idx])
+        loss = nn.functional.binary_cross_entropy_with_logits(logits(idx), labels[idx], pos_weight=pos_weight)
         loss.backward()
         optimizer.step()
         scheduler.step()
@@ -170,10 +215,10 @@ def train_vision_prior(vision_dir: str | Path, jsonl: str | Path, views: Callabl
         full.save_pretrained(tmp)
         os.replace(Path(tmp) / WEIGHTS, vision_dir / WEIGHTS)
     summary = {"skipped": False, "steps": cfg.steps, "views": len(train), "labels": vocab,
-               "seconds": round(seconds, 1), "heldout_label_acc_before": round(before, 4),
-               "heldout_label_acc_after": round(after, 4)}
+               "seconds": round(seconds, 1), "heldout_balanced_acc_before": round(before, 4),
+               "heldout_balanced_acc_after": round(after, 4)}
     atomic_write_json(vision_dir.parent / MANIFEST,
                       {"digest": digest, "weights": _file_digest(vision_dir / WEIGHTS), "summary": summary})
-    logger.info("vision prior: held-out label accuracy %.3f → %.3f in %d steps (%.1fs)",
-                before, after, cfg.steps, seconds)
+    logger.info("vision prior (%s labels): held-out balanced accuracy %.3f → %.3f in %d steps (%.1fs)",
+                cfg.target, before, after, cfg.steps, seconds)
     return summary

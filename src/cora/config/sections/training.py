@@ -105,6 +105,8 @@ class VisionPriorConfig(StrictModel):
     """
 
     enabled: bool = Field(False, description="run it before the stages (kit models + SynthPano only)")
+    target: Literal["view", "patch"] = Field("view", description="label each whole view with the objects in its "
+                                             "field of view, or each ViT patch with those its footprint meets")
     steps: int = Field(400, ge=1)
     lr: float = Field(2e-3, gt=0.0)
     batch_size: int = Field(64, ge=1)

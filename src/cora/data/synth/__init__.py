@@ -9,7 +9,7 @@ from cora.data.synth.dataset import (
     synth_corpus,
     write_synth_dataset,
 )
-from cora.data.synth.language import caption, qa_pairs
+from cora.data.synth.language import caption, qa_pairs, question_type
 from cora.data.synth.render import erp_bbox, render_directions, render_erp
 from cora.data.synth.scene import DIRECTIONS, Scene, SynthObject, sample_scene
 
@@ -24,6 +24,7 @@ __all__ = [
     "ensure_synth_dataset",
     "erp_bbox",
     "qa_pairs",
+    "question_type",
     "render_directions",
     "render_erp",
     "sample_scene",

@@ -8,9 +8,12 @@ turning left, what is opposite, how many, which is nearest.
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 
-from cora.data.synth.scene import DIRECTIONS, SHAPES, Scene, SynthObject
+from cora.data.records import CAPTION_QUERY
+from cora.data.synth.scene import COLOURS, DIRECTIONS, SHAPES, Scene, SynthObject
 from cora.processors.geometry import wrap_deg
 
 NUMBERS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight")
@@ -60,6 +63,29 @@ def opposite(scene: Scene, obj: SynthObject) -> SynthObject | None:
         return None
     best = min(others, key=lambda o: abs(float(wrap_deg(o.yaw_deg - target))))
     return best if abs(float(wrap_deg(best.yaw_deg - target))) <= OPPOSITE_TOLERANCE_DEG else None
+
+
+_NAME = r"(?:" + "|".join(COLOURS) + r") (?:" + "|".join(SHAPES) + r")"
+# The question templates of :func:`qa_pairs`, by type (the demo reports held-out results per type).
+QUESTION_TYPES: dict[str, re.Pattern[str]] = {
+    "behind": re.compile(r"What is behind you\?"),
+    "count": re.compile(r"How many objects are there\?"),
+    "nearest": re.compile(r"Which object is nearest\?"),
+    "farthest": re.compile(r"Which object is farthest\?"),
+    "where": re.compile(rf"Where is the {_NAME}\?"),
+    "direction": re.compile(r"What is (?:" + "|".join(DIRECTIONS) + r")\?"),
+    "count_shape": re.compile(r"How many (?:" + "|".join(SHAPES) + r")s are there\?"),
+    "next_to": re.compile(rf"What is to the (?:left|right) of the {_NAME}\?"),
+    "opposite": re.compile(rf"Which colour is opposite the {_NAME}\?"),
+}
+
+
+def question_type(query: str) -> str:
+    """The template a SynthPano question comes from (a key of ``QUESTION_TYPES``), ``"caption"`` for
+    the caption request, ``"other"`` for anything else."""
+    if query == CAPTION_QUERY:
+        return "caption"
+    return next((name for name, pattern in QUESTION_TYPES.items() if pattern.fullmatch(query)), "other")
 
 
 def qa_pairs(scene: Scene, rng: np.random.Generator) -> list[tuple[str, str]]:
