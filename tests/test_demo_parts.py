@@ -1,4 +1,4 @@
-"""Pieces of the demo that are cheap to test: the training-only corpus and the SVG loss plot."""
+"""Cheap pieces of the demo: the training-only corpus, the SVG loss plot, the verdict, the per-type table."""
 
 from __future__ import annotations
 
