@@ -32,3 +32,25 @@ def test_prior_learns_saves_and_skips(kit_paths, tmp_path):
     assert prior_status(lm, texts, cfg) == "current"
     assert prior_status(lm, texts[:-5], cfg) == "stale"
     assert not list(root.glob(".prior-*"))
+
+
+def test_a_stale_prior_restarts_from_the_base_weights(kit_paths, tmp_path):
+    # Same texts, other settings: the new prior equals one trained on the kit's base LLM, not one
+    # trained on top of the old prior, and the vision tower (the other prior's component) is untouched.
+    texts = list(scene_corpus(n=150, seed=0))
+    first_cfg = LanguagePriorConfig(enabled=True, steps=10, lr=5e-3, batch_size=8, seq_len=32)
+    second_cfg = first_cfg.model_copy(update={"lr": 2e-3})
+    lms = {}
+    for name, cfgs in (("retrained", [first_cfg, second_cfg]), ("direct", [second_cfg])):
+        root = tmp_path / name
+        shutil.copytree(kit_paths.root, root)
+        for cfg in cfgs:
+            assert not train_language_prior(root / "language_model", texts, cfg)["skipped"]
+        lms[name] = root
+    weights = [(root / "language_model" / "model.safetensors").read_bytes() for root in lms.values()]
+    assert weights[0] == weights[1]
+    assert prior_status(lms["retrained"] / "language_model", texts, second_cfg) == "current"
+    assert (lms["retrained"] / "vision" / "model.safetensors").read_bytes() == \
+        (kit_paths.vision / "model.safetensors").read_bytes()
+    assert (lms["retrained"] / ".base" / "language_model.safetensors").read_bytes() == \
+        (kit_paths.language_model / "model.safetensors").read_bytes()

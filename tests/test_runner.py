@@ -140,7 +140,9 @@ def test_load_run_model_rebuilds_the_final_weights(tmp_path):
 
 
 def test_heldout_measures():
-    from cora.training.heldout import answer_accuracy, heldout_lm_loss
+    from torch.utils.data import Subset
+
+    from cora.training.heldout import answer_accuracy, heldout_lm_loss, heldout_lm_loss_by_group
     from tests.standin import StandinData, collate
 
     model = standin_model(None)
@@ -152,6 +154,12 @@ def test_heldout_measures():
     batch = collate([data[i] for i in range(6)])
     assert whole == pytest.approx(float(model(**batch_inputs(batch)).loss), rel=1e-6)
     assert heldout_lm_loss(model, data, collate, blind=True) != pytest.approx(whole)
+    # Per group: each group's own mean, and over all groups the same token-weighted mean.
+    overall, by_group = heldout_lm_loss_by_group(model, data, collate, {"a": [0, 1, 2], "b": [3, 4, 5]})
+    assert overall == pytest.approx(whole, rel=1e-6)
+    assert by_group["b"] == pytest.approx(heldout_lm_loss(model, Subset(data, [3, 4, 5]), collate), rel=1e-6)
+    with pytest.raises(ValueError, match=r"no answer tokens \(groups \['none'\]\)"):
+        heldout_lm_loss_by_group(model, data, collate, {"a": [0], "none": []})
     assert answer_accuracy([("The blue cone.", ["the blue cone"]), ("two", ["three"])]) == 0.5
 
 

@@ -66,7 +66,7 @@ def test_vision_prior_learns_saves_every_weight_and_skips(kit_paths, tiny_config
     assert after.keys() == before.keys()  # the unused pooling head is kept, nothing goes missing
     moved = [k for k in before if not torch.equal(before[k], after[k])]
     assert moved and all(".head." not in k for k in moved)
-    assert not list(vision.parent.glob(".vision-prior-*"))  # the temp folder is gone
+    assert not list(vision.parent.glob(".prior-*"))  # the temp folder is gone
 
     again = train_vision_prior(vision, tmp_path / "synth" / "train.jsonl", views, cfg, seed=0)
     assert again["skipped"] and again["status"] == "current"

@@ -115,8 +115,7 @@ def _step_kit(demo: Demo) -> str:
 
 
 def _step_prior(demo: Demo) -> str:
-    from cora.kit import build_kit
-    from cora.training.prior import prior_status, train_language_prior
+    from cora.training.prior import train_language_prior
 
     prior = demo.config.training.language_prior
     if not prior.enabled:
@@ -125,11 +124,7 @@ def _step_prior(demo: Demo) -> str:
 
     lm_dir = Path(demo.config.models.language_model_name)
     texts = train_corpus(demo.config) + chat_corpus(demo.config, AutoTokenizer.from_pretrained(lm_dir))
-    seed = demo.config.experiment.seed
-    if prior_status(lm_dir, texts, prior, seed) == "stale":
-        # A prior must start from the kit's base LLM, not from an older prior.
-        build_kit(demo.config.kit, seed=seed, extra_texts=train_corpus(demo.config), force=True)
-    summary = train_language_prior(lm_dir, texts, prior, seed=seed)
+    summary = train_language_prior(lm_dir, texts, prior, seed=demo.config.experiment.seed)
     demo.results["prior"] = summary
     state = "up to date" if summary["skipped"] else f"{summary['steps']} steps in {summary['seconds']}s"
     return (f"{state}: held-out text loss {summary['heldout_loss_before']:.3f} → "
@@ -137,21 +132,15 @@ def _step_prior(demo: Demo) -> str:
 
 
 def _step_vision_prior(demo: Demo) -> str:
-    from cora.kit import build_kit
     from cora.processors.views import PanoramaViews
-    from cora.training.vision_prior import check_vision_prior, train_vision_prior
+    from cora.training.vision_prior import train_vision_prior
 
     config = demo.config
     prior = config.training.vision_prior
     if not prior.enabled:
         return "skipped (training.vision_prior.enabled is false)"
-    vision_dir = Path(config.models.vision_name)
-    jsonl = Path(config.data.synth.out_dir) / "train.jsonl"
-    views = PanoramaViews.from_config(config.image_processing)
-    if check_vision_prior(vision_dir, jsonl, views, prior, seed=config.experiment.seed) == "stale":
-        # A prior must start from the kit's random tower, not from an older prior.
-        build_kit(config.kit, seed=config.experiment.seed, extra_texts=train_corpus(config), force=True)
-    summary = train_vision_prior(vision_dir, jsonl, views, prior, seed=config.experiment.seed)
+    summary = train_vision_prior(config.models.vision_name, Path(config.data.synth.out_dir) / "train.jsonl",
+                                 PanoramaViews.from_config(config.image_processing), prior, seed=config.experiment.seed)
     demo.results["vision_prior"] = summary
     state = "up to date" if summary["skipped"] else f"{summary['steps']} steps in {summary['seconds']}s"
     before, after = summary["heldout_balanced_acc_before"], summary["heldout_balanced_acc_after"]
@@ -207,8 +196,6 @@ def _step_plot(demo: Demo) -> str:
     return str(out)
 
 
-# The vision prior runs before the language prior: when it is stale it rebuilds the kit,
-# which resets the LLM too, and the language prior then retrains it.
 STEPS = [("SynthPano data", _step_data), ("tiny-model kit", _step_kit), ("vision prior", _step_vision_prior),
          ("language prior", _step_prior),
          ("training (3 stages)", _step_train), ("blind training (no pixels)", _step_blind),

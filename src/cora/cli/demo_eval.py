@@ -14,18 +14,6 @@ import torch
 from cora.config import CoraConfig
 
 
-def load_trained(config: CoraConfig) -> Any:
-    """The run's exported model (``<run>/model``), else rebuilt from its stage checkpoints."""
-    from cora.training.runner import load_run_model, run_dir_of
-
-    exported = run_dir_of(config) / "model"
-    if (exported / "trainable.safetensors").is_file():
-        from cora.model import load_model
-
-        return load_model(exported).eval()
-    return load_run_model(config)
-
-
 class _ZeroViews:
     """The blind run's views: same geometry, every pixel zero (as in its training)."""
 
@@ -41,24 +29,18 @@ class _ZeroViews:
 def heldout_loss(model: Any, config: CoraConfig) -> tuple[float, dict[str, float]]:
     """Teacher-forced cross-entropy per answer token on ``data.test`` (first reference of each
     question): over every answer, and per SynthPano question type."""
-    from torch.utils.data import Subset
-
     from cora.data.datamodule import build_datamodule
     from cora.data.synth import question_type
-    from cora.training.heldout import heldout_lm_loss
+    from cora.training.heldout import heldout_lm_loss_by_group
 
     cfg = config.model_copy(deep=True)
     cfg.data.val = config.data.test
     module = build_datamodule(cfg, model.tokenizer, cfg.training.stages[-1])
-
-    def loss(dataset: Any) -> float:
-        return heldout_lm_loss(model, dataset, module.collate, batch_size=config.evaluation.batch_size,
-                               blind=config.training.blind)
-
     groups: dict[str, list[int]] = {}
     for i, (record, _refs) in enumerate(module.val.entries):
         groups.setdefault(question_type(record.query), []).append(i)
-    return loss(module.val), {kind: loss(Subset(module.val, idx)) for kind, idx in sorted(groups.items())}
+    return heldout_lm_loss_by_group(model, module.val, module.collate, dict(sorted(groups.items())),
+                                    batch_size=config.evaluation.batch_size, blind=config.training.blind)
 
 
 def evaluate_run(config: CoraConfig) -> dict[str, Any]:
@@ -68,12 +50,14 @@ def evaluate_run(config: CoraConfig) -> dict[str, Any]:
     from cora.evaluation.runner import METRICS_JSON, PREDICTIONS, evaluate
     from cora.evaluation.samples import read_eval_samples
     from cora.inference import PanoramaGenerator
+    from cora.inference.loading import load_run
     from cora.training.heldout import answer_accuracy
-    from cora.training.runner import run_dir_of
+    from cora.training.runner import load_run_model, run_dir_of
 
     if config.data.test is None:
         raise ValueError("data.test is not set: the demo evaluates on the held-out test split")
-    model = load_trained(config)
+    # The run's exported model (<run>/model), else rebuilt from its stage checkpoints.
+    model, _ = load_run(run_dir_of(config), config=config, device="cpu", run_loader=load_run_model)
     generator = PanoramaGenerator.from_model(model, config)
     if config.training.blind:
         generator.views = _ZeroViews(generator.views)
@@ -91,13 +75,15 @@ def evaluate_run(config: CoraConfig) -> dict[str, Any]:
     metrics = evaluate(generate, samples, out_dir, batch_size=config.evaluation.batch_size,
                        metrics=config.evaluation.metrics)
     qa = [(answers[s.key], s.references) for s in samples if s.query != CAPTION_QUERY]
-    with torch.no_grad():
-        loss, loss_by_type = heldout_loss(model, config)
-    by_type: dict[str, dict[str, Any]] = {kind: {"loss": value} for kind, value in loss_by_type.items()}
-    for kind in by_type:
-        pairs = [(answers[s.key], s.references) for s in samples if question_type(s.query) == kind]
-        by_type[kind]["questions"] = len(pairs)
-        by_type[kind]["accuracy"] = answer_accuracy(pairs) if kind != "caption" and pairs else None
+    loss, loss_by_type = heldout_loss(model, config)
+    pairs_by_type: dict[str, list[tuple[str, list[str]]]] = {}
+    for s in samples:
+        pairs_by_type.setdefault(question_type(s.query), []).append((answers[s.key], s.references))
+    by_type = {}
+    for kind, value in loss_by_type.items():
+        pairs = pairs_by_type.get(kind, [])
+        by_type[kind] = {"loss": value, "questions": len(pairs),
+                         "accuracy": answer_accuracy(pairs) if pairs and kind != "caption" else None}
     return {"heldout_loss": loss, "answer_accuracy": answer_accuracy(qa), "qa_samples": len(qa), "by_type": by_type,
             "samples": len(samples), "metrics": metrics, "predictions": str(out_dir / PREDICTIONS),
             "metrics_json": str(out_dir / METRICS_JSON)}

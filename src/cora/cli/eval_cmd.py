@@ -58,16 +58,9 @@ def _eval(args: argparse.Namespace) -> int:
             from cora.evaluation.samples import read_eval_samples
 
             samples = read_eval_samples(args.test_csv, config.data.bad_row_policy, config.data.cache_dir)
-            if config.adapt is not None:  # an adapted off-the-shelf VLM run (SPEC §9)
-                from cora.adapt.generator import AdaptGenerator
+            from cora.cli.runs import run_generator
 
-                generator = AdaptGenerator.from_run(args.checkpoint, config=config if args.config else None)
-            else:
-                from cora.inference import PanoramaGenerator
-                from cora.training.runner import load_run_model
-
-                generator = PanoramaGenerator.from_run(args.checkpoint, config=config if args.config else None,
-                                                   run_loader=load_run_model)
+            generator = run_generator(args.checkpoint, config if args.config else None)
             result = evaluate(generator, samples, args.out, batch_size=ev.batch_size, flush_every=ev.flush_every,
                               metrics=ev.metrics, resume=not args.overwrite, judge=judge)
     except ValueError as exc:  # bad rows, unknown metric names, not a run folder: the message says which

@@ -29,24 +29,16 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _generate(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from cora.cli.runs import run_generator
     from cora.config import load_config
-    from cora.inference import PanoramaGenerator
     from cora.inference.loading import RunLoadError
-    from cora.training.runner import load_run_model
 
     if args.stream and (args.json or len(args.query) > 1):
         raise UserError("--stream prints one answer as it comes: use it with a single --query and without --json")
     if not Path(args.image).is_file():
         raise UserError(f"--image {args.image}: file not found")
-    run_config = Path(args.checkpoint) / "config.yaml"
     try:
-        if run_config.is_file() and load_config(run_config).adapt is not None:  # an adapted VLM run (SPEC §9)
-            from cora.adapt.generator import AdaptGenerator
-
-            generator = AdaptGenerator.from_run(args.checkpoint, load_config(args.config) if args.config else None)
-        else:
-            generator = PanoramaGenerator.from_run(args.checkpoint, load_config(args.config) if args.config else None,
-                                                   run_loader=load_run_model)
+        generator = run_generator(args.checkpoint, load_config(args.config) if args.config else None)
     except RunLoadError as exc:
         raise UserError(str(exc)) from exc
     start = time.perf_counter()

@@ -30,11 +30,10 @@ def build_app(args: argparse.Namespace):  # -> fastapi.FastAPI
     """The app for the parsed arguments (the model loaded once)."""
     from pathlib import Path
 
+    from cora.cli.runs import panorama_generator
     from cora.config import load_config
-    from cora.inference import PanoramaGenerator
     from cora.inference.loading import RunLoadError
     from cora.inference.server import create_app
-    from cora.training.runner import load_run_model
 
     try:
         import fastapi  # noqa: F401
@@ -42,8 +41,7 @@ def build_app(args: argparse.Namespace):  # -> fastapi.FastAPI
     except ImportError as exc:
         raise UserError(f"cora serve needs the serve extra: pip install 'cora[serve]' ({exc})") from exc
     try:
-        generator = PanoramaGenerator.from_run(args.checkpoint, load_config(args.config) if args.config else None,
-                                                   run_loader=load_run_model)
+        generator = panorama_generator(args.checkpoint, load_config(args.config) if args.config else None)
     except RunLoadError as exc:
         raise UserError(str(exc)) from exc
     run = Path(args.checkpoint).resolve()

@@ -4,8 +4,9 @@ A randomly initialised LLM cannot form a sentence, so the demo's vision stages w
 their few steps learning English instead of learning to look. A few hundred steps of
 next-token prediction on the corpus (captions, questions, answers) give the tiny model the
 language first. The trained weights replace the kit's ``model.safetensors`` (atomic rename),
-and ``<kit>/prior.json`` records what was trained so an up-to-date prior is skipped.
-Both the vision run and the blind run of the demo start from the same prior.
+and ``<kit>/prior.json`` records what was trained so an up-to-date prior is skipped; a prior
+always starts from the kit's base LLM (:mod:`cora.training.kit_prior`). Both the vision run
+and the blind run of the demo start from the same prior.
 """
 
 from __future__ import annotations
@@ -13,8 +14,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
-import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -24,22 +23,16 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from cora.config.sections.training import LanguagePriorConfig
+from cora.training.kit_prior import KitPrior, Status
 from cora.training.schedule import warmup_cosine
-from cora.utils.io import atomic_write_json
 
 logger = logging.getLogger(__name__)
 
-WEIGHTS = "model.safetensors"
 
-
-def _file_digest(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()[:16] if path.is_file() else ""
-
-
-def _spec_digest(texts: Sequence[str], cfg: LanguagePriorConfig, seed: int) -> str:
+def _prior(lm_dir: str | Path, texts: Sequence[str], cfg: LanguagePriorConfig, seed: int) -> KitPrior:
     payload = json.dumps({"texts": hashlib.sha256("\n".join(texts).encode()).hexdigest(),
                           "cfg": cfg.model_dump(mode="json"), "seed": seed}, sort_keys=True)
-    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+    return KitPrior(Path(lm_dir), "prior.json", hashlib.sha256(payload.encode()).hexdigest()[:16])
 
 
 def pack_texts(texts: Sequence[str], tokenizer: Any, seq_len: int) -> torch.Tensor:
@@ -63,18 +56,10 @@ def _heldout_loss(model: torch.nn.Module, rows: torch.Tensor, batch: int) -> flo
     return sum(losses) / len(losses)
 
 
-def prior_status(lm_dir: str | Path, texts: Sequence[str], cfg: LanguagePriorConfig, seed: int = 0) -> str:
-    """``current`` (trained with these texts and settings), ``stale`` (the weights are a prior trained
-    with other ones: rebuild the kit before training again, a prior must start from the base LLM),
-    or ``none`` (base weights)."""
-    lm_dir = Path(lm_dir)
-    manifest = lm_dir.parent / "prior.json"
-    if not manifest.is_file():
-        return "none"
-    old = json.loads(manifest.read_text())
-    if old.get("weights") != _file_digest(lm_dir / WEIGHTS):
-        return "none"
-    return "current" if old.get("digest") == _spec_digest(texts, cfg, seed) else "stale"
+def prior_status(lm_dir: str | Path, texts: Sequence[str], cfg: LanguagePriorConfig, seed: int = 0) -> Status:
+    """``current`` (trained with these texts and settings), ``stale`` (a prior trained with other
+    ones, undone before training again) or ``none`` (base weights)."""
+    return _prior(lm_dir, texts, cfg, seed).status()
 
 
 def train_language_prior(lm_dir: str | Path, texts: Sequence[str], cfg: LanguagePriorConfig, seed: int = 0,
@@ -84,12 +69,11 @@ def train_language_prior(lm_dir: str | Path, texts: Sequence[str], cfg: Language
     Returns a summary: ``skipped``, ``steps``, ``seconds``, held-out loss ``before``/``after``
     (5% of the packed sequences are held out).
     """
-    lm_dir = Path(lm_dir)
-    manifest = lm_dir.parent / "prior.json"
-    digest = _spec_digest(texts, cfg, seed)
-    if not force and prior_status(lm_dir, texts, cfg, seed) == "current":
+    prior = _prior(lm_dir, texts, cfg, seed)
+    if not force and prior.status() == "current":
         logger.info("language prior in %s is up to date", lm_dir)
-        return json.loads(manifest.read_text())["summary"] | {"skipped": True}
+        return prior.summary() | {"skipped": True}
+    prior.start_from_base()
     torch.manual_seed(seed)
     tokenizer = AutoTokenizer.from_pretrained(lm_dir)
     model = AutoModelForCausalLM.from_pretrained(lm_dir, dtype=torch.float32)
@@ -115,13 +99,9 @@ def train_language_prior(lm_dir: str | Path, texts: Sequence[str], cfg: Language
             logger.debug("prior step %d loss %.3f", step, loss.item())
     seconds = time.perf_counter() - t0
     after = _heldout_loss(model, val, cfg.batch_size)
-    # Only the weights file changes: write the new one beside it, then rename over the old one.
-    with tempfile.TemporaryDirectory(dir=lm_dir.parent, prefix=".prior-") as tmp:
-        model.save_pretrained(tmp)
-        os.replace(Path(tmp) / WEIGHTS, lm_dir / WEIGHTS)
     summary = {"skipped": False, "steps": cfg.steps, "sequences": len(train), "seq_len": cfg.seq_len,
                "seconds": round(seconds, 1), "heldout_loss_before": round(before, 4),
                "heldout_loss_after": round(after, 4)}
-    atomic_write_json(manifest, {"digest": digest, "weights": _file_digest(lm_dir / WEIGHTS), "summary": summary})
+    prior.save(model, summary)
     logger.info("language prior: held-out loss %.3f → %.3f in %d steps (%.1fs)", before, after, cfg.steps, seconds)
     return summary

@@ -6,8 +6,9 @@ sky and floor. A few hundred steps teach the tower what pretraining gives a real
 view of a *training* panorama is labelled with the colours and shapes of the objects inside
 its field of view (from the SynthPano JSONL: each object's yaw), and the tower plus a linear
 head learn them as multi-label targets. Only the tower is saved back (the head is dropped);
-``<kit>/vision_prior.json`` records what was trained so an up-to-date prior is skipped.
-The vision and the blind run of the demo start from the same tower.
+``<kit>/vision_prior.json`` records what was trained so an up-to-date prior is skipped, and a
+prior always starts from the kit's base tower (:mod:`cora.training.kit_prior`). The vision and
+the blind run of the demo start from the same tower.
 """
 
 from __future__ import annotations
@@ -15,10 +16,8 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
-import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,17 +28,11 @@ from transformers import AutoModel
 from cora.config.sections.training import VisionPriorConfig
 from cora.model.vision import build_vision_backbone
 from cora.processors.geometry import ViewGeometry, erp_lonlat_to_pixel, wrap_deg
+from cora.processors.views import PanoramaViews
+from cora.training.kit_prior import KitPrior
 from cora.training.schedule import warmup_cosine
-from cora.utils.io import atomic_write_json
 
 logger = logging.getLogger(__name__)
-
-WEIGHTS = "model.safetensors"
-MANIFEST = "vision_prior.json"
-
-
-def _file_digest(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()[:16] if path.is_file() else ""
 
 
 def view_labels(objects: Sequence[dict], geometries: Sequence[ViewGeometry], vocab: Sequence[str]) -> torch.Tensor:
@@ -108,49 +101,27 @@ def read_synth_jsonl(path: str | Path) -> list[SynthRow]:
     return rows
 
 
-def _spec_digest(rows: Sequence[SynthRow], cfg: VisionPriorConfig, seed: int,
-                 geometries: Sequence[ViewGeometry]) -> str:
+def _prior(vision_dir: str | Path, rows: Sequence[SynthRow], cfg: VisionPriorConfig, seed: int,
+           geometries: Sequence[ViewGeometry]) -> KitPrior:
     payload = json.dumps({"rows": [[str(p), objs, size] for p, objs, size in rows], "cfg": cfg.model_dump(mode="json"),
                           "seed": seed, "views": [g.to_dict() for g in geometries]}, sort_keys=True, default=str)
-    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+    return KitPrior(Path(vision_dir), "vision_prior.json", hashlib.sha256(payload.encode()).hexdigest()[:16])
 
 
-def vision_prior_status(vision_dir: str | Path, digest: str) -> str:
-    """``current`` (trained with these rows and settings), ``stale`` (a prior trained with other
-    ones: rebuild the kit first, a prior starts from the random tower) or ``none``."""
-    vision_dir = Path(vision_dir)
-    manifest = vision_dir.parent / MANIFEST
-    if not manifest.is_file():
-        return "none"
-    old = json.loads(manifest.read_text())
-    if old.get("weights") != _file_digest(vision_dir / WEIGHTS):
-        return "none"
-    return "current" if old.get("digest") == digest else "stale"
-
-
-def check_vision_prior(vision_dir: str | Path, jsonl: str | Path, views: Callable[[Any], Any],
-                       cfg: VisionPriorConfig, seed: int = 0) -> str:
-    """The :func:`vision_prior_status` of ``vision_dir`` for this data and these settings."""
-    rows = read_synth_jsonl(jsonl)
-    return vision_prior_status(vision_dir, _spec_digest(rows, cfg, seed, views(rows[0][0]).geometries))
-
-
-def train_vision_prior(vision_dir: str | Path, jsonl: str | Path, views: Callable[[Any], Any],
+def train_vision_prior(vision_dir: str | Path, jsonl: str | Path, views: PanoramaViews,
                        cfg: VisionPriorConfig, seed: int = 0, force: bool = False) -> dict[str, Any]:
-    """Pretrain the tower in ``vision_dir`` on the views of ``jsonl``'s panoramas and save it back.
+    """Pretrain the tower in ``vision_dir`` on the ``views`` of ``jsonl``'s panoramas and save it back.
 
-    ``views`` is a :class:`cora.processors.views.PanoramaViews`. Returns a summary: ``skipped``,
-    ``steps``, ``seconds``, and on 10% held-out views the balanced accuracy of the labels ``before``/``after``.
+    Returns a summary: ``skipped``, ``steps``, ``seconds``, and on 10% held-out views the
+    balanced accuracy of the labels ``before``/``after``.
     """
-    vision_dir = Path(vision_dir)
     rows = read_synth_jsonl(jsonl)
-    first = views(rows[0][0])
-    geometries = first.geometries
-    digest = _spec_digest(rows, cfg, seed, geometries)
-    status = vision_prior_status(vision_dir, digest)
-    if not force and status == "current":
+    geometries = views.geometries
+    prior = _prior(vision_dir, rows, cfg, seed, geometries)
+    if not force and prior.status() == "current":
         logger.info("vision prior in %s is up to date", vision_dir)
-        return json.loads((vision_dir.parent / MANIFEST).read_text())["summary"] | {"skipped": True, "status": status}
+        return prior.summary() | {"skipped": True, "status": "current"}
+    prior.start_from_base()
     torch.manual_seed(seed)
     vocab = sorted({w for _, objs, _ in rows for o in objs for w in (o["colour"], o["shape"])})
     pixels = torch.cat([views(path).pixels for path, _, _ in rows])  # [N*V, 3, S, S]
@@ -211,14 +182,10 @@ def train_vision_prior(vision_dir: str | Path, jsonl: str | Path, views: Callabl
     missing, _ = full.load_state_dict(backbone.tower.state_dict(), strict=False)
     if any(".head." not in f".{k}" for k in missing):
         raise RuntimeError(f"vision prior: trained weights do not cover the tower: {missing[:5]}")
-    with tempfile.TemporaryDirectory(dir=vision_dir.parent, prefix=".vision-prior-") as tmp:
-        full.save_pretrained(tmp)
-        os.replace(Path(tmp) / WEIGHTS, vision_dir / WEIGHTS)
     summary = {"skipped": False, "steps": cfg.steps, "views": len(train), "labels": vocab,
                "seconds": round(seconds, 1), "heldout_balanced_acc_before": round(before, 4),
                "heldout_balanced_acc_after": round(after, 4)}
-    atomic_write_json(vision_dir.parent / MANIFEST,
-                      {"digest": digest, "weights": _file_digest(vision_dir / WEIGHTS), "summary": summary})
+    prior.save(full, summary)
     logger.info("vision prior (%s labels): held-out balanced accuracy %.3f → %.3f in %d steps (%.1fs)",
                 cfg.target, before, after, cfg.steps, seconds)
     return summary

@@ -96,7 +96,18 @@ def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-class VisionPriorConfig(StrictModel):
+class _PriorConfig(StrictModel):
+    """A short pretraining of one tiny kit model before the stages (kit models only)."""
+
+    enabled: bool = Field(False, description="run it before the stages")
+    steps: int = Field(300, ge=1)
+    lr: float = Field(3e-3, gt=0.0)
+    batch_size: int = Field(16, ge=1)
+    warmup_ratio: float = Field(0.05, ge=0.0, lt=1.0)
+    weight_decay: float = Field(0.01, ge=0.0)
+
+
+class VisionPriorConfig(_PriorConfig):
     """A short supervised pretraining of the tiny kit vision tower on SynthPano views (demo / tiny configs).
 
     A random tower hides small objects under the changing sky and floor; a few hundred steps of
@@ -104,30 +115,21 @@ class VisionPriorConfig(StrictModel):
     pretraining a real SigLIP has.
     """
 
-    enabled: bool = Field(False, description="run it before the stages (kit models + SynthPano only)")
     target: Literal["view", "patch"] = Field("view", description="label each whole view with the objects in its "
                                              "field of view, or each ViT patch with those its footprint meets")
     steps: int = Field(400, ge=1)
     lr: float = Field(2e-3, gt=0.0)
     batch_size: int = Field(64, ge=1)
-    warmup_ratio: float = Field(0.05, ge=0.0, lt=1.0)
-    weight_decay: float = Field(0.01, ge=0.0)
 
 
-class LanguagePriorConfig(StrictModel):
+class LanguagePriorConfig(_PriorConfig):
     """A short text-only pretraining of the tiny kit LLM on the synthetic corpus (demo / tiny configs).
 
     A random-init LLM cannot form a sentence; a few hundred steps on the corpus's captions and
     answers give it the language before the vision stages teach it to look.
     """
 
-    enabled: bool = Field(False, description="run it before the stages (kit models only)")
-    steps: int = Field(300, ge=1)
-    lr: float = Field(3e-3, gt=0.0)
-    batch_size: int = Field(16, ge=1)
     seq_len: int = Field(64, ge=8, description="tokens per packed training sequence")
-    warmup_ratio: float = Field(0.05, ge=0.0, lt=1.0)
-    weight_decay: float = Field(0.01, ge=0.0)
 
 
 class TrainingConfig(StrictModel):
