@@ -63,13 +63,23 @@ def bench_steps(repeats: int) -> list[dict]:
             batch = encode_batch(family, processor, [pano, pano], ["What is behind you?"] * 2, ["a red cube"] * 2)
             ids = batch.inputs["input_ids"][0]
             vision = sum(e - s for s, e in token_runs(ids, family.image_token_id(processor)))
-            row = {"family": name, "mode": mode, "images": len(pano.images), "tokens": int(ids.shape[0]),
-                   "vision_tokens": vision}
+            row = {
+                "family": name,
+                "mode": mode,
+                "images": len(pano.images),
+                "tokens": int(ids.shape[0]),
+                "vision_tokens": vision,
+            }
             for label, weight in (("step_ms", 0.0), ("step_overlap_ms", 0.1)):
                 if weight and (mode != "anyres_e2p" or name == "blip2"):
                     continue
-                adapted = AdaptedVLM(family, model, processor, overlap_loss=build_overlap_loss(
-                    LossConfig(type="vicreg_pairwise")), overlap_weight=weight)
+                adapted = AdaptedVLM(
+                    family,
+                    model,
+                    processor,
+                    overlap_loss=build_overlap_loss(LossConfig(type="vicreg_pairwise")),
+                    overlap_weight=weight,
+                )
 
                 def step(adapted=adapted, batch=batch):
                     adapted.model.zero_grad(set_to_none=True)
@@ -102,8 +112,11 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
     torch.set_num_threads(1)
-    result = {"steps": bench_steps(args.repeats), "panorope": bench_panorope(args.repeats),
-              "note": "tiny random models on CPU, 1 thread, shared machine: noisy"}
+    result = {
+        "steps": bench_steps(args.repeats),
+        "panorope": bench_panorope(args.repeats),
+        "note": "tiny random models on CPU, 1 thread, shared machine: noisy",
+    }
     atomic_write_json(ROOT / "benchmarks" / "results" / "adapt.json", result)
     print(json.dumps({"panorope": result["panorope"], "families": len(FAMILIES)}))
 

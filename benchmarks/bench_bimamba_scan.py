@@ -31,8 +31,11 @@ from cora.model.resamplers import build_resampler  # noqa: E402
 from cora.model.resamplers.scan import selective_scan, selective_scan_sequential  # noqa: E402
 from cora.utils.io import atomic_write_json  # noqa: E402
 
-SHAPES = [("tiny config, 18 views", 18, 64, 256, 16), ("mid batch", 9, 256, 512, 16),
-          ("reference, 1 view", 1, 256, 2048, 64)]
+SHAPES = [
+    ("tiny config, 18 views", 18, 64, 256, 16),
+    ("mid batch", 9, 256, 512, 16),
+    ("reference, 1 view", 1, 256, 2048, 64),
+]
 
 
 def _median_time(fn, repeats: int, device: str) -> float:
@@ -50,9 +53,14 @@ def _median_time(fn, repeats: int, device: str) -> float:
 
 def _inputs(b, L, d, n, device):
     g = torch.Generator().manual_seed(0)
-    tensors = (torch.randn(b, L, d, generator=g), torch.rand(b, L, d, generator=g) * 0.1,
-               -torch.rand(d, n, generator=g) * n, torch.randn(b, L, n, generator=g),
-               torch.randn(b, L, n, generator=g), torch.randn(d, generator=g))
+    tensors = (
+        torch.randn(b, L, d, generator=g),
+        torch.rand(b, L, d, generator=g) * 0.1,
+        -torch.rand(d, n, generator=g) * n,
+        torch.randn(b, L, n, generator=g),
+        torch.randn(b, L, n, generator=g),
+        torch.randn(d, generator=g),
+    )
     return [t.to(device) for t in tensors]
 
 
@@ -72,23 +80,38 @@ def main() -> int:
                 inputs = _inputs(b, L, d, n, device)
                 chunked = selective_scan(*inputs)
                 sequential = selective_scan_sequential(*inputs)
-                row = {"device": device, "shape": label, "b": b, "L": L, "d_inner": d, "d_state": n,
-                       "chunked_s": _median_time(partial(selective_scan, *inputs), args.repeats, device),
-                       "sequential_s": _median_time(partial(selective_scan_sequential, *inputs),
-                                                    args.repeats, device),
-                       "max_abs_diff": float((chunked - sequential).abs().max())}
+                row = {
+                    "device": device,
+                    "shape": label,
+                    "b": b,
+                    "L": L,
+                    "d_inner": d,
+                    "d_state": n,
+                    "chunked_s": _median_time(partial(selective_scan, *inputs), args.repeats, device),
+                    "sequential_s": _median_time(partial(selective_scan_sequential, *inputs), args.repeats, device),
+                    "max_abs_diff": float((chunked - sequential).abs().max()),
+                }
                 row["speedup"] = row["sequential_s"] / row["chunked_s"]
                 rows.append(row)
-                print(f"{device:5} {label:24} chunked {row['chunked_s'] * 1e3:9.1f} ms  sequential "
-                      f"{row['sequential_s'] * 1e3:9.1f} ms  x{row['speedup']:.2f}  maxdiff {row['max_abs_diff']:.1e}")
+                print(
+                    f"{device:5} {label:24} chunked {row['chunked_s'] * 1e3:9.1f} ms  sequential "
+                    f"{row['sequential_s'] * 1e3:9.1f} ms  x{row['speedup']:.2f}  maxdiff {row['max_abs_diff']:.1e}"
+                )
             torch.manual_seed(0)
             model = build_resampler("bimamba", 64, 128, depth=2, d_state=16).to(device).eval()
             x = torch.randn(18, 64, 64, device=device)
-            rows.append({"device": device, "shape": "tiny bimamba resampler forward (18 views, depth 2)",
-                         "forward_s": _median_time(partial(model, x), args.repeats, device)})
+            rows.append(
+                {
+                    "device": device,
+                    "shape": "tiny bimamba resampler forward (18 views, depth 2)",
+                    "forward_s": _median_time(partial(model, x), args.repeats, device),
+                }
+            )
             print(f"{device:5} tiny bimamba forward {rows[-1]['forward_s'] * 1e3:.1f} ms")
-    note = (f"{platform.processor() or platform.machine()}, torch {torch.__version__}, threads "
-            f"{torch.get_num_threads()}, cpus {os.cpu_count()}; shared machine: timings noisy")
+    note = (
+        f"{platform.processor() or platform.machine()}, torch {torch.__version__}, threads "
+        f"{torch.get_num_threads()}, cpus {os.cpu_count()}; shared machine: timings noisy"
+    )
     atomic_write_json(args.out, {"rows": rows, "note": note})
     return 0
 

@@ -22,17 +22,51 @@ from cora.evaluation.metrics import compute_metrics
 from cora.evaluation.predictions import PredictionGroup, write_predictions
 from cora.utils.io import atomic_write_json
 
-SUBJECTS = ["a lake", "a red house", "two people", "a mountain", "a wooden bridge", "a street", "pine trees",
-            "a white car", "a beach", "a stone wall", "a small boat", "a tall building", "a garden", "a dog"]
-PLACES = ["on the left", "in the middle", "behind the trees", "near the water", "under a cloudy sky",
-          "at sunset", "in the distance", "next to the road", "on a hill", "inside a room"]
-EXTRAS = ["The sky is clear.", "It looks quiet.", "There are rocks in front.", "The light is warm.",
-          "Snow covers the ground.", "People walk around.", ""]
+SUBJECTS = [
+    "a lake",
+    "a red house",
+    "two people",
+    "a mountain",
+    "a wooden bridge",
+    "a street",
+    "pine trees",
+    "a white car",
+    "a beach",
+    "a stone wall",
+    "a small boat",
+    "a tall building",
+    "a garden",
+    "a dog",
+]
+PLACES = [
+    "on the left",
+    "in the middle",
+    "behind the trees",
+    "near the water",
+    "under a cloudy sky",
+    "at sunset",
+    "in the distance",
+    "next to the road",
+    "on a hill",
+    "inside a room",
+]
+EXTRAS = [
+    "The sky is clear.",
+    "It looks quiet.",
+    "There are rocks in front.",
+    "The light is warm.",
+    "Snow covers the ground.",
+    "People walk around.",
+    "",
+]
 
 
 def _sentence(rng: random.Random) -> str:
-    parts = [f"{rng.choice(SUBJECTS).capitalize()} {rng.choice(['is', 'stands', 'can be seen'])} "
-             f"{rng.choice(PLACES)}, and {rng.choice(SUBJECTS)} {rng.choice(PLACES)}.", rng.choice(EXTRAS)]
+    parts = [
+        f"{rng.choice(SUBJECTS).capitalize()} {rng.choice(['is', 'stands', 'can be seen'])} "
+        f"{rng.choice(PLACES)}, and {rng.choice(SUBJECTS)} {rng.choice(PLACES)}.",
+        rng.choice(EXTRAS),
+    ]
     return " ".join(p for p in parts if p)
 
 
@@ -71,11 +105,15 @@ def main() -> int:
         "seconds": result["seconds"],
         "metrics": {k: result[k] for k in ("bleu4", "meteor", "rouge_l", "cider", "spice")},
         "unavailable": result.get("unavailable", {}),
-        "machine": {"python": sys.version.split()[0], "platform": platform.platform(), "cpus": os.cpu_count(),
-                    "loadavg_at_end": [round(x, 2) for x in os.getloadavg()]},
+        "machine": {
+            "python": sys.version.split()[0],
+            "platform": platform.platform(),
+            "cpus": os.cpu_count(),
+            "loadavg_at_end": [round(x, 2) for x in os.getloadavg()],
+        },
         "note": "METEOR dominates: its JVM start-up (paraphrase table load) and ~2 ms per sample in the "
-                "single-threaded jar. The JVM is started before tokenization, so its start-up overlaps with the "
-                "other steps; 'meteor' is the time left after them. Taken on a shared 2-core machine: noisy.",
+        "single-threaded jar. The JVM is started before tokenization, so its start-up overlaps with the "
+        "other steps; 'meteor' is the time left after them. Taken on a shared 2-core machine: noisy.",
     }
     atomic_write_json(args.out, record)
     print(f"{args.n} predictions: {total:.1f} s total; per step: {result['seconds']}")

@@ -53,8 +53,9 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="bench_serve_"))
     cfg = load_config(ROOT / "configs" / "tiny.yaml")
     kit = build_kit(cfg.kit, out_dir=tmp / "kit", seed=0)
-    models = cfg.models.model_copy(update={"vision_name": str(kit.vision), "resampler_type": "mlp",
-                                           "language_model_name": str(kit.language_model)})
+    models = cfg.models.model_copy(
+        update={"vision_name": str(kit.vision), "resampler_type": "mlp", "language_model_name": str(kit.language_model)}
+    )
     cfg = cfg.model_copy(update={"models": models})
     generator = PanoramaGenerator.from_model(build_model(cfg).eval(), cfg)
     generator.options = DecodingOptions(max_new_tokens=args.tokens)
@@ -73,14 +74,27 @@ def main() -> None:
     port = server.servers[0].sockets[0].getsockname()[1]
     url = f"http://127.0.0.1:{port}"
     direct, answer, chat, first_event = [], [], [], []
-    chat_body = {"messages": [{"role": "user", "content": [
-        {"type": "image_url", "image_url": {"url": "data:image/jpeg;base64," + base64.b64encode(data).decode()}},
-        {"type": "text", "text": query}]}], "max_tokens": args.tokens}
+    chat_body = {
+        "messages": [
+            {
+                "role": "user",
+                "content": [
+                    {
+                        "type": "image_url",
+                        "image_url": {"url": "data:image/jpeg;base64," + base64.b64encode(data).decode()},
+                    },
+                    {"type": "text", "text": query},
+                ],
+            }
+        ],
+        "max_tokens": args.tokens,
+    }
     with httpx.Client(timeout=120) as client:
         for i in range(args.n + 1):  # the first round warms up
             t = time.perf_counter()
-            tokens = generator.generate_ids([cv2.cvtColor(cv2.imdecode(jpeg, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)],
-                                            [query])[0]
+            tokens = generator.generate_ids(
+                [cv2.cvtColor(cv2.imdecode(jpeg, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)], [query]
+            )[0]
             d = (time.perf_counter() - t) * 1000
             t = time.perf_counter()
             body = client.post(f"{url}/v1/answer", files={"image": ("p.jpg", data)}, data={"query": query}).json()
@@ -89,8 +103,9 @@ def main() -> None:
             client.post(f"{url}/v1/chat/completions", json=chat_body).raise_for_status()
             c = (time.perf_counter() - t) * 1000
             t = time.perf_counter()
-            with client.stream("POST", f"{url}/v1/answer", files={"image": ("p.jpg", data)},
-                               data={"query": query, "stream": "true"}) as response:
+            with client.stream(
+                "POST", f"{url}/v1/answer", files={"image": ("p.jpg", data)}, data={"query": query, "stream": "true"}
+            ) as response:
                 for line in response.iter_lines():
                     if line.startswith("data: "):
                         f = (time.perf_counter() - t) * 1000
@@ -104,9 +119,14 @@ def main() -> None:
     server.should_exit = True
     thread.join(10)
     result = {
-        "benchmark": "serve", "model": "tiny kit (configs/tiny.yaml, mlp resampler), random weights",
-        "image": "512x256 JPEG", "new_tokens": args.tokens, "torch_threads": args.threads,
-        "direct_generate": _stats(direct), "http_answer": _stats(answer), "http_chat_completions": _stats(chat),
+        "benchmark": "serve",
+        "model": "tiny kit (configs/tiny.yaml, mlp resampler), random weights",
+        "image": "512x256 JPEG",
+        "new_tokens": args.tokens,
+        "torch_threads": args.threads,
+        "direct_generate": _stats(direct),
+        "http_answer": _stats(answer),
+        "http_chat_completions": _stats(chat),
         "http_stream_first_event": _stats(first_event),
         "http_overhead_ms": round(statistics.median(answer) - statistics.median(direct), 1),
         "machine": {"platform": platform.platform(), "python": sys.version.split()[0], "cpus": os.cpu_count()},

@@ -32,13 +32,29 @@ def main() -> None:
             seconds = time.perf_counter() - t0
             size = sum(f.stat().st_size for f in Path(tmp).rglob("*") if f.is_file())
         rows = sum(s["rows"] for s in summary["splits"].values())
-        runs.append({"size": f"{width}x{height}", "panoramas": n, "rows": rows, "seconds": round(seconds, 2),
-                     "ms_per_panorama": round(1000 * seconds / n, 1), "bytes_on_disk": size,
-                     "processes": _default_workers(n)})
+        runs.append(
+            {
+                "size": f"{width}x{height}",
+                "panoramas": n,
+                "rows": rows,
+                "seconds": round(seconds, 2),
+                "ms_per_panorama": round(1000 * seconds / n, 1),
+                "bytes_on_disk": size,
+                "processes": _default_workers(n),
+            }
+        )
         print(runs[-1])
-    atomic_write_json(RESULTS, {"benchmark": "cora data synth", "runs": runs, "cpu_count": os.cpu_count(),
-                                "load_average_1m_at_end": round(os.getloadavg()[0], 2),
-                                "python": platform.python_version(), "machine": platform.machine()})
+    atomic_write_json(
+        RESULTS,
+        {
+            "benchmark": "cora data synth",
+            "runs": runs,
+            "cpu_count": os.cpu_count(),
+            "load_average_1m_at_end": round(os.getloadavg()[0], 2),
+            "python": platform.python_version(),
+            "machine": platform.machine(),
+        },
+    )
 
 
 if __name__ == "__main__":

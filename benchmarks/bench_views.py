@@ -43,8 +43,9 @@ from cora.processors.projection import build_plan, erp_coords  # noqa: E402
 from cora.processors.views import PanoramaViews, plan_views  # noqa: E402
 from cora.utils.io import atomic_write_json  # noqa: E402
 
-LAKE = Path(os.environ.get("CORA_SHARED_DATA", ROOT.parent / "shared" / "data")) / "panoramas" / \
-    "lake-rocks-4096x2048.jpg"
+LAKE = (
+    Path(os.environ.get("CORA_SHARED_DATA", ROOT.parent / "shared" / "data")) / "panoramas" / "lake-rocks-4096x2048.jpg"
+)
 
 
 MINIMA: dict[int, float] = {}  # id(fn) -> fastest run, for the min-based ratios
@@ -96,8 +97,7 @@ def floor_remap(erp: np.ndarray, geoms) -> callable:
     """One cv2.remap over cached fixed-point maps for the tiles on the full ERP (no global, no filter)."""
     h, w = erp.shape[:2]
     xs, ys = zip(*(erp_coords(g, w, h) for g in geoms if g.kind == "tile"), strict=True)
-    m1, m2 = cv2.convertMaps(np.concatenate(xs).astype(np.float32), np.concatenate(ys).astype(np.float32),
-                             cv2.CV_16SC2)
+    m1, m2 = cv2.convertMaps(np.concatenate(xs).astype(np.float32), np.concatenate(ys).astype(np.float32), cv2.CV_16SC2)
     return lambda: cv2.remap(erp, m1, m2, cv2.INTER_LINEAR, borderMode=cv2.BORDER_WRAP)
 
 
@@ -146,8 +146,11 @@ def bench_size(width: int, repeats: int) -> dict:
     row["ratio_vs_py360convert_warm"] = row["py360convert_warm_ms"] / row["ours_uint8_ms"]
     row["ratio_vs_floor"] = row["ours_uint8_ms"] / row["floor_one_remap_ms"]
     # Fastest runs: less sensitive to other processes on a shared machine.
-    row["min_ms"] = {"py360convert_warm": MINIMA[id(py360_fn)], "ours_uint8": MINIMA[id(ours_fn)],
-                     "floor_one_remap": MINIMA[id(floor_fn)]}
+    row["min_ms"] = {
+        "py360convert_warm": MINIMA[id(py360_fn)],
+        "ours_uint8": MINIMA[id(ours_fn)],
+        "floor_one_remap": MINIMA[id(floor_fn)],
+    }
     row["ratio_vs_py360convert_warm_min"] = MINIMA[id(py360_fn)] / MINIMA[id(ours_fn)]
     row["ratio_vs_floor_min"] = MINIMA[id(ours_fn)] / MINIMA[id(floor_fn)]
     row["decode"] = decode_times(erp, repeats, ours)
@@ -163,18 +166,36 @@ def main() -> None:
     torch.set_num_threads(1)
     rows = [bench_size(w, args.repeats) for w in (2048, 4096)]
 
-    cols = ["erp", "py360convert_cold_ms", "py360convert_warm_ms", "ours_cold_ms", "ours_uint8_ms", "ours_tensor_ms",
-            "ours_remap_filter_ms", "ours_torch_cpu_ms", "floor_one_remap_ms", "ratio_vs_py360convert_warm",
-            "ratio_vs_floor"]
+    cols = [
+        "erp",
+        "py360convert_cold_ms",
+        "py360convert_warm_ms",
+        "ours_cold_ms",
+        "ours_uint8_ms",
+        "ours_tensor_ms",
+        "ours_remap_filter_ms",
+        "ours_torch_cpu_ms",
+        "floor_one_remap_ms",
+        "ratio_vs_py360convert_warm",
+        "ratio_vs_floor",
+    ]
     print(" | ".join(c.replace("_ms", " ms") for c in cols))
     for r in rows:
         print(" | ".join(f"{r[c]:.2f}" if isinstance(r[c], float) else str(r[c]) for c in cols))
-    print("fastest runs (ms): " + "; ".join(
-        f"{r['erp']}: " + ", ".join(f"{k} {v:.2f}" for k, v in r["min_ms"].items())
-        + f", ratio vs py360convert {r['ratio_vs_py360convert_warm_min']:.1f}, vs floor {r['ratio_vs_floor_min']:.2f}"
-        for r in rows))
-    print("JPEG decode (ms): " + "; ".join(
-        f"{r['erp']}: " + ", ".join(f"{k[:-3]} {v:.1f}" for k, v in r["decode"].items()) for r in rows))
+    print(
+        "fastest runs (ms): "
+        + "; ".join(
+            f"{r['erp']}: "
+            + ", ".join(f"{k} {v:.2f}" for k, v in r["min_ms"].items())
+            + f", ratio vs py360convert {r['ratio_vs_py360convert_warm_min']:.1f}"
+            + f", vs floor {r['ratio_vs_floor_min']:.2f}"
+            for r in rows
+        )
+    )
+    print(
+        "JPEG decode (ms): "
+        + "; ".join(f"{r['erp']}: " + ", ".join(f"{k[:-3]} {v:.1f}" for k, v in r["decode"].items()) for r in rows)
+    )
 
     main_row = rows[0]
     summary = {

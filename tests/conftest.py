@@ -22,7 +22,6 @@ ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "configs"
 
 
-
 def _find_shared_data() -> Path:
     # CORA_SHARED_DATA wins; else ../shared/data beside the checkout (a git worktree
     # elsewhere can point the variable at it).

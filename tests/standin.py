@@ -39,18 +39,23 @@ class StandinVLM(nn.Module):
         self.modes: dict[str, str] = {}
 
     def set_stage(self, cfg) -> list[dict]:
-        self.modes = {"resampler": cfg.resampler, "vicreg_projector": cfg.vicreg_projector,
-                      "panorama_projector": cfg.panorama_projector, "language_model": cfg.language_model}
+        self.modes = {
+            "resampler": cfg.resampler,
+            "vicreg_projector": cfg.vicreg_projector,
+            "panorama_projector": cfg.panorama_projector,
+            "language_model": cfg.language_model,
+        }
         for p in self.parameters():
             p.requires_grad_(False)
         n = len(self.blocks) if cfg.vision_trainable_blocks == -1 else cfg.vision_trainable_blocks
-        for block in list(self.blocks)[len(self.blocks) - n:] if n else []:
+        for block in list(self.blocks)[len(self.blocks) - n :] if n else []:
             block.requires_grad_(True)
         for name in ("resampler", "vicreg_projector", "panorama_projector"):
             getattr(self, name).requires_grad_(self.modes[name] == "full")
         if cfg.language_model == "lora" and self.lora is None:
-            self.lora = nn.ParameterDict({"a": nn.Parameter(torch.randn(16, 2) * 0.1),
-                                          "b": nn.Parameter(torch.zeros(2, 16))})
+            self.lora = nn.ParameterDict(
+                {"a": nn.Parameter(torch.randn(16, 2) * 0.1), "b": nn.Parameter(torch.zeros(2, 16))}
+            )
         if cfg.language_model == "full":
             self.embed.requires_grad_(True)
             self.head.requires_grad_(True)
@@ -101,8 +106,11 @@ class StandinData(Dataset):
 
 
 def collate(items: list[dict]) -> dict:
-    batch = {"pixel_values": torch.stack([it["pixel_values"] for it in items]), "geometries": GEOMS,
-             "meta": [{} for _ in items]}
+    batch = {
+        "pixel_values": torch.stack([it["pixel_values"] for it in items]),
+        "geometries": GEOMS,
+        "meta": [{} for _ in items],
+    }
     if "input_ids" in items[0]:
         batch["input_ids"] = torch.stack([it["input_ids"] for it in items])
         batch["attention_mask"] = torch.ones_like(batch["input_ids"])
@@ -127,11 +135,19 @@ def standin_config(tmp_path, **training):
     data = {
         "experiment": {"name": "standin", "output_dir": str(tmp_path / "runs"), "seed": 7},
         "training": {
-            "stage_configs": {"vision": dict(small, lr=1e-2), "resampler": dict(small, accumulate_grad_batches=2),
-                              "finetune": dict(small, lr=1e-2)},
-            "accelerator": "cpu", "devices": 1, "loggers": ["csv"], "progress_bar": False,
-            "checkpoint_every_n_steps": 2, "log_every_n_steps": 1,
-        } | training,
+            "stage_configs": {
+                "vision": dict(small, lr=1e-2),
+                "resampler": dict(small, accumulate_grad_batches=2),
+                "finetune": dict(small, lr=1e-2),
+            },
+            "accelerator": "cpu",
+            "devices": 1,
+            "loggers": ["csv"],
+            "progress_bar": False,
+            "checkpoint_every_n_steps": 2,
+            "log_every_n_steps": 1,
+        }
+        | training,
         "data": {"num_workers": 0},
     }
     return CoraConfig.model_validate(data)

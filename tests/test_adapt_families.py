@@ -54,8 +54,13 @@ def test_forward_backward_and_feature_grids(tiny):
     model.zero_grad()
     encoded = family.encode_images(model, inputs)
     extra = {"mm_encoder_outputs": {"image": encoded}} if family.precomputed else {}
-    out = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"], labels=inputs["input_ids"],
-                **family.forward_kwargs(inputs), **extra)
+    out = model(
+        input_ids=inputs["input_ids"],
+        attention_mask=inputs["attention_mask"],
+        labels=inputs["input_ids"],
+        **family.forward_kwargs(inputs),
+        **extra,
+    )
     assert torch.isfinite(out.loss)
     out.loss.backward()
     aligner = [p for name, p in model.named_parameters() if any(a in name for a in family.aligner_modules)]
@@ -85,8 +90,10 @@ def test_feature_grids_keep_the_image_orientation(tiny, half):
         image[:, : SIZE // 2] = 255
     messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "q"}]}]
     text = processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-    inputs = {**processor(text=[text], images=[[image]], return_tensors="pt"),
-              **family.extra_inputs(processor, [image])}
+    inputs = {
+        **processor(text=[text], images=[[image]], return_tensors="pt"),
+        **family.extra_inputs(processor, [image]),
+    }
     with torch.no_grad():
         grid = family.feature_grids(family.encode_images(model, inputs), inputs, model)[0]
     across_rows = (grid[0] - grid[-1]).norm(dim=-1).mean()  # first vs last row

@@ -23,7 +23,7 @@ def test_generate_matches_full_forward_and_left_padding(name):
     adapted = AdaptedVLM(family, model, processor, health_checks=False).eval()
     single = encode_batch(family, processor, [pano], ["Where?"])
     out = adapted.generate(single, max_new_tokens=3, output_scores=True, return_dict_in_generate=True)
-    new = out.sequences[:, single.inputs["input_ids"].shape[1]:]
+    new = out.sequences[:, single.inputs["input_ids"].shape[1] :]
 
     # Full forward over prompt + generated tokens: the step scores are its logits at the last prompt positions.
     ids = out.sequences[:, :-1]

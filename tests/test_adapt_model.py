@@ -60,8 +60,9 @@ def test_overlap_loss_is_attached_to_the_aligner(tiny, loss_type):
     if family.name == "blip2":
         pytest.skip("blip2 is a plain baseline (no patch grid)")
     batch = _batch(family, processor, "anyres_e2p")
-    adapted = AdaptedVLM(family, model, processor, overlap_loss=build_overlap_loss(LossConfig(type=loss_type)),
-                         overlap_weight=0.5)
+    adapted = AdaptedVLM(
+        family, model, processor, overlap_loss=build_overlap_loss(LossConfig(type=loss_type)), overlap_weight=0.5
+    )
     model.zero_grad()
     out = adapted(batch)
     assert torch.isfinite(out.overlap_loss) and out.overlap_loss.requires_grad
@@ -120,8 +121,12 @@ def test_health_checks_catch_broken_batches(tiny):
         check_batch(family, processor, model, _broken(batch, labels=no_eot))
 
     with pytest.raises(HealthCheckError, match="sample 1: no labelled tokens"):
-        check_batch(family, processor, model, _broken(batch, labels=torch.where(
-            torch.arange(labels.shape[0]).view(-1, 1) == 1, IGNORE, labels)))
+        check_batch(
+            family,
+            processor,
+            model,
+            _broken(batch, labels=torch.where(torch.arange(labels.shape[0]).view(-1, 1) == 1, IGNORE, labels)),
+        )
 
 
 def test_adapted_model_runs_health_checks_on_the_first_batch_only(tiny):

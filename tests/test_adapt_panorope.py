@@ -16,8 +16,14 @@ from cora.processors.geometry import global_view, perspective_view
 IMG, TXT = 9, 1
 # text text [global 1×2] text [tile yaw 0] text [tile yaw 45] text [tile yaw 315] text
 IDS = torch.tensor([[TXT, TXT, IMG, IMG, TXT, IMG, IMG, TXT, IMG, IMG, TXT, IMG, IMG, TXT]])
-GEOMS = [[global_view(64), perspective_view(0, 0, 90, 64, 1), perspective_view(45, 0, 90, 64, 2),
-          perspective_view(315, 0, 90, 64, 3)]]
+GEOMS = [
+    [
+        global_view(64),
+        perspective_view(0, 0, 90, 64, 1),
+        perspective_view(45, 0, 90, 64, 2),
+        perspective_view(315, 0, 90, 64, 3),
+    ]
+]
 GRIDS = [(1, 2)] * 4  # 2 token columns over 90°: one column per 45°, the canvas is 8 columns around
 
 
@@ -62,8 +68,11 @@ def test_flat_ids_wrap_at_360():
 
 
 def test_pitch_moves_tiles_down_the_canvas():
-    geoms = [perspective_view(0, 45, 90, 64, 0), perspective_view(0, -45, 90, 64, 1),
-             perspective_view(45, -45, 90, 64, 2)]
+    geoms = [
+        perspective_view(0, 45, 90, 64, 0),
+        perspective_view(0, -45, 90, 64, 1),
+        perspective_view(45, -45, 90, 64, 2),
+    ]
     layout = canvas_layout(geoms, [(2, 2)] * 3)
     # 2 rows per 90°: the tile looking 45° down starts 2 rows below the one looking 45° up
     assert layout.offsets == {0: (0, 0), 1: (2, 0), 2: (2, 1)} and layout.rows == 4 and layout.period == 8
@@ -86,18 +95,28 @@ def test_off_matches_the_models_own_rope_index(name):
     pano = PanoramaInputs("anyres_e2p", ImageProcessingConfig(image_size=64))(erp)
     batch = encode_batch(family, processor, [pano, pano], ["Where?", "What is behind you?"], ["left", "a cube"])
     inp = batch.inputs
-    ref, ref_deltas = model.model.get_rope_index(inp["input_ids"], mm_token_type_ids=inp["mm_token_type_ids"],
-                                                 image_grid_thw=inp["image_grid_thw"],
-                                                 attention_mask=inp["attention_mask"])
+    ref, ref_deltas = model.model.get_rope_index(
+        inp["input_ids"],
+        mm_token_type_ids=inp["mm_token_type_ids"],
+        image_grid_thw=inp["image_grid_thw"],
+        attention_mask=inp["attention_mask"],
+    )
     grids = [(h // 2, w // 2) for _, h, w in inp["image_grid_thw"].tolist()]
-    ours, deltas = mrope_position_ids(inp["input_ids"], inp["attention_mask"], family.image_token_id(processor),
-                                      grids, batch.geometries, panorope=False)
+    ours, deltas = mrope_position_ids(
+        inp["input_ids"],
+        inp["attention_mask"],
+        family.image_token_id(processor),
+        grids,
+        batch.geometries,
+        panorope=False,
+    )
     mask = inp["attention_mask"].bool()
     assert torch.equal(ours[:, mask], ref[:, mask])
     assert torch.equal(deltas, ref_deltas)
     # With PanoRoPE the 8 tiles (4×4 tokens, 90° FOV, 45° stride) shift by 2 columns each and wrap at 16.
-    pano_ids, _ = mrope_position_ids(inp["input_ids"], inp["attention_mask"], family.image_token_id(processor),
-                                     grids, batch.geometries)
+    pano_ids, _ = mrope_position_ids(
+        inp["input_ids"], inp["attention_mask"], family.image_token_id(processor), grids, batch.geometries
+    )
     image = inp["input_ids"][0] == family.image_token_id(processor)
     width = pano_ids[2, 0][image].view(9, 4, 4)[1:]  # tiles: [8, rows, cols]
     anchor = width[0, 0, 0]

@@ -25,10 +25,10 @@ def synth(tmp_path_factory):
 
 def _config(tmp_path: Path, synth: Path, adapt: str = "{family: qwen2_5_vl}", name: str = "run") -> Path:
     cfg = tmp_path / f"{name}.yaml"
-    cfg.write_text(f"""extends: {ROOT / 'configs' / 'adapt-qwen2_5_vl-tiny.yaml'}
-experiment: {{name: {name}, output_dir: {tmp_path / 'runs'}}}
+    cfg.write_text(f"""extends: {ROOT / "configs" / "adapt-qwen2_5_vl-tiny.yaml"}
+experiment: {{name: {name}, output_dir: {tmp_path / "runs"}}}
 adapt: {adapt}
-data: {{train: {synth / 'train.csv'}, val: null, num_workers: 0}}
+data: {{train: {synth / "train.csv"}, val: null, num_workers: 0}}
 training:
   stage_configs:
     aligner: {{max_steps: 1}}
@@ -53,16 +53,22 @@ def test_train_eval_export_through_the_cli(tmp_path, synth, capsys):
         assert train["overlap_loss"] > 0 and train["lm_loss"] > 0
     assert state["summaries"]["aligner"]["trainable_parameters"] < state["summaries"]["lora"]["trainable_parameters"]
 
-    assert main(["eval", "--checkpoint", str(run), "--test-csv", str(synth / "test.csv"),
-                 "--out", str(tmp_path / "eval")]) == 0
+    assert (
+        main(["eval", "--checkpoint", str(run), "--test-csv", str(synth / "test.csv"), "--out", str(tmp_path / "eval")])
+        == 0
+    )
     metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert "cider" in json.dumps(metrics)
     assert (tmp_path / "eval" / "predictions.csv").read_text().count("\n") > 1
 
     image = str(synth / "images" / "00000.png")
     capsys.readouterr()
-    assert main(["generate", "--checkpoint", str(run), "--image", image, "--query", "Where?", "--query", "What?",
-                 "--json"]) == 0
+    assert (
+        main(
+            ["generate", "--checkpoint", str(run), "--image", image, "--query", "Where?", "--query", "What?", "--json"]
+        )
+        == 0
+    )
     answers = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [a["query"] for a in answers] == ["Where?", "What?"] and all(a["tokens"] <= 3 for a in answers)
     assert main(["generate", "--checkpoint", str(run), "--image", image, "--query", "Where?", "--stream"]) == 0
@@ -84,8 +90,11 @@ def test_train_eval_export_through_the_cli(tmp_path, synth, capsys):
 
     config = load_config(run / "config.yaml")
     views = PanoramaInputs("anyres_e2p", config.image_processing).view_batch(synth / "images" / "00000.png")
-    item = {"pixel_values": views.pixels, "geometries": views.geometries,
-            "meta": {"query": "What is behind you?", "references": ["a cube"], "source": "test"}}
+    item = {
+        "pixel_values": views.pixels,
+        "geometries": views.geometries,
+        "meta": {"query": "What is behind you?", "references": ["a cube"], "source": "test"},
+    }
     batch = collate([item])
     with torch.no_grad():
         want = model(batch["pixel_values"], batch["geometries"], batch["input_ids"], batch["attention_mask"]).logits

@@ -28,17 +28,26 @@ def test_contract_batch_gives_the_processor_path_logits(name):
         if mode in MULTI_IMAGE_MODES and not family.multi_image:
             continue
         views = PanoramaInputs(mode, ImageProcessingConfig(image_size=64), native_height=32).view_batch(ERP)
-        items = [{"pixel_values": views.pixels, "geometries": views.geometries,
-                  "meta": {"query": q, "references": [a], "source": f"row {i}"}}
-                 for i, (q, a) in enumerate([("What is behind you?", "a cube"), ("Where?", "to the left of it")])]
+        items = [
+            {
+                "pixel_values": views.pixels,
+                "geometries": views.geometries,
+                "meta": {"query": q, "references": [a], "source": f"row {i}"},
+            }
+            for i, (q, a) in enumerate([("What is behind you?", "a cube"), ("Where?", "to the left of it")])
+        ]
         batch = collate(items)
         assert batch["pixel_values"].shape[:2] == (2, len(views.geometries))
         with torch.no_grad():
-            got = runtime(batch["pixel_values"], batch["geometries"], batch["input_ids"], batch["attention_mask"],
-                          batch["labels"])
+            got = runtime(
+                batch["pixel_values"], batch["geometries"], batch["input_ids"], batch["attention_mask"], batch["labels"]
+            )
             pano = panorama_from_pixels(views.pixels, views.geometries)
-            want = adapted(encode_batch(family, processor, [pano, pano], ["What is behind you?", "Where?"],
-                                        ["a cube", "to the left of it"]))
+            want = adapted(
+                encode_batch(
+                    family, processor, [pano, pano], ["What is behind you?", "Where?"], ["a cube", "to the left of it"]
+                )
+            )
         assert torch.allclose(got.logits, want.logits, atol=1e-5), mode
         assert torch.allclose(got.loss, want.loss, atol=1e-5)
 
@@ -64,8 +73,15 @@ def test_gradient_checkpointing_keeps_the_loss_and_gradients():
     runtime.set_stage(StageConfig(language_model="lora"))
     model.train()  # no dropout anywhere: both passes must agree exactly
     views = PanoramaInputs("anyres_e2p", ImageProcessingConfig(image_size=64)).view_batch(ERP)
-    batch = AdaptCollator(family, processor)([{"pixel_values": views.pixels, "geometries": views.geometries,
-                                                "meta": {"query": "Where?", "references": ["left"], "source": "r"}}])
+    batch = AdaptCollator(family, processor)(
+        [
+            {
+                "pixel_values": views.pixels,
+                "geometries": views.geometries,
+                "meta": {"query": "Where?", "references": ["left"], "source": "r"},
+            }
+        ]
+    )
     args = (batch["pixel_values"], batch["geometries"], batch["input_ids"], batch["attention_mask"], batch["labels"])
 
     def loss_and_grads():
@@ -109,8 +125,11 @@ def test_collator_names_the_row_whose_answer_is_truncated_away():
     family = get_family("qwen2_5_vl")
     processor = family.offline_processor(64)
     views = PanoramaInputs("resize", ImageProcessingConfig(image_size=64)).view_batch(ERP)
-    item = {"pixel_values": views.pixels, "geometries": views.geometries,
-            "meta": {"query": "Describe the panorama.", "references": ["a red cube"], "source": "train.csv:7"}}
+    item = {
+        "pixel_values": views.pixels,
+        "geometries": views.geometries,
+        "meta": {"query": "Describe the panorama.", "references": ["a red cube"], "source": "train.csv:7"},
+    }
     assert AdaptCollator(family, processor, max_length=200)([item])["labels"].ne(-100).any()
     with pytest.raises(ValueError, match=r"train.csv:7: no answer token is labelled .*adapt.max_length=30"):
         AdaptCollator(family, processor, max_length=30)([item])
@@ -123,7 +142,8 @@ def test_checkpoint_loading_takes_dtype_and_attention_from_the_config(tmp_path):
     model, processor = family.build_tiny(64)
     model.save_pretrained(tmp_path)
     processor.save_pretrained(tmp_path)
-    _, loaded, _ = load_vlm(AdaptConfig(family="gemma3", model_name=str(tmp_path), dtype="bfloat16",
-                                        attn_implementation="eager"))
+    _, loaded, _ = load_vlm(
+        AdaptConfig(family="gemma3", model_name=str(tmp_path), dtype="bfloat16", attn_implementation="eager")
+    )
     assert next(loaded.parameters()).dtype == torch.bfloat16
     assert loaded.config.get_text_config()._attn_implementation == "eager"

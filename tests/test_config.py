@@ -29,7 +29,9 @@ def test_default_config_is_the_reference_design() -> None:
     assert stages["resampler"].overlap_loss_weight == 0.1 and stages["resampler"].accumulate_grad_batches == 8
     assert stages["finetune"].language_model == "lora"
     assert stages["finetune"].lora is not None and (stages["finetune"].lora.r, stages["finetune"].lora.alpha) == (
-        32, 64)
+        32,
+        64,
+    )
 
 
 def test_every_shipped_config_loads() -> None:

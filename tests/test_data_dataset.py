@@ -85,8 +85,11 @@ def test_unreadable_image_and_too_long_text_follow_the_policy(tmp_path: Path, sy
     good = str(synth_dir / "images" / "00000.png")
     broken = tmp_path / "broken.png"
     broken.write_bytes(b"garbage")
-    recs = [Record((good,), "q", "a", "d.csv", 2), Record((str(broken),), "q", "a", "d.csv", 3),
-            Record((good,), "a very long question " * 40, "a", "d.csv", 4)]
+    recs = [
+        Record((good,), "q", "a", "d.csv", 2),
+        Record((str(broken),), "q", "a", "d.csv", 3),
+        Record((good,), "a very long question " * 40, "a", "d.csv", 4),
+    ]
     with pytest.raises(DataError, match=r"d\.csv:4: text too long"):
         PanoramaDataset(recs, make_views(S), make_formatter(tokenizer), max_length=24)
     ds = PanoramaDataset(recs, make_views(S), make_formatter(tokenizer), max_length=24, policy="skip")
@@ -116,8 +119,12 @@ def test_datamodule_shuffles_deterministically_by_seed_with_workers(synth_dir: P
 
 
 def test_build_datamodule_per_stage(synth_dir: Path, tiny_config, tokenizer) -> None:
-    data = {"train": str(synth_dir / "train.csv"), "val": str(synth_dir / "val.jsonl"),
-            "vision_train": str(synth_dir / "train_images.csv"), "num_workers": 0}
+    data = {
+        "train": str(synth_dir / "train.csv"),
+        "val": str(synth_dir / "val.jsonl"),
+        "vision_train": str(synth_dir / "train_images.csv"),
+        "num_workers": 0,
+    }
     cfg = tiny_config.model_copy(update={"data": tiny_config.data.model_copy(update=data)})
     # The real views and chat formatter, built from the config.
     vision = build_datamodule(cfg, tokenizer, "vision")
@@ -133,7 +140,6 @@ def test_build_datamodule_per_stage(synth_dir: Path, tiny_config, tokenizer) -> 
     assert finetune.bad_rows["train"]["bad_rows"] == 0
     with pytest.raises(DataError, match="unknown stage 'nope'"):
         build_datamodule(cfg, tokenizer, "nope")
-
 
 
 def test_view_cache_returns_the_same_views_and_is_bounded(synth_dir: Path, tokenizer) -> None:

@@ -63,8 +63,12 @@ def test_bad_csv_rows_skip_counts_each_with_file_line_reason(tmp_path: Path) -> 
     got = [(b.line, b.kind) for b in log.rows]
     assert got == [(3, "image not found"), (4, "empty annotation"), (7, "malformed row"), (8, "empty url")]
     assert all(b.file == str(tmp_path / "d.csv") for b in log.rows)
-    assert log.summary()["by_reason"] == {"image not found": 1, "empty annotation": 1, "malformed row": 1,
-                                          "empty url": 1}
+    assert log.summary()["by_reason"] == {
+        "image not found": 1,
+        "empty annotation": 1,
+        "malformed row": 1,
+        "empty url": 1,
+    }
 
 
 def test_missing_column_is_a_file_error(tmp_path: Path) -> None:
@@ -94,9 +98,14 @@ def test_norm1000_conversions() -> None:
 def test_jsonl_rows_turns_several_images_and_bad_lines(tmp_path: Path) -> None:
     _png(tmp_path / "p" / "a.png", 200, 100), _png(tmp_path / "p" / "b.png", 200, 100)
     rows = [
-        {"images": ["p/a.png", "p/b.png"], "width": 200, "height": 100, "summary": "Two rooms.",
-         "objects": [{"bbox_2d": [20, 10, 60, 50], "desc": "red door"}, {"line": [0, 0, 200, 100]}],
-         "qa": [{"query": "How many doors?", "answer": "one"}]},
+        {
+            "images": ["p/a.png", "p/b.png"],
+            "width": 200,
+            "height": 100,
+            "summary": "Two rooms.",
+            "objects": [{"bbox_2d": [20, 10, 60, 50], "desc": "red door"}, {"line": [0, 0, 200, 100]}],
+            "qa": [{"query": "How many doors?", "answer": "one"}],
+        },
         {"images": ["p/a.png"], "objects": [{"quad": [0, 0, 100, 0, 100, 50, 0, 50], "desc": "sign"}]},
     ]
     text = "\n".join(json.dumps(r) for r in rows)
@@ -108,15 +117,20 @@ def test_jsonl_rows_turns_several_images_and_bad_lines(tmp_path: Path) -> None:
     recs, log = read_records(tmp_path / "d.jsonl", policy="skip")
     first = [r for r in recs if r.line == 1]
     assert [(r.query, r.answer) for r in first] == [
-        ("Describe the panorama.", "Two rooms."), ("How many doors?", "one"),
-        ("Locate the red door.", '{"bbox_2d": [100, 100, 300, 500]}')]
+        ("Describe the panorama.", "Two rooms."),
+        ("How many doors?", "one"),
+        ("Locate the red door.", '{"bbox_2d": [100, 100, 300, 500]}'),
+    ]
     assert len(first[0].images) == 2 and first[0].images[1].endswith("b.png")
     second = [r for r in recs if r.line == 2]  # width/height read from the image header
     quad = '{"quad": [0, 0, 500, 0, 500, 500, 0, 500]}'
     assert [(r.query, r.answer) for r in second] == [("Locate the sign.", quad)]
     assert [(b.line, b.kind) for b in log.rows] == [
-        (3, "malformed JSON"), (5, "objects[0]"), (6, "missing 'images' (a non-empty list of paths or URLs)"),
-        (7, "no text")]
+        (3, "malformed JSON"),
+        (5, "objects[0]"),
+        (6, "missing 'images' (a non-empty list of paths or URLs)"),
+        (7, "no text"),
+    ]
     assert "bbox_2d needs 4 numbers, got 3" in log.rows[1].reason
     with pytest.raises(DataError, match=r"d\.jsonl:3: malformed JSON"):
         read_records(tmp_path / "d.jsonl", policy="error")

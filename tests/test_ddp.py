@@ -16,10 +16,15 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.mark.slow
 def test_ddp_two_cpu_processes_end_with_identical_weights(tmp_path):
-    env = dict(os.environ, PYTHONPATH=f"{ROOT / 'src'}{os.pathsep}{ROOT}", MASTER_PORT="29531",
-               OMP_NUM_THREADS="1")
-    proc = subprocess.run([sys.executable, "-m", "tests.ddp_standin_run", str(tmp_path)], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=300)
+    env = dict(os.environ, PYTHONPATH=f"{ROOT / 'src'}{os.pathsep}{ROOT}", MASTER_PORT="29531", OMP_NUM_THREADS="1")
+    proc = subprocess.run(
+        [sys.executable, "-m", "tests.ddp_standin_run", str(tmp_path)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     r0, r1 = torch.load(tmp_path / "rank0.pt"), torch.load(tmp_path / "rank1.pt")
     assert r0.keys() == r1.keys()

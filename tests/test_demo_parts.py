@@ -48,10 +48,14 @@ def test_verdict_needs_a_clear_margin():
 def test_type_table_shows_both_runs_per_question_type():
     from cora.cli.demo_cmd import _type_table
 
-    vision = {"caption": {"loss": 0.5, "questions": 40, "accuracy": None},
-              "count": {"loss": 0.6, "questions": 40, "accuracy": 0.55}}
-    blind = {"caption": {"loss": 0.51, "questions": 40, "accuracy": None},
-             "count": {"loss": 0.75, "questions": 40, "accuracy": 0.3}}
+    vision = {
+        "caption": {"loss": 0.5, "questions": 40, "accuracy": None},
+        "count": {"loss": 0.6, "questions": 40, "accuracy": 0.55},
+    }
+    blind = {
+        "caption": {"loss": 0.51, "questions": 40, "accuracy": None},
+        "count": {"loss": 0.75, "questions": 40, "accuracy": 0.3},
+    }
     lines = _type_table(vision, blind)
     count = next(line for line in lines if line.split()[0] == "count")
     assert count.split() == ["count", "40", "0.600", "0.750", "55%", "30%"]

@@ -15,14 +15,29 @@ pytest.importorskip("pycocoevalcap")
 needs_java = pytest.mark.skipif(shutil.which("java") is None, reason="java not installed")
 
 SAMPLES = [
-    ("p/1.jpg", "Describe the panorama.", "A wide lake with rocks in front, and pine trees behind.",
-     ["A calm lake surrounded by pine trees, with rocks in the foreground.", "Rocks by a lake; a forest behind it.",
-      "A mountain lake under a clear sky."]),
-    ("p/2.jpg", "Describe the panorama.", "A red cube on a grey floor.",
-     ["A red box stands on a grey floor.", "There is a red cube in an empty room."]),
+    (
+        "p/1.jpg",
+        "Describe the panorama.",
+        "A wide lake with rocks in front, and pine trees behind.",
+        [
+            "A calm lake surrounded by pine trees, with rocks in the foreground.",
+            "Rocks by a lake; a forest behind it.",
+            "A mountain lake under a clear sky.",
+        ],
+    ),
+    (
+        "p/2.jpg",
+        "Describe the panorama.",
+        "A red cube on a grey floor.",
+        ["A red box stands on a grey floor.", "There is a red cube in an empty room."],
+    ),
     ("p/2.jpg", "What colour is the cube?", "red", ["Red.", "It is red."]),
-    ("p/3.jpg", "Describe the panorama.", "Two people walk along a beach at sunset!",
-     ["People walking on the beach at dusk.", "A sandy beach with two walkers, the sun low."]),
+    (
+        "p/3.jpg",
+        "Describe the panorama.",
+        "Two people walk along a beach at sunset!",
+        ["People walking on the beach at dusk.", "A sandy beach with two walkers, the sun low."],
+    ),
     ("p/4.jpg", "Is there a car?", "No, there is no car.", ["No."]),
 ]
 
@@ -76,8 +91,10 @@ def test_metrics_agree_exactly_with_pycocoevalcap(tmp_path):
 
 @needs_java
 def test_identical_predictions_score_high_and_samples_without_references_are_counted(tmp_path):
-    groups = [PredictionGroup(f"u{i}", "q", f"a small {c} house near the {w}", (f"a small {c} house near the {w}",))
-              for i, (c, w) in enumerate([("red", "river"), ("blue", "sea"), ("green", "road"), ("white", "hill")])]
+    groups = [
+        PredictionGroup(f"u{i}", "q", f"a small {c} house near the {w}", (f"a small {c} house near the {w}",))
+        for i, (c, w) in enumerate([("red", "river"), ("blue", "sea"), ("green", "road"), ("white", "hill")])
+    ]
     groups.append(PredictionGroup("u9", "q", "anything", ()))
     result = compute_metrics(groups, metrics=["bleu4", "rouge_l", "cider"])
     assert result["bleu4"] == pytest.approx(1.0)
@@ -89,8 +106,10 @@ def test_identical_predictions_score_high_and_samples_without_references_are_cou
 def test_nothing_to_score_is_null_with_reason():
     result = compute_metrics([PredictionGroup("u", "q", "p", ())], metrics=["bleu4", "cider"])
     assert result["bleu4"] is None and result["cider"] is None
-    assert result["unavailable"] == {"bleu4": "no sample has a reference annotation",
-                                     "cider": "no sample has a reference annotation"}
+    assert result["unavailable"] == {
+        "bleu4": "no sample has a reference annotation",
+        "cider": "no sample has a reference annotation",
+    }
 
 
 def test_missing_java_is_reported_not_zero(monkeypatch):

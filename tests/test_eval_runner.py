@@ -14,8 +14,10 @@ from cora.evaluation.samples import EvalSample, read_eval_samples
 
 
 def _samples(n: int) -> list[EvalSample]:
-    return [EvalSample(f"img{i}.png", "describe", (f"scene {i} with a tree", f"a tree in scene {i}"), f"/x/img{i}.png")
-            for i in range(n)]
+    return [
+        EvalSample(f"img{i}.png", "describe", (f"scene {i} with a tree", f"a tree in scene {i}"), f"/x/img{i}.png")
+        for i in range(n)
+    ]
 
 
 class Recorder:
@@ -121,12 +123,16 @@ def test_read_eval_samples_groups_references_and_aliases(tmp_path):
     for name in ("a.png", "b.png"):
         Image.new("RGB", (16, 8)).save(data / "img" / name)
     path = data / "test.csv"
-    path.write_text("image,instruction,response\nimg/a.png,describe,one\nimg/b.png,describe,two\n"
-                    "img/a.png,describe,three\nimg/a.png,count,four\n")
+    path.write_text(
+        "image,instruction,response\nimg/a.png,describe,one\nimg/b.png,describe,two\n"
+        "img/a.png,describe,three\nimg/a.png,count,four\n"
+    )
     samples = read_eval_samples(path)
     assert [(s.url, s.query, s.references) for s in samples] == [
-        ("img/a.png", "describe", ("one", "three")), ("img/b.png", "describe", ("two",)),
-        ("img/a.png", "count", ("four",))]
+        ("img/a.png", "describe", ("one", "three")),
+        ("img/b.png", "describe", ("two",)),
+        ("img/a.png", "count", ("four",)),
+    ]
     assert samples[0].image == str((data / "img" / "a.png").resolve())
     path.write_text("url,annotation\nimg/a.png,x\n")
     with pytest.raises(ValueError, match=r"test.csv: missing column\(s\) 'query' or 'instruction'"):

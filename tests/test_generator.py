@@ -36,8 +36,9 @@ def tiny(tiny_config, kit_paths, tmp_path_factory):
     lm.save_pretrained(lm_dir)
     AutoTokenizer.from_pretrained(kit_paths.language_model).save_pretrained(lm_dir)
     # the mlp resampler keeps these tests fast (the generator does not depend on the resampler)
-    models = tiny_config.models.model_copy(update={"vision_name": str(kit_paths.vision),
-                                                    "language_model_name": str(lm_dir), "resampler_type": "mlp"})
+    models = tiny_config.models.model_copy(
+        update={"vision_name": str(kit_paths.vision), "language_model_name": str(lm_dir), "resampler_type": "mlp"}
+    )
     cfg = tiny_config.model_copy(update={"models": models})
     model = build_model(cfg).eval()
     with torch.no_grad():  # the panorama projector starts small: make the panorama matter too
@@ -52,8 +53,11 @@ def panoramas(tmp_path_factory):
 
     folder = tmp_path_factory.mktemp("panos")
     ramp = np.linspace(0, 255, 128, dtype=np.uint8)[None, :, None]
-    images = [np.zeros((64, 128, 3), np.uint8), np.full((64, 128, 3), 255, np.uint8),
-              np.broadcast_to(ramp, (64, 128, 3)) * np.array([1, 0, 0], np.uint8)]  # black, white, red ramp
+    images = [
+        np.zeros((64, 128, 3), np.uint8),
+        np.full((64, 128, 3), 255, np.uint8),
+        np.broadcast_to(ramp, (64, 128, 3)) * np.array([1, 0, 0], np.uint8),
+    ]  # black, white, red ramp
     paths = []
     for i, image in enumerate(images):
         path = folder / f"pano{i}.png"
@@ -150,15 +154,37 @@ def test_generate_cli_json(tiny, generator, panoramas, tmp_path, capsys):
     model.save_pretrained(str(saved))
     config = tmp_path / "gen.yaml"
     config.write_text(f"extends: {saved / 'config.yaml'}\nevaluation:\n  max_new_tokens: 8\n")
-    argv = ["generate", "--checkpoint", str(saved), "--image", panoramas[0], "--query", QUERIES[0],
-            "--query", QUERIES[1], "--json", "--config", str(config)]
+    argv = [
+        "generate",
+        "--checkpoint",
+        str(saved),
+        "--image",
+        panoramas[0],
+        "--query",
+        QUERIES[0],
+        "--query",
+        QUERIES[1],
+        "--json",
+        "--config",
+        str(config),
+    ]
     assert main(argv) == 0
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [r["answer"] for r in rows] == generator.generate([panoramas[0]] * 2, QUERIES[:2])
     # the two queries about one file shared its views, and match separate calls
     assert [r["answer"] for r in rows] == [generator(panoramas[0], q) for q in QUERIES[:2]]
-    argv = ["generate", "--checkpoint", str(saved), "--image", panoramas[1], "--query", QUERIES[2], "--stream",
-            "--config", str(config)]
+    argv = [
+        "generate",
+        "--checkpoint",
+        str(saved),
+        "--image",
+        panoramas[1],
+        "--query",
+        QUERIES[2],
+        "--stream",
+        "--config",
+        str(config),
+    ]
     assert main(argv) == 0
     assert capsys.readouterr().out.strip() == generator(panoramas[1], QUERIES[2])
     assert main(["generate", "--checkpoint", str(tmp_path), "--image", panoramas[0], "--query", "q"]) == 2
@@ -177,8 +203,10 @@ def test_eval_checkpoint_cli_writes_and_resumes(tiny, generator, panoramas, tmp_
     saved = tmp_path / "saved"
     model.save_pretrained(str(saved))
     config = tmp_path / "eval.yaml"
-    config.write_text(f"extends: {saved / 'config.yaml'}\nevaluation:\n  max_new_tokens: 8\n  batch_size: 2\n"
-                      "  flush_every: 1\n  metrics: [bleu4, rouge_l]\n")
+    config.write_text(
+        f"extends: {saved / 'config.yaml'}\nevaluation:\n  max_new_tokens: 8\n  batch_size: 2\n"
+        "  flush_every: 1\n  metrics: [bleu4, rouge_l]\n"
+    )
     test_csv = tmp_path / "test.csv"
     rows = [(p, QUERIES[0], f"reference {i}") for i, p in enumerate(panoramas)] + [(panoramas[0], QUERIES[0], "more")]
     with open(test_csv, "w", newline="") as handle:

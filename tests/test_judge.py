@@ -20,8 +20,9 @@ class FakeServer(StubChatServer):
         self.headers: list[dict] = []
         self.fail_first = fail_first
         self.status = status
-        self.reply = reply or (lambda body: json.dumps({"score": 7 if "tree" in body["messages"][1]["content"]
-                                                        else 2, "reason": "ok"}))
+        self.reply = reply or (
+            lambda body: json.dumps({"score": 7 if "tree" in body["messages"][1]["content"] else 2, "reason": "ok"})
+        )
 
     def respond(self, path, body, headers):
         self.requests.append(body)
@@ -33,17 +34,29 @@ class FakeServer(StubChatServer):
         return self.chat_reply(self.reply(body))
 
 
-GROUPS = [PredictionGroup("a.png", "describe", "a tree by a lake", ("a tree near water",)),
-          PredictionGroup("b.png", "describe", "a car", ("a red house", "a house"))]
+GROUPS = [
+    PredictionGroup("a.png", "describe", "a tree by a lake", ("a tree near water",)),
+    PredictionGroup("b.png", "describe", "a car", ("a red house", "a house")),
+]
 
 
 def test_judge_scores_retries_and_caches(tmp_path):
     with FakeServer(fail_first=2) as server:
-        judge = Judge(url=server.url, model="judge-m", api_key="sk-test", retry_backoff_s=0.0, concurrency=1,
-                      cache_dir=tmp_path / "cache")
+        judge = Judge(
+            url=server.url,
+            model="judge-m",
+            api_key="sk-test",
+            retry_backoff_s=0.0,
+            concurrency=1,
+            cache_dir=tmp_path / "cache",
+        )
         result = judge_predictions(judge, GROUPS)
-        assert result == {"judge": pytest.approx((7 + 2) / 20), "judge_model": "judge-m", "judge_samples": 2,
-                          "judge_ungraded": 0}
+        assert result == {
+            "judge": pytest.approx((7 + 2) / 20),
+            "judge_model": "judge-m",
+            "judge_samples": 2,
+            "judge_ungraded": 0,
+        }
         assert len(server.requests) == 4  # two 503s retried, then one per sample
         assert server.requests[-1]["model"] == "judge-m" and server.requests[-1]["temperature"] == 0.0
         assert "Candidate answer: a car" in server.requests[-1]["messages"][1]["content"]
@@ -92,8 +105,9 @@ def test_eval_cli_with_judge(tmp_path, capsys):
     from cora.cli.main import main
 
     pred = tmp_path / "pred.csv"
-    pred.write_text("url,query,prediction,annotation\na.png,describe,a tree,a tree by water\n"
-                    "b.png,describe,a car,a house\n")
+    pred.write_text(
+        "url,query,prediction,annotation\na.png,describe,a tree,a tree by water\nb.png,describe,a car,a house\n"
+    )
     with FakeServer() as server:
         cfg = tmp_path / "cfg.yaml"
         cfg.write_text(f"evaluation:\n  metrics: []\n  judge: {{url: '{server.url}', model: jm, retry_backoff_s: 0}}\n")

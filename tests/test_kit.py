@@ -38,8 +38,9 @@ def test_kit_folders_load_back_offline(kit_paths, tiny_config) -> None:
     assert lm(input_ids=ids).logits.shape == (1, ids.shape[1], len(tok))
 
 
-@pytest.mark.parametrize("text", ["A large red sphere behind you to the left.", "Ünïcode 你好 360°\n\ttabs",
-                                  "  leading spaces", ""])
+@pytest.mark.parametrize(
+    "text", ["A large red sphere behind you to the left.", "Ünïcode 你好 360°\n\ttabs", "  leading spaces", ""]
+)
 def test_tokenizer_round_trips_text(kit_paths, text: str) -> None:
     tok = AutoTokenizer.from_pretrained(kit_paths.language_model)
     assert tok.decode(tok(text)["input_ids"]) == text
@@ -55,17 +56,18 @@ def test_tokenizer_has_the_special_tokens(kit_paths) -> None:
 
 def test_chat_template_renders_qwen3_style(kit_paths) -> None:
     tok = AutoTokenizer.from_pretrained(kit_paths.language_model)
-    messages = [{"role": "system", "content": "Be brief."},
-                {"role": "user", "content": f"{VISION_TOKEN}\nWhat is behind you?"},
-                {"role": "assistant", "content": "A blue cube."}]
+    messages = [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": f"{VISION_TOKEN}\nWhat is behind you?"},
+        {"role": "assistant", "content": "A blue cube."},
+    ]
     text = tok.apply_chat_template(messages, tokenize=False)
     assert text == (
         "<|im_start|>system\nBe brief.<|im_end|>\n"
         f"<|im_start|>user\n{VISION_TOKEN}\nWhat is behind you?<|im_end|>\n"
         "<|im_start|>assistant\n<think>\n\n</think>\n\nA blue cube.<|im_end|>\n"
     )
-    prompt = tok.apply_chat_template(messages[:2], tokenize=False, add_generation_prompt=True,
-                                     enable_thinking=False)
+    prompt = tok.apply_chat_template(messages[:2], tokenize=False, add_generation_prompt=True, enable_thinking=False)
     assert prompt.endswith("<|im_start|>assistant\n<think>\n\n</think>\n\n")
     ids = tok.apply_chat_template(messages, tokenize=True, return_dict=True)["input_ids"]
     assert tok.decode(ids) == text
@@ -106,8 +108,15 @@ def test_reference_architecture_builds_with_the_right_sizes() -> None:
 
 
 def test_small_architecture_builds_exactly() -> None:
-    spec = ArchSpec(model_type="llama", hidden_size=32, intermediate_size=64, num_hidden_layers=3,
-                    num_attention_heads=4, num_key_value_heads=2, vocab_size=100)
+    spec = ArchSpec(
+        model_type="llama",
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=3,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        vocab_size=100,
+    )
     model = AutoModelForCausalLM.from_config(hf_config_from_arch(spec))
     assert len(model.model.layers) == 3
     assert model.model.embed_tokens.weight.shape == (100, 32)

@@ -92,8 +92,11 @@ def test_vicreg_identical_strips_only_regularisers_remain():
 
     inv, _, _ = vicreg_terms(left, left.clone(), 0)
     assert inv.item() == 0.0
-    assert build_loss(cfg)(feats, geoms).item() < 25 * torch.nn.functional.mse_loss(
-        left, extract_strips(field_features(geoms, batch=8, seed=3), geoms, 2)[1]).item()
+    assert (
+        build_loss(cfg)(feats, geoms).item()
+        < 25
+        * torch.nn.functional.mse_loss(left, extract_strips(field_features(geoms, batch=8, seed=3), geoms, 2)[1]).item()
+    )
 
 
 def test_unknown_loss_names_the_valid_ones():

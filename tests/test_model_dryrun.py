@@ -14,9 +14,11 @@ CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
 def test_dry_run_tiny(kit_paths, tmp_path, capsys):
     cfg = tmp_path / "tiny-kit.yaml"
-    cfg.write_text(f"extends: {CONFIGS / 'tiny.yaml'}\nmodels:\n  vision_name: {kit_paths.vision}\n"
-                   f"  language_model_name: {kit_paths.language_model}\n  resampler_type: bimamba\n"
-                   "  resampler: {depth: 1}\n")
+    cfg.write_text(
+        f"extends: {CONFIGS / 'tiny.yaml'}\nmodels:\n  vision_name: {kit_paths.vision}\n"
+        f"  language_model_name: {kit_paths.language_model}\n  resampler_type: bimamba\n"
+        "  resampler: {depth: 1}\n"
+    )
     assert main(["dry-run", "--config", str(cfg), "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["vision_tokens"] == {"stride_views": 352, "unique": 320, "concat": 576}

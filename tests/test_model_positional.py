@@ -14,12 +14,17 @@ TILES = [perspective_view(45 * i, 0, 90, 256, i) for i in range(8)]
 def test_encoding_is_exactly_periodic_in_longitude():
     lon = np.linspace(-180, 180, 50)
     lat = np.linspace(-60, 60, 50)
-    torch.testing.assert_close(torch.tensor(lonlat_encoding(lon, lat, 64)),
-                               torch.tensor(lonlat_encoding(lon + 360.0, lat, 64)), rtol=0, atol=1e-9)
+    torch.testing.assert_close(
+        torch.tensor(lonlat_encoding(lon, lat, 64)),
+        torch.tensor(lonlat_encoding(lon + 360.0, lat, 64)),
+        rtol=0,
+        atol=1e-9,
+    )
     # A tile at yaw 315° (spanning 270°→360°) encodes like the same tile at yaw -45°.
     pe = PanoramaPositionalEncoding(128)
-    torch.testing.assert_close(pe.table([TILES[7]], 16, 16), pe.table([perspective_view(-45, 0, 90, 256)], 16, 16),
-                               rtol=0, atol=1e-5)
+    torch.testing.assert_close(
+        pe.table([TILES[7]], 16, 16), pe.table([perspective_view(-45, 0, 90, 256)], 16, 16), rtol=0, atol=1e-5
+    )
 
 
 def test_view7_last_columns_match_view0_first_columns():

@@ -15,8 +15,18 @@ def test_resampler_output_shape_and_grid(name):
     torch.manual_seed(0)
     in_dim = 16
     out_dim = 16 if name == "identity" else 24
-    model = build_resampler(name, in_dim, out_dim, depth=1, d_state=4, hidden_dim=20, num_heads=2, num_latents=9,
-                            pool_size=2, drop_ratio=0.5)
+    model = build_resampler(
+        name,
+        in_dim,
+        out_dim,
+        depth=1,
+        d_state=4,
+        hidden_dim=20,
+        num_heads=2,
+        num_latents=9,
+        pool_size=2,
+        drop_ratio=0.5,
+    )
     x = torch.randn(3, 64, in_dim)
     y = model.eval()(x)
     side = EXPECTED_GRID.get(name, 8)

@@ -48,8 +48,9 @@ def test_scan_is_stable_with_large_steps():
     u, delta, A, B, C, D = _inputs(1, 40, 3, 8, dt_scale=12.0, seed=1)
     got = selective_scan(u, delta, A, B, C, D, chunk_size=8)
     assert torch.isfinite(got).all()
-    torch.testing.assert_close(got.double(), reference_scan(*(t.double() for t in (u, delta, A, B, C, D))),
-                               rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(
+        got.double(), reference_scan(*(t.double() for t in (u, delta, A, B, C, D))), rtol=1e-4, atol=1e-4
+    )
 
 
 def test_mamba_block_has_mamba_ssm_parameter_names_and_shapes():
@@ -96,8 +97,17 @@ def test_bimamba_sees_both_directions_and_counts_parameters():
     x2[:, -1] += 1.0
     assert not torch.allclose(model(x2)[:, 0], y[:, 0])  # the first token sees the last one
     d_inner, dt_rank, n = 64, 2, 8
-    mamba = (32 * 2 * d_inner + d_inner * 4 + d_inner + d_inner * (dt_rank + 2 * n) + dt_rank * d_inner + d_inner
-             + d_inner * n + d_inner + d_inner * 32)
+    mamba = (
+        32 * 2 * d_inner
+        + d_inner * 4
+        + d_inner
+        + d_inner * (dt_rank + 2 * n)
+        + dt_rank * d_inner
+        + d_inner
+        + d_inner * n
+        + d_inner
+        + d_inner * 32
+    )
     expected = (24 * 32 + 32) + 2 * (2 * mamba + 2 * 32) + 2 * 32 + (32 * 32 + 32)
     assert sum(p.numel() for p in model.parameters()) == expected
 

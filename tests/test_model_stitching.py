@@ -14,8 +14,13 @@ def anyres_e2p(size: int, n_tiles: int = 8, fov: float = 90.0):
     return [global_view(size, 0)] + [perspective_view(i * 360 / n_tiles, 0, fov, size, i + 1) for i in range(n_tiles)]
 
 
-@pytest.mark.parametrize("grid,expected", [(16, {"stride_views": 1408, "unique": 1280, "concat": 2304}),
-                                           (8, {"stride_views": 352, "unique": 320, "concat": 576})])
+@pytest.mark.parametrize(
+    "grid,expected",
+    [
+        (16, {"stride_views": 1408, "unique": 1280, "concat": 2304}),
+        (8, {"stride_views": 352, "unique": 320, "concat": 576}),
+    ],
+)
 def test_reference_token_counts(grid, expected):
     views = anyres_e2p(256)
     assert {m: plan_stitching(views, grid, grid, m).num_tokens for m in expected} == expected
@@ -62,7 +67,7 @@ def test_stitch_places_the_planned_tokens():
     out = stitch(ids.unsqueeze(-1).float(), plan_stitching(views, rows, cols, "stride_views"))[..., 0]
     assert out.shape == (2, 16 + 4 * (4 + 7 * 2))
     assert out[0, :16].tolist() == list(ids[0, 0].float())  # the global view first
-    first_row = out[0, 16:16 + 18].long().tolist()
+    first_row = out[0, 16 : 16 + 18].long().tolist()
     assert first_row == [100, 101, 102, 103] + [v * 100 + c for v in range(2, 9) for c in (2, 3)]
 
 
@@ -71,8 +76,9 @@ def test_unknown_mode_names_valid_ones():
         plan_stitching(anyres_e2p(32), 4, 4, "stride")
 
 
-@pytest.mark.parametrize("strategy", ["resize", "e2p", "cubemap", "sliding_window", "anyres", "anyres_max",
-                                      "anyres_e2p"])
+@pytest.mark.parametrize(
+    "strategy", ["resize", "e2p", "cubemap", "sliding_window", "anyres", "anyres_max", "anyres_e2p"]
+)
 def test_every_crop_strategy_stitches(strategy):
     from cora.config.sections.image import ImageProcessingConfig
     from cora.processors.views import plan_views

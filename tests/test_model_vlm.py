@@ -19,10 +19,14 @@ VIEWS = plan_views(ImageProcessingConfig(image_size=SIZE))
 @pytest.fixture(scope="module")
 def cfg(tiny_config, kit_paths):
     # The reference resampler (full token grid) pinned: tiny.yaml's choice is tuned for the demo.
-    models = tiny_config.models.model_copy(update={
-        "resampler_type": "bimamba",
-        "vision_name": str(kit_paths.vision), "language_model_name": str(kit_paths.language_model),
-        "resampler": tiny_config.models.resampler.model_copy(update={"depth": 1})})
+    models = tiny_config.models.model_copy(
+        update={
+            "resampler_type": "bimamba",
+            "vision_name": str(kit_paths.vision),
+            "language_model_name": str(kit_paths.language_model),
+            "resampler": tiny_config.models.resampler.model_copy(update={"depth": 1}),
+        }
+    )
     return tiny_config.model_copy(update={"models": models})
 
 
@@ -61,14 +65,47 @@ def test_vision_backbone_normalises_and_resizes(model):
     assert model.vision(torch.rand(1, 3, 40, 40)).shape == (1, 64, 64)
 
 
-@pytest.mark.parametrize("arch,tokens", [
-    ({"model_type": "clip_vision_model", "image_size": 32, "patch_size": 8, "hidden_size": 16,
-      "intermediate_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2}, 16),
-    ({"model_type": "dinov2", "image_size": 32, "patch_size": 8, "hidden_size": 16, "mlp_ratio": 2,
-      "num_hidden_layers": 2, "num_attention_heads": 2}, 16),
-    ({"model_type": "siglip2_vision_model", "num_patches": 16, "patch_size": 8, "hidden_size": 16,
-      "intermediate_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2}, 16),
-])
+@pytest.mark.parametrize(
+    "arch,tokens",
+    [
+        (
+            {
+                "model_type": "clip_vision_model",
+                "image_size": 32,
+                "patch_size": 8,
+                "hidden_size": 16,
+                "intermediate_size": 32,
+                "num_hidden_layers": 2,
+                "num_attention_heads": 2,
+            },
+            16,
+        ),
+        (
+            {
+                "model_type": "dinov2",
+                "image_size": 32,
+                "patch_size": 8,
+                "hidden_size": 16,
+                "mlp_ratio": 2,
+                "num_hidden_layers": 2,
+                "num_attention_heads": 2,
+            },
+            16,
+        ),
+        (
+            {
+                "model_type": "siglip2_vision_model",
+                "num_patches": 16,
+                "patch_size": 8,
+                "hidden_size": 16,
+                "intermediate_size": 32,
+                "num_hidden_layers": 2,
+                "num_attention_heads": 2,
+            },
+            16,
+        ),
+    ],
+)
 def test_cls_tokens_are_dropped(arch, tokens):
     from cora.config.base import ArchSpec
     from cora.model.vision import build_vision_backbone
@@ -174,7 +211,7 @@ def test_generate_cached_equals_uncached_and_padding_side_does_not_matter(model)
     # The padded sample decodes as it does alone (positions and mask account for the padding).
     short = 0 if mask[0].sum() < mask[1].sum() else 1
     alone_ids, alone_mask = _text(model, [texts[short]])
-    alone = model.generate(pixels[short:short + 1], VIEWS, alone_ids, alone_mask, max_new_tokens=4, do_sample=False)
+    alone = model.generate(pixels[short : short + 1], VIEWS, alone_ids, alone_mask, max_new_tokens=4, do_sample=False)
     assert alone.tolist()[0] == cached.tolist()[short]
 
 
@@ -244,9 +281,18 @@ def test_siglip2_naflex_patches_follow_the_hf_processor_layout():
     from cora.config.base import ArchSpec
     from cora.model.vision import build_vision_backbone
 
-    backbone = build_vision_backbone(None, ArchSpec(model_type="siglip2_vision_model", num_patches=16, patch_size=4,
-                                                    hidden_size=8, intermediate_size=16, num_hidden_layers=1,
-                                                    num_attention_heads=2))
+    backbone = build_vision_backbone(
+        None,
+        ArchSpec(
+            model_type="siglip2_vision_model",
+            num_patches=16,
+            patch_size=4,
+            hidden_size=8,
+            intermediate_size=16,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+        ),
+    )
     seen = {}
     backbone.tower.register_forward_pre_hook(lambda mod, args, kwargs: seen.update(kwargs), with_kwargs=True)
     image = torch.rand(1, 3, 16, 16)
@@ -278,14 +324,17 @@ def test_dual_encoder_checkpoint_yields_its_vision_half(tmp_path):
     from cora.model.vision import build_vision_backbone
 
     small = {"hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2}
-    config = SiglipConfig(text_config={**small, "vocab_size": 50}, vision_config={**small, "image_size": 16,
-                                                                                  "patch_size": 4})
+    config = SiglipConfig(
+        text_config={**small, "vocab_size": 50}, vision_config={**small, "image_size": 16, "patch_size": 4}
+    )
     full = SiglipModel(config)
     full.save_pretrained(tmp_path / "siglip")
     backbone = build_vision_backbone(str(tmp_path / "siglip"))
     assert type(backbone.tower).__name__ == "SiglipVisionModel" and backbone.num_tokens == 16
-    torch.testing.assert_close(backbone.tower.get_parameter("embeddings.patch_embedding.weight"),
-                               full.vision_model.embeddings.patch_embedding.weight)
+    torch.testing.assert_close(
+        backbone.tower.get_parameter("embeddings.patch_embedding.weight"),
+        full.vision_model.embeddings.patch_embedding.weight,
+    )
 
 
 def test_clip_tower_with_identity_resampler_end_to_end(kit_paths):
@@ -296,12 +345,26 @@ def test_clip_tower_with_identity_resampler_end_to_end(kit_paths):
     from cora.model.vision import build_vision_backbone
     from cora.model.vlm import PanoramaVLM
 
-    vision = build_vision_backbone(None, ArchSpec(model_type="clip_vision_model", image_size=32, patch_size=8,
-                                                  hidden_size=16, intermediate_size=32, num_hidden_layers=1,
-                                                  num_attention_heads=2))
+    vision = build_vision_backbone(
+        None,
+        ArchSpec(
+            model_type="clip_vision_model",
+            image_size=32,
+            patch_size=8,
+            hidden_size=16,
+            intermediate_size=32,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+        ),
+    )
     lm = build_language_model(str(kit_paths.language_model))
-    m = PanoramaVLM(vision, build_resampler("identity", 16, 16), VICRegProjector(16, 16, 16),
-                    PanoramaProjector(16, lm.hidden_size), lm)
+    m = PanoramaVLM(
+        vision,
+        build_resampler("identity", 16, 16),
+        VICRegProjector(16, 16, 16),
+        PanoramaProjector(16, lm.hidden_size),
+        lm,
+    )
     views = plan_views(ImageProcessingConfig(image_size=32))
     ids = torch.tensor([[lm.vision_token_id, 50, 60]])
     out = m(torch.rand(1, 9, 3, 32, 32), views, ids, labels=ids)
@@ -314,8 +377,12 @@ def test_lora_defaults_are_the_spec_ones(model):
 
     m = copy.deepcopy(model)
     m.set_stage(StageConfig(language_model="lora", vicreg_projector="unused"))
-    assert m.language_model.lora_settings == {"r": 32, "alpha": 64, "dropout": 0.1, "target_modules": [
-        "q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]}
+    assert m.language_model.lora_settings == {
+        "r": 32,
+        "alpha": 64,
+        "dropout": 0.1,
+        "target_modules": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+    }
     names = [n for n, _ in m.language_model.named_parameters() if "lora_A" in n]
     wrapped = {n.split(".lora_A")[0].rsplit(".", 1)[-1] for n in names}
     assert wrapped == {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}

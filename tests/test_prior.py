@@ -50,7 +50,9 @@ def test_a_stale_prior_restarts_from_the_base_weights(kit_paths, tmp_path):
     weights = [(root / "language_model" / "model.safetensors").read_bytes() for root in lms.values()]
     assert weights[0] == weights[1]
     assert prior_status(lms["retrained"] / "language_model", texts, second_cfg) == "current"
-    assert (lms["retrained"] / "vision" / "model.safetensors").read_bytes() == \
-        (kit_paths.vision / "model.safetensors").read_bytes()
-    assert (lms["retrained"] / ".base" / "language_model.safetensors").read_bytes() == \
-        (kit_paths.language_model / "model.safetensors").read_bytes()
+    assert (lms["retrained"] / "vision" / "model.safetensors").read_bytes() == (
+        kit_paths.vision / "model.safetensors"
+    ).read_bytes()
+    assert (lms["retrained"] / ".base" / "language_model.safetensors").read_bytes() == (
+        kit_paths.language_model / "model.safetensors"
+    ).read_bytes()

@@ -20,8 +20,16 @@ def _run(tmp_path, name, sub=None, **values):
 
 @pytest.fixture
 def runs(tmp_path):
-    a = _run(tmp_path, "cora_base", bleu4=0.1, meteor=0.2, rouge_l=0.3, cider=0.5, spice=None,
-             unavailable={"spice": "no CoreNLP"})
+    a = _run(
+        tmp_path,
+        "cora_base",
+        bleu4=0.1,
+        meteor=0.2,
+        rouge_l=0.3,
+        cider=0.5,
+        spice=None,
+        unavailable={"spice": "no CoreNLP"},
+    )
     b = _run(tmp_path, "cora-large", sub="eval", bleu4=0.15, meteor=0.18, rouge_l=0.3, cider=0.7, spice=None)
     return [a, b]
 
@@ -43,8 +51,10 @@ def test_latex_and_csv(runs):
     assert latex[4] == r"cora\_base & 0.1000 & \textbf{0.2000} & \textbf{0.3000} & 0.5000 \\"
     assert latex[-1] == r"\end{tabular}"
     assert report(runs, fmt="csv").splitlines() == [
-        "run,bleu4,meteor,rouge_l,cider", "cora_base,0.1000,0.2000,0.3000,0.5000",
-        "cora-large,0.1500,0.1800,0.3000,0.7000"]
+        "run,bleu4,meteor,rouge_l,cider",
+        "cora_base,0.1000,0.2000,0.3000,0.5000",
+        "cora-large,0.1500,0.1800,0.3000,0.7000",
+    ]
 
 
 def test_missing_values_and_errors(tmp_path):
@@ -76,8 +86,10 @@ def test_report_cli(runs, tmp_path, capsys):
 def test_eval_predictions_cli(tmp_path, capsys):
     pytest.importorskip("pycocoevalcap")
     pred = tmp_path / "pred.csv"
-    pred.write_text("url,query,prediction,annotation\na.png,q,a red house,a red house\n"
-                    "b.png,q,a small boat on a lake,a boat on the lake\n")
+    pred.write_text(
+        "url,query,prediction,annotation\na.png,q,a red house,a red house\n"
+        "b.png,q,a small boat on a lake,a boat on the lake\n"
+    )
     cfg = tmp_path / "cfg.yaml"
     cfg.write_text("evaluation:\n  metrics: [bleu4, rouge_l]\n")
     assert main(["eval", "--predictions", str(pred), "--out", str(tmp_path / "ev"), "--config", str(cfg)]) == 0

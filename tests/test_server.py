@@ -99,8 +99,9 @@ def test_multipart_and_json_answers_equal_the_generator(client, generator, panor
 def test_streamed_pieces_concatenate_to_the_answer(client, generator, panoramas):  # noqa: F811
     expected = generator(panoramas[2], QUERY)
     with open(panoramas[2], "rb") as handle:
-        response = client.post("/v1/answer", files={"image": ("p.png", handle, "image/png")},
-                               data={"query": QUERY, "stream": "true"})
+        response = client.post(
+            "/v1/answer", files={"image": ("p.png", handle, "image/png")}, data={"query": QUERY, "stream": "true"}
+        )
     assert response.status_code == 200 and response.headers["content-type"].startswith("text/event-stream")
     events = _events(response.text)
     pieces = [json.loads(d)["text"] for e, d in events if e is None]
@@ -112,9 +113,13 @@ def test_streamed_pieces_concatenate_to_the_answer(client, generator, panoramas)
 def test_chat_completions_openai_format(client, generator, panoramas):  # noqa: F811
     expected = generator(panoramas[1], QUERY)
     url = f"data:image/png;base64,{_b64(panoramas[1])}"
-    messages = [{"role": "system", "content": "ignored"},
-                {"role": "user", "content": [{"type": "image_url", "image_url": {"url": url}},
-                                             {"type": "text", "text": QUERY}]}]
+    messages = [
+        {"role": "system", "content": "ignored"},
+        {
+            "role": "user",
+            "content": [{"type": "image_url", "image_url": {"url": url}}, {"type": "text", "text": QUERY}],
+        },
+    ]
     body = client.post("/v1/chat/completions", json={"model": "m", "messages": messages}).json()
     assert body["object"] == "chat.completion" and body["model"] == "m" and body["id"].startswith("chatcmpl-")
     choice = body["choices"][0]
@@ -148,37 +153,59 @@ def test_the_project_judge_client_and_a_leaving_stream_client_over_a_socket(gene
     with served(create_app(generator)) as base:
         client = Judge(url=f"{base}/v1", model="cora", max_retries=0, max_tokens=8)
         url = f"data:image/png;base64,{_b64(panoramas[0])}"
-        answer = client.complete([{"role": "user", "content": [{"type": "image_url", "image_url": {"url": url}},
-                                                                {"type": "text", "text": QUERY}]}])
+        answer = client.complete(
+            [
+                {
+                    "role": "user",
+                    "content": [{"type": "image_url", "image_url": {"url": url}}, {"type": "text", "text": QUERY}],
+                }
+            ]
+        )
         assert answer == generator(panoramas[0], QUERY)
         # a client that leaves in the middle of a stream does not leave the model locked
         with httpx.Client(base_url=base, timeout=60) as http:
             image = Path(panoramas[1]).read_bytes()
-            with http.stream("POST", "/v1/answer", files={"image": ("p.png", image)},
-                             data={"query": QUERY, "stream": "true"}) as response:
+            with http.stream(
+                "POST", "/v1/answer", files={"image": ("p.png", image)}, data={"query": QUERY, "stream": "true"}
+            ) as response:
                 assert next(response.iter_lines()).startswith("data: ")
             again = http.post("/v1/answer", files={"image": ("p.png", image)}, data={"query": QUERY})
             assert again.json()["answer"] == generator(panoramas[1], QUERY)
 
 
-@pytest.mark.parametrize("request_kwargs, status, param, words", [
-    ({"files": {"image": ("x.png", b"not an image at all", "image/png")}, "data": {"query": "q"}},
-     422, "image", "not a readable image"),
-    ({"files": {"image": ("x.png", b"\x89PNG", "image/png")}}, 400, "query", "missing"),
-    ({"data": {"query": "q"}, "files": {"other": ("x", b"1", "text/plain")}}, 400, "image", "missing"),
-    ({"data": {"query": "q", "image": "abc"}, "files": {"other": ("x", b"1", "text/plain")}}, 400, "image",
-     "a text field"),
-    ({"json": {"query": "q"}}, 400, "image", "missing"),
-    ({"json": {"image": "!!notbase64!!", "query": "q"}}, 400, "image", "base64"),
-    ({"json": {"image": "aGVsbG8=", "query": "  "}}, 400, "query", "empty"),
-    ({"json": {"path": "/etc/hostname", "query": "q"}}, 403, "path", "not allowed"),
-    ({"json": {"image": "aGVsbG8=", "query": "q", "max_new_tokens": 0}}, 400, "max_new_tokens", "outside"),
-    ({"json": {"image": "aGVsbG8=", "query": "q", "stream": "maybe"}}, 400, "stream", "true or false"),
-    ({"content": b"{not json", "headers": {"content-type": "application/json"}}, 400, "body", "JSON"),
-    ({"content": b"hello", "headers": {"content-type": "text/plain"}}, 415, "content-type", "multipart"),
-    ({"files": {"image": ("x.png", b"\x00" * 300_000, "image/png")}, "data": {"query": "q"}},
-     413, "image", "over the limit"),
-])
+@pytest.mark.parametrize(
+    "request_kwargs, status, param, words",
+    [
+        (
+            {"files": {"image": ("x.png", b"not an image at all", "image/png")}, "data": {"query": "q"}},
+            422,
+            "image",
+            "not a readable image",
+        ),
+        ({"files": {"image": ("x.png", b"\x89PNG", "image/png")}}, 400, "query", "missing"),
+        ({"data": {"query": "q"}, "files": {"other": ("x", b"1", "text/plain")}}, 400, "image", "missing"),
+        (
+            {"data": {"query": "q", "image": "abc"}, "files": {"other": ("x", b"1", "text/plain")}},
+            400,
+            "image",
+            "a text field",
+        ),
+        ({"json": {"query": "q"}}, 400, "image", "missing"),
+        ({"json": {"image": "!!notbase64!!", "query": "q"}}, 400, "image", "base64"),
+        ({"json": {"image": "aGVsbG8=", "query": "  "}}, 400, "query", "empty"),
+        ({"json": {"path": "/etc/hostname", "query": "q"}}, 403, "path", "not allowed"),
+        ({"json": {"image": "aGVsbG8=", "query": "q", "max_new_tokens": 0}}, 400, "max_new_tokens", "outside"),
+        ({"json": {"image": "aGVsbG8=", "query": "q", "stream": "maybe"}}, 400, "stream", "true or false"),
+        ({"content": b"{not json", "headers": {"content-type": "application/json"}}, 400, "body", "JSON"),
+        ({"content": b"hello", "headers": {"content-type": "text/plain"}}, 415, "content-type", "multipart"),
+        (
+            {"files": {"image": ("x.png", b"\x00" * 300_000, "image/png")}, "data": {"query": "q"}},
+            413,
+            "image",
+            "over the limit",
+        ),
+    ],
+)
 def test_bad_answer_requests_are_4xx_naming_the_field(client, request_kwargs, status, param, words):
     response = client.post("/v1/answer", **request_kwargs)
     assert response.status_code == status, response.text
@@ -186,22 +213,72 @@ def test_bad_answer_requests_are_4xx_naming_the_field(client, request_kwargs, st
     assert error["param"] == param and words in error["message"] and error["type"] == "invalid_request_error"
 
 
-@pytest.mark.parametrize("body, param, words", [
-    ({"messages": []}, "messages", "non-empty"),
-    ({"messages": [{"role": "user", "content": "hi"}]}, "messages", "no image_url"),
-    ({"messages": [{"role": "user", "content": [
-        {"type": "image_url", "image_url": {"url": "https://example.com/p.jpg"}}, {"type": "text", "text": "q"}]}]},
-     "messages[0].content[0].image_url.url", "only data: URLs"),
-    ({"messages": [{"role": "user", "content": [
-        {"type": "image_url", "image_url": {"url": "data:image/png;base64,aGVsbG8="}}]}]}, "messages", "no user"),
-    ({"messages": [{"role": "user", "content": [
-        {"type": "image_url", "image_url": {"url": "data:image/png;base64,aGVsbG8="}},
-        {"type": "text", "text": "q"}]}]}, "messages[0].content[0].image_url.url", "not a readable image"),
-    ({"messages": [{"role": "user", "content": [{"type": "audio", "x": 1}]}]}, "messages[0].content[0]", "audio"),
-    ({"messages": [{"role": "user", "content": [
-        {"type": "image_url", "image_url": {"url": "data:image/png;base64,aGVsbG8="}},
-        {"type": "text", "text": "q"}]}], "temperature": -1}, "temperature", ">= 0"),
-])
+@pytest.mark.parametrize(
+    "body, param, words",
+    [
+        ({"messages": []}, "messages", "non-empty"),
+        ({"messages": [{"role": "user", "content": "hi"}]}, "messages", "no image_url"),
+        (
+            {
+                "messages": [
+                    {
+                        "role": "user",
+                        "content": [
+                            {"type": "image_url", "image_url": {"url": "https://example.com/p.jpg"}},
+                            {"type": "text", "text": "q"},
+                        ],
+                    }
+                ]
+            },
+            "messages[0].content[0].image_url.url",
+            "only data: URLs",
+        ),
+        (
+            {
+                "messages": [
+                    {
+                        "role": "user",
+                        "content": [{"type": "image_url", "image_url": {"url": "data:image/png;base64,aGVsbG8="}}],
+                    }
+                ]
+            },
+            "messages",
+            "no user",
+        ),
+        (
+            {
+                "messages": [
+                    {
+                        "role": "user",
+                        "content": [
+                            {"type": "image_url", "image_url": {"url": "data:image/png;base64,aGVsbG8="}},
+                            {"type": "text", "text": "q"},
+                        ],
+                    }
+                ]
+            },
+            "messages[0].content[0].image_url.url",
+            "not a readable image",
+        ),
+        ({"messages": [{"role": "user", "content": [{"type": "audio", "x": 1}]}]}, "messages[0].content[0]", "audio"),
+        (
+            {
+                "messages": [
+                    {
+                        "role": "user",
+                        "content": [
+                            {"type": "image_url", "image_url": {"url": "data:image/png;base64,aGVsbG8="}},
+                            {"type": "text", "text": "q"},
+                        ],
+                    }
+                ],
+                "temperature": -1,
+            },
+            "temperature",
+            ">= 0",
+        ),
+    ],
+)
 def test_bad_chat_requests_are_400_naming_the_field(client, body, param, words):
     response = client.post("/v1/chat/completions", json=body)
     assert 400 <= response.status_code < 500, response.text
@@ -262,13 +339,24 @@ def test_an_error_mid_stream_is_reported_in_the_stream_and_releases_the_model(ge
     assert events[-1][0] == "error" and "RuntimeError: device lost" in json.loads(events[-1][1])["error"]["message"]
     assert [e for e, _ in events[:-1]] == [None]
     url = f"data:image/png;base64,{image}"
-    chat = client.post("/v1/chat/completions", json={"stream": True, "messages": [{"role": "user", "content": [
-        {"type": "image_url", "image_url": {"url": url}}, {"type": "text", "text": QUERY}]}]})
+    chat = client.post(
+        "/v1/chat/completions",
+        json={
+            "stream": True,
+            "messages": [
+                {
+                    "role": "user",
+                    "content": [{"type": "image_url", "image_url": {"url": url}}, {"type": "text", "text": QUERY}],
+                }
+            ],
+        },
+    )
     data = [d for _, d in _events(chat.text)]
     assert "device lost" in json.loads(data[-1])["error"]["message"] and "[DONE]" not in data
     # not streamed: unaffected, and the lock was released by the failed streams
     assert client.post("/v1/answer", json={"image": image, "query": QUERY}).json()["answer"] == generator(
-        panoramas[0], QUERY)
+        panoramas[0], QUERY
+    )
 
 
 def test_the_teacher_can_use_cora_serve_as_its_endpoint(tiny_config, generator, panoramas, tmp_path):  # noqa: F811
@@ -277,9 +365,17 @@ def test_the_teacher_can_use_cora_serve_as_its_endpoint(tiny_config, generator, 
     from cora.evaluation.teacher import build_teacher, clean_answer, teach
 
     with served(create_app(generator)) as base:
-        teacher_cfg = TeacherConfig(url=f"{base}/v1", model="cora", crop_strategy="cubemap",
-                                    image_size=32, max_tokens=6, max_retries=0, concurrency=1, image_format="png",
-                                    tile_prompt=QUERY)
+        teacher_cfg = TeacherConfig(
+            url=f"{base}/v1",
+            model="cora",
+            crop_strategy="cubemap",
+            image_size=32,
+            max_tokens=6,
+            max_retries=0,
+            concurrency=1,
+            image_format="png",
+            tile_prompt=QUERY,
+        )
         teacher = build_teacher(tiny_config.model_copy(update={"teacher": teacher_cfg}), cache_dir=tmp_path / "c")
         described = teacher.describe(panoramas[2])
         result = teach(teacher, panoramas[2:], tmp_path / "train.csv", "Describe the panorama.")

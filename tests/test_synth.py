@@ -72,8 +72,11 @@ def test_object_at_yaw_appears_in_the_tile_looking_at_yaw(yaw: float) -> None:
 def test_erp_sampled_into_a_tile_matches_rendering_the_tile_directly() -> None:
     # Two independent paths to the same tile: ray casting through the tile's own geometry,
     # and the ERP resampled with the geometry contract. They must agree.
-    scene = _scene(_obj("cube", "blue", 172.0, 3.5, 0.9, "large"), _obj("cone", "green", -150.0, 5.0),
-                   _obj("cylinder", "yellow", 100.0, 4.0))
+    scene = _scene(
+        _obj("cube", "blue", 172.0, 3.5, 0.9, "large"),
+        _obj("cone", "green", -150.0, 5.0),
+        _obj("cylinder", "yellow", 100.0, 4.0),
+    )
     _, erp_ids = render_erp(scene, 1024, 512)
     for yaw in (180.0, -135.0, 90.0):
         view = perspective_view(yaw, 0.0, 90.0, 64)
@@ -171,8 +174,10 @@ def _tree_bytes(root: Path) -> dict[str, bytes]:
 
 def test_cli_synth_is_deterministic_and_writes_every_format(tmp_path: Path, capsys) -> None:
     for name, seed in (("a", 7), ("b", 7), ("c", 8)):
-        assert main(["data", "synth", "--out", str(tmp_path / name), "--n", "10", "--seed", str(seed),
-                     "--size", "128x64"]) == 0
+        assert (
+            main(["data", "synth", "--out", str(tmp_path / name), "--n", "10", "--seed", str(seed), "--size", "128x64"])
+            == 0
+        )
     a, b, c = (_tree_bytes(tmp_path / n) for n in "abc")
     assert a == b
     assert a["images/00000.png"] != c["images/00000.png"]
@@ -217,8 +222,9 @@ def test_real_views_show_the_object_in_the_tile_at_its_yaw(yaw: float) -> None:
     tile = next(i for i, g in enumerate(batch.geometries) if g.kind != "global" and abs(wrap_deg(g.yaw_deg - yaw)) < 1)
     cols = np.flatnonzero(red[tile].any(axis=0))
     assert len(cols) > 4 and abs(cols.mean() - 24) < 2.5
-    opposite = next(i for i, g in enumerate(batch.geometries)
-                    if g.kind != "global" and abs(wrap_deg(g.yaw_deg - yaw - 180)) < 1)
+    opposite = next(
+        i for i, g in enumerate(batch.geometries) if g.kind != "global" and abs(wrap_deg(g.yaw_deg - yaw - 180)) < 1
+    )
     assert not red[opposite].any()
 
 

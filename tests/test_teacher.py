@@ -71,8 +71,10 @@ class StubVLM(StubChatServer):
         return self.chat_reply(f"MERGED({content})")
 
 
-EXPECTED = {0: "Ahead: a red wall. To the right: a green wall. Behind you: a blue wall. To the left: a yellow wall.",
-            90: "Ahead: a yellow wall. To the right: a red wall. Behind you: a green wall. To the left: a blue wall."}
+EXPECTED = {
+    0: "Ahead: a red wall. To the right: a green wall. Behind you: a blue wall. To the left: a yellow wall.",
+    90: "Ahead: a yellow wall. To the right: a red wall. Behind you: a green wall. To the left: a blue wall.",
+}
 
 
 @pytest.fixture()
@@ -87,16 +89,33 @@ def panos(tmp_path):
 
 
 def _config(tiny_config, url: str, **teacher):
-    settings = {"url": url, "model": "stub-vl", "crop_strategy": "cubemap", "image_size": 32, "max_retries": 1,
-                "retry_backoff_s": 0.0, "concurrency": 2, "image_format": "png", **teacher}
+    settings = {
+        "url": url,
+        "model": "stub-vl",
+        "crop_strategy": "cubemap",
+        "image_size": 32,
+        "max_retries": 1,
+        "retry_backoff_s": 0.0,
+        "concurrency": 2,
+        "image_format": "png",
+        **teacher,
+    }
     return tiny_config.model_copy(update={"teacher": TeacherConfig(**settings)})
 
 
 def _write_config(tmp_path: Path, url: str, **extra: str) -> Path:
     root = Path(__file__).resolve().parents[1]
-    lines = [f"extends: {root / 'configs' / 'tiny.yaml'}", "teacher:", f"  url: {url}", "  model: stub-vl",
-             "  crop_strategy: cubemap", "  image_size: 32", "  max_retries: 1", "  retry_backoff_s: 0.0",
-             "  concurrency: 2"] + [f"  {k}: {v}" for k, v in extra.items()]
+    lines = [
+        f"extends: {root / 'configs' / 'tiny.yaml'}",
+        "teacher:",
+        f"  url: {url}",
+        "  model: stub-vl",
+        "  crop_strategy: cubemap",
+        "  image_size: 32",
+        "  max_retries: 1",
+        "  retry_backoff_s: 0.0",
+        "  concurrency: 2",
+    ] + [f"  {k}: {v}" for k, v in extra.items()]
     path = tmp_path / "teach.yaml"
     path.write_text("\n".join(lines) + "\n")
     return path
@@ -109,9 +128,19 @@ def _rows(path: Path) -> list[dict]:
 
 def test_directions_follow_the_geometry_convention():
     assert [direction(y) for y in (0, 45, 90, 135, 180, 225, 270, 315, 360, -45, 22.4, -180)] == [
-        "ahead", "ahead to the right", "to the right", "behind you to the right", "behind you",
-        "behind you to the left", "to the left", "ahead to the left", "ahead", "ahead to the left", "ahead",
-        "behind you"]
+        "ahead",
+        "ahead to the right",
+        "to the right",
+        "behind you to the right",
+        "behind you",
+        "behind you to the left",
+        "to the left",
+        "ahead to the left",
+        "ahead",
+        "ahead to the left",
+        "ahead",
+        "behind you",
+    ]
     assert view_label(global_view(64)) == "overall"
     assert view_label(perspective_view(90, 45, 90, 64)) == "to the right, above"
     assert view_label(perspective_view(0, -90, 90, 64)) == "below"
@@ -128,7 +157,11 @@ def test_teach_cli_writes_captions_from_the_views_and_resumes(tmp_path, panos, c
         argv = ["teach", "--config", str(_write_config(tmp_path, stub.url)), "--images", str(panos), "--out", str(out)]
         assert main(argv) == 0
         assert json.loads(capsys.readouterr().out.strip().splitlines()[-1]) == {
-            "panoramas": 2, "rows": 2, "out": str(out), "empty": 0}
+            "panoramas": 2,
+            "rows": 2,
+            "out": str(out),
+            "empty": 0,
+        }
         rows = _rows(out)
         assert [r["url"] for r in rows] == [str((panos / "p000.png").resolve()), str((panos / "p090.png").resolve())]
         assert {r["query"] for r in rows} == {"Describe the panorama."}
@@ -174,8 +207,15 @@ def test_a_refused_request_fails_at_once_naming_the_endpoint(tiny_config, tmp_pa
     from cora.cli.main import main
 
     with StubVLM(fail_after=0, status=400) as stub:
-        argv = ["teach", "--config", str(_write_config(tmp_path, stub.url)), "--images", str(panos),
-                "--out", str(tmp_path / "x.csv")]
+        argv = [
+            "teach",
+            "--config",
+            str(_write_config(tmp_path, stub.url)),
+            "--images",
+            str(panos),
+            "--out",
+            str(tmp_path / "x.csv"),
+        ]
         assert main(argv) == 2
         assert len(stub.requests) <= 4  # 4 views of the first panorama at most, none retried
     err = capsys.readouterr().err

@@ -43,8 +43,10 @@ def test_qwen3_single_turn_matches_hand_computed_text_and_mask(qwen3_tokenizer):
     tok = qwen3_tokenizer
     fmt = ChatFormatter(tok, system_prompt="Describe panoramas.")
     enc = fmt.encode_train("What is ahead?", "A lake with rocks.")
-    prompt = ("<|im_start|>system\nDescribe panoramas.<|im_end|>\n<|im_start|>user\n<|vision|>\nWhat is ahead?"
-              "<|im_end|>\n<|im_start|>assistant\n")
+    prompt = (
+        "<|im_start|>system\nDescribe panoramas.<|im_end|>\n<|im_start|>user\n<|vision|>\nWhat is ahead?"
+        "<|im_end|>\n<|im_start|>assistant\n"
+    )
     reply = "A lake with rocks.<|im_end|>"
     assert enc["input_ids"] == _ids(tok, prompt + reply + "\n")
     n_prompt, n_reply = len(_ids(tok, prompt)), len(_ids(tok, reply))
@@ -62,8 +64,10 @@ def test_qwen3_generation_prompt_has_empty_think_block(qwen3_tokenizer):
     fmt = ChatFormatter(qwen3_tokenizer)
     assert fmt.supports_thinking
     text = fmt.prompt_text("Where is the sun?")
-    assert text == "<|im_start|>user\n<|vision|>\nWhere is the sun?<|im_end|>\n<|im_start|>assistant\n" \
-                   "<think>\n\n</think>\n\n"
+    assert (
+        text == "<|im_start|>user\n<|vision|>\nWhere is the sun?<|im_end|>\n<|im_start|>assistant\n"
+        "<think>\n\n</think>\n\n"
+    )
     assert fmt.encode_prompt("Where is the sun?") == _ids(qwen3_tokenizer, text)
     assert fmt.stop_token_ids == [qwen3_tokenizer.convert_tokens_to_ids("<|im_end|>")]
 
@@ -108,8 +112,8 @@ def test_other_real_templates(qwen3_tokenizer, shared_data, template):
         # without a thinking switch, the generation prompt is exactly the unlabelled start of a training example
         train = fmt.encode_train("q", "an answer")
         prompt = fmt.encode_prompt("q")
-        assert train["input_ids"][:len(prompt)] == prompt
-        assert set(train["labels"][:len(prompt)]) == {IGNORE_INDEX} and train["labels"][len(prompt)] != IGNORE_INDEX
+        assert train["input_ids"][: len(prompt)] == prompt
+        assert set(train["labels"][: len(prompt)]) == {IGNORE_INDEX} and train["labels"][len(prompt)] != IGNORE_INDEX
     else:
         assert fmt.supports_thinking
         assert fmt.prompt_text("q").endswith("<|im_start|>assistant\n<think>\n\n</think>\n\n")
@@ -119,8 +123,10 @@ def test_kit_template(kit_tokenizer):
     tok = kit_tokenizer
     fmt = ChatFormatter(tok, system_prompt="sys")
     enc = fmt.encode_train("what is here", "a red cube")
-    prompt = "<|im_start|>system\nsys<|im_end|>\n<|im_start|>user\n<|vision|>\nwhat is here<|im_end|>\n" \
-             "<|im_start|>assistant\n"
+    prompt = (
+        "<|im_start|>system\nsys<|im_end|>\n<|im_start|>user\n<|vision|>\nwhat is here<|im_end|>\n"
+        "<|im_start|>assistant\n"
+    )
     reply = "a red cube<|im_end|>"
     assert enc["input_ids"] == _ids(tok, prompt) + _ids(tok, reply) + _ids(tok, "\n")
     n = len(_ids(tok, prompt))

@@ -37,7 +37,7 @@ def noisy_erp(width: int = 512, height: int = 256, seed: int = 0) -> np.ndarray:
 def nearest_face(tile: np.ndarray) -> tuple[str, float]:
     """The face colour of a tile (median of its centre half, so the white label does not count)."""
     s = tile.shape[0]
-    colour = np.median(tile[s // 4: 3 * s // 4, s // 4: 3 * s // 4].reshape(-1, 3), axis=0)
+    colour = np.median(tile[s // 4 : 3 * s // 4, s // 4 : 3 * s // 4].reshape(-1, 3), axis=0)
     dist = {k: float(np.linalg.norm(colour - np.array(c))) for k, c in FACE_COLOURS.items()}
     best = min(dist, key=dist.get)
     return best, dist[best]
@@ -92,8 +92,9 @@ def py360_equivalent_fov(fov: float, size: int) -> float:
     return 2 * math.degrees(math.atan(math.tan(math.radians(fov / 2)) * size / (size - 1)))
 
 
-@pytest.mark.parametrize("yaw,pitch,fov", [(0, 0, 90), (45, 0, 90), (180, 0, 90), (315, 20, 90), (-100, -40, 60),
-                                           (10, 75, 90)])
+@pytest.mark.parametrize(
+    "yaw,pitch,fov", [(0, 0, 90), (45, 0, 90), (180, 0, 90), (315, 20, 90), (-100, -40, 60), (10, 75, 90)]
+)
 def test_matches_py360convert(lake_1024, yaw, pitch, fov) -> None:
     py360convert = pytest.importorskip("py360convert")
     erp = lake_1024
@@ -142,8 +143,11 @@ def test_seam_is_continuous(interpolation) -> None:
     steps = np.abs(np.diff(tile.astype(np.int16), axis=1))[:, 60:68]  # the seam is at the centre column
     assert steps.max() <= 6
     # ... and the sliding window crop straddling the seam equals the ERP rolled by half a turn.
-    crop = PanoramaViews([global_view(64).__class__("crop", "erp", 180.0, 0.0, 360.0, 180.0, 512, 256)],
-                         erp_filter="remap", interpolation=interpolation).sample(erp)[0]
+    crop = PanoramaViews(
+        [global_view(64).__class__("crop", "erp", 180.0, 0.0, 360.0, 180.0, 512, 256)],
+        erp_filter="remap",
+        interpolation=interpolation,
+    ).sample(erp)[0]
     # (bicubic keeps one row off each pole; rows 1..H-2 sit on pixel centres and are exact)
     np.testing.assert_array_equal(crop[1:-1], np.roll(erp, 256, axis=1)[1:-1])
 

@@ -16,8 +16,10 @@ from cora.training.vision_prior import patch_labels, read_synth_jsonl, train_vis
 
 def test_view_labels_follow_each_views_field_of_view():
     views = [global_view(64, 0), perspective_view(0, 0, 90, 64, 1), perspective_view(180, 0, 90, 64, 2)]
-    objects = [{"yaw_deg": 30.0, "colour": "red", "shape": "cone"},      # inside the yaw-0 tile (|30| < 45)
-               {"yaw_deg": -170.0, "colour": "blue", "shape": "cube"}]   # across the seam, in the yaw-180 tile
+    objects = [
+        {"yaw_deg": 30.0, "colour": "red", "shape": "cone"},  # inside the yaw-0 tile (|30| < 45)
+        {"yaw_deg": -170.0, "colour": "blue", "shape": "cube"},
+    ]  # across the seam, in the yaw-180 tile
     vocab = ["blue", "cone", "cube", "red"]
     labels = view_labels(objects, views, vocab)
     assert labels.tolist() == [[1, 1, 1, 1], [0, 1, 0, 1], [1, 0, 1, 0]]
@@ -27,8 +29,10 @@ def test_patch_labels_mark_the_patches_an_objects_box_meets():
     # A box of ±4.2° around a direction covers pixels 29.7..34.3 of a 64-px, 90° tile: patch
     # rows/cols 3 and 4 of the 8×8 grid. The second box wraps the seam (x1 > x2).
     views = [perspective_view(0, 0, 90, 64, 0), perspective_view(180, 0, 90, 64, 1), perspective_view(90, 0, 90, 64, 2)]
-    objects = [{"colour": "red", "shape": "cone", "bbox_2d": [250, 122, 262, 134]},
-               {"colour": "blue", "shape": "cube", "bbox_2d": [506, 122, 6, 134]}]
+    objects = [
+        {"colour": "red", "shape": "cone", "bbox_2d": [250, 122, 262, 134]},
+        {"colour": "blue", "shape": "cube", "bbox_2d": [506, 122, 6, 134]},
+    ]
     vocab = ["blue", "cone", "cube", "red"]
     labels = patch_labels(objects, views, 8, vocab, (512, 256))
     assert labels.shape == (3, 64, 4)

@@ -29,8 +29,9 @@ logger = logging.getLogger(__name__)
 class AdaptCollator:
     """Items → the batch contract, with ``input_ids``/``attention_mask``/``labels`` from the family's processor."""
 
-    def __init__(self, family: VLMFamily, processor: Any, system_prompt: str | None = None,
-                 max_length: int | None = None) -> None:
+    def __init__(
+        self, family: VLMFamily, processor: Any, system_prompt: str | None = None, max_length: int | None = None
+    ) -> None:
         self.family, self.processor = family, processor
         self.system_prompt, self.max_length = system_prompt, max_length
 
@@ -39,28 +40,41 @@ class AdaptCollator:
         if not kept:
             return None
         geometries = kept[0]["geometries"]
-        missing = [item["meta"]["source"] for item in kept
-                   if not item["meta"]["query"] or not item["meta"]["references"]]
+        missing = [
+            item["meta"]["source"] for item in kept if not item["meta"]["query"] or not item["meta"]["references"]
+        ]
         if missing:
             raise DataError(f"{missing[0]}: an adapted VLM trains on question + answer rows (query/annotation missing)")
         panos = [panorama_from_pixels(item["pixel_values"], geometries) for item in kept]
-        encoded = encode_batch(self.family, self.processor, panos, [item["meta"]["query"] for item in kept],
-                               [item["meta"]["references"][0] for item in kept], self.system_prompt, self.max_length)
+        encoded = encode_batch(
+            self.family,
+            self.processor,
+            panos,
+            [item["meta"]["query"] for item in kept],
+            [item["meta"]["references"][0] for item in kept],
+            self.system_prompt,
+            self.max_length,
+        )
         inputs = encoded.inputs
         for row, item in enumerate(kept):
             if not bool((inputs["labels"][row] != IGNORE).any()):
-                raise DataError(f"{item['meta']['source']}: no answer token is labelled (the answer starts after "
-                                f"adapt.max_length={self.max_length}, or the chat template lost the assistant turn)")
+                raise DataError(
+                    f"{item['meta']['source']}: no answer token is labelled (the answer starts after "
+                    f"adapt.max_length={self.max_length}, or the chat template lost the assistant turn)"
+                )
         return {
             "pixel_values": torch.stack([item["pixel_values"] for item in kept]),
             "geometries": geometries,
             "meta": [item["meta"] for item in kept],
-            "input_ids": inputs["input_ids"], "attention_mask": inputs["attention_mask"], "labels": inputs["labels"],
+            "input_ids": inputs["input_ids"],
+            "attention_mask": inputs["attention_mask"],
+            "labels": inputs["labels"],
         }
 
 
-def build_adapt_stage_data(config: CoraConfig, stage: str, stage_cfg: StageConfig, family: VLMFamily,
-                           processor: Any) -> StageData:
+def build_adapt_stage_data(
+    config: CoraConfig, stage: str, stage_cfg: StageConfig, family: VLMFamily, processor: Any
+) -> StageData:
     """``data.train`` (and ``data.val``) as :class:`StageData` for the stage runner."""
     cfg, data = config.adapt, config.data
     if data.train is None:

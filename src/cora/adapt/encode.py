@@ -28,8 +28,9 @@ class EncodedBatch:
     num_images: list[int]
 
 
-def build_messages(num_images: int, query: str, answer: str | None = None,
-                   system_prompt: str | None = None) -> list[dict]:
+def build_messages(
+    num_images: int, query: str, answer: str | None = None, system_prompt: str | None = None
+) -> list[dict]:
     messages: list[dict] = []
     if system_prompt:
         messages.append({"role": "system", "content": [{"type": "text", "text": system_prompt}]})
@@ -42,13 +43,14 @@ def build_messages(num_images: int, query: str, answer: str | None = None,
 
 def _find_last(row: list[int], needle: list[int]) -> int:
     for start in range(len(row) - len(needle), -1, -1):
-        if row[start:start + len(needle)] == needle:
+        if row[start : start + len(needle)] == needle:
             return start
     return -1
 
 
-def assistant_labels(input_ids: torch.Tensor, attention_mask: torch.Tensor, family: VLMFamily,
-                     processor: ProcessorMixin) -> torch.Tensor:
+def assistant_labels(
+    input_ids: torch.Tensor, attention_mask: torch.Tensor, family: VLMFamily, processor: ProcessorMixin
+) -> torch.Tensor:
     """Labels ``[B, T]``: the answer after the last assistant header through its end-of-turn token; -100 elsewhere.
 
     A row without the header or the end-of-turn keeps no labels; the health checks report it.
@@ -66,33 +68,50 @@ def assistant_labels(input_ids: torch.Tensor, attention_mask: torch.Tensor, fami
         first = start + len(header)
         ends = [i for i in range(first, length) if row[i] == eot]
         if ends:
-            labels[b, first:ends[0] + 1] = input_ids[b, first:ends[0] + 1]
+            labels[b, first : ends[0] + 1] = input_ids[b, first : ends[0] + 1]
     return labels
 
 
-def encode_batch(family: VLMFamily, processor: ProcessorMixin, panoramas: list[PanoramaInput], queries: list[str],
-                 answers: list[str] | None = None, system_prompt: str | None = None,
-                 max_length: int | None = None) -> EncodedBatch:
+def encode_batch(
+    family: VLMFamily,
+    processor: ProcessorMixin,
+    panoramas: list[PanoramaInput],
+    queries: list[str],
+    answers: list[str] | None = None,
+    system_prompt: str | None = None,
+    max_length: int | None = None,
+) -> EncodedBatch:
     """Render each sample with the chat template and run the processor on the whole batch (right padded).
 
     ``answers=None`` builds generation prompts (no labels, left padded). ``max_length`` truncates ids after processing
     (multimodal processors must not truncate: they would cut image placeholders).
     """
     if len(panoramas) != len(queries) or (answers is not None and len(answers) != len(queries)):
-        raise ValueError(f"{len(panoramas)} panoramas, {len(queries)} queries, "
-                         f"{'no' if answers is None else len(answers)} answers: lengths must match")
+        raise ValueError(
+            f"{len(panoramas)} panoramas, {len(queries)} queries, "
+            f"{'no' if answers is None else len(answers)} answers: lengths must match"
+        )
     texts = []
     for i, (pano, query) in enumerate(zip(panoramas, queries, strict=True)):
         if len(pano.images) > 1 and not family.multi_image:
-            raise ValueError(f"{family.name} takes one image per turn; this input mode gives {len(pano.images)} "
-                             f"(use input_mode native or resize)")
+            raise ValueError(
+                f"{family.name} takes one image per turn; this input mode gives {len(pano.images)} "
+                f"(use input_mode native or resize)"
+            )
         messages = build_messages(len(pano.images), query, None if answers is None else answers[i], system_prompt)
         texts.append(processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=answers is None))
     images = [pano.images for pano in panoramas]
     if not family.multi_image:
         images = [pano.images[0] for pano in panoramas]
-    inputs = dict(processor(text=texts, images=images, padding=True,
-                            padding_side="right" if answers is not None else "left", return_tensors="pt"))
+    inputs = dict(
+        processor(
+            text=texts,
+            images=images,
+            padding=True,
+            padding_side="right" if answers is not None else "left",
+            return_tensors="pt",
+        )
+    )
     inputs.update(family.extra_inputs(processor, [image for pano in panoramas for image in pano.images]))
     if max_length is not None and inputs["input_ids"].shape[1] > max_length:
         for key in ("input_ids", "attention_mask", "mm_token_type_ids", "token_type_ids"):

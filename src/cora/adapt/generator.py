@@ -32,8 +32,14 @@ class AnswerDecoder:
 
 
 class AdaptGenerator:
-    def __init__(self, model: PanoramaAdapter, inputs: PanoramaInputs, system_prompt: str | None = None,
-                 generation_kwargs: dict[str, Any] | None = None, batch_size: int = 8) -> None:
+    def __init__(
+        self,
+        model: PanoramaAdapter,
+        inputs: PanoramaInputs,
+        system_prompt: str | None = None,
+        generation_kwargs: dict[str, Any] | None = None,
+        batch_size: int = 8,
+    ) -> None:
         self.model = model.eval()
         self.inputs = inputs
         self.system_prompt = system_prompt
@@ -47,16 +53,20 @@ class AdaptGenerator:
     @classmethod
     def from_model(cls, model: PanoramaAdapter, config: CoraConfig) -> AdaptGenerator:
         ev, cfg = config.evaluation, config.adapt
-        kwargs: dict[str, Any] = {"max_new_tokens": ev.max_new_tokens, "do_sample": ev.do_sample,
-                                  "repetition_penalty": ev.repetition_penalty}
+        kwargs: dict[str, Any] = {
+            "max_new_tokens": ev.max_new_tokens,
+            "do_sample": ev.do_sample,
+            "repetition_penalty": ev.repetition_penalty,
+        }
         if ev.do_sample:
             kwargs |= {"temperature": ev.temperature, "top_p": ev.top_p, "top_k": ev.top_k}
         inputs = PanoramaInputs(cfg.input_mode, config.image_processing, native_height=cfg.native_height)
         return cls(model, inputs, cfg.system_prompt or config.data.system_prompt, kwargs, ev.batch_size)
 
     @classmethod
-    def from_run(cls, run_dir: str | Path, config: CoraConfig | None = None,
-                 device: str | None = None) -> AdaptGenerator:
+    def from_run(
+        cls, run_dir: str | Path, config: CoraConfig | None = None, device: str | None = None
+    ) -> AdaptGenerator:
         """From a run folder (its config and completed stages), on ``device`` (default: CUDA when available)."""
         from cora.adapt.run import load_adapt_run
         from cora.inference.loading import RunLoadError
@@ -89,7 +99,7 @@ class AdaptGenerator:
         stops, pad = set(self.formatter.stop_token_ids), self.tokenizer.pad_token_id
         out: list[list[int]] = []
         for start in range(0, len(images), self.batch_size):
-            batch = self.prepare(images[start:start + self.batch_size], queries[start:start + self.batch_size])
+            batch = self.prepare(images[start : start + self.batch_size], queries[start : start + self.batch_size])
             for row in self.model.adapted.generate(batch, **self._kwargs(options)).tolist():
                 cut = next((i for i, t in enumerate(row) if t in stops), len(row))
                 row = row[:cut]
@@ -108,5 +118,6 @@ class AdaptGenerator:
         """Yield the answer's text as it is generated."""
         batch = self.prepare([image], [query])
         kwargs = self._kwargs(options)
-        yield from stream_text(self.tokenizer,
-                               lambda streamer: self.model.adapted.generate(batch, **kwargs, streamer=streamer))
+        yield from stream_text(
+            self.tokenizer, lambda streamer: self.model.adapted.generate(batch, **kwargs, streamer=streamer)
+        )

@@ -56,8 +56,11 @@ class PanoramaInputs:
         self.mode = mode
         self.native_height = native_height
         self.aspect_policy = image_cfg.aspect_policy
-        self.views = None if mode == "native" else PanoramaViews.from_config(
-            image_cfg.model_copy(update={"crop_strategy": mode}))
+        self.views = (
+            None
+            if mode == "native"
+            else PanoramaViews.from_config(image_cfg.model_copy(update={"crop_strategy": mode}))
+        )
 
     @property
     def multi_image(self) -> bool:

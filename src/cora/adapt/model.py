@@ -36,9 +36,17 @@ class AdaptedVLM(nn.Module):
     ``model`` may carry PEFT layers (injected in place); it stays the HF model object.
     """
 
-    def __init__(self, family: VLMFamily, model: PreTrainedModel, processor: ProcessorMixin, panorope: bool = True,
-                 overlap_loss: OverlapFn | None = None, overlap_weight: float = 0.0, lm_weight: float = 1.0,
-                 health_checks: bool = True) -> None:
+    def __init__(
+        self,
+        family: VLMFamily,
+        model: PreTrainedModel,
+        processor: ProcessorMixin,
+        panorope: bool = True,
+        overlap_loss: OverlapFn | None = None,
+        overlap_weight: float = 0.0,
+        lm_weight: float = 1.0,
+        health_checks: bool = True,
+    ) -> None:
         super().__init__()
         if overlap_weight > 0 and overlap_loss is None:
             raise ValueError("overlap_weight > 0 needs an overlap_loss")
@@ -70,8 +78,9 @@ class AdaptedVLM(nn.Module):
         grids = self.family.token_grids(inputs, self.model)
         image_id = self.family.image_token_id(self.processor)
         if self.family.rope == "mrope":
-            ids, _ = mrope_position_ids(inputs["input_ids"], inputs["attention_mask"], image_id, grids,
-                                        batch.geometries)
+            ids, _ = mrope_position_ids(
+                inputs["input_ids"], inputs["attention_mask"], image_id, grids, batch.geometries
+            )
         else:
             ids = flat_position_ids(inputs["input_ids"], inputs["attention_mask"], image_id, grids, batch.geometries)
         return ids.to(inputs["input_ids"].device)
@@ -95,8 +104,12 @@ class AdaptedVLM(nn.Module):
             self._checked = True
         inputs = batch.inputs
         kwargs, encoded = self.forward_kwargs(batch)
-        out = self.model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"],
-                         labels=inputs.get("labels"), **kwargs)
+        out = self.model(
+            input_ids=inputs["input_ids"],
+            attention_mask=inputs["attention_mask"],
+            labels=inputs.get("labels"),
+            **kwargs,
+        )
         overlap = features = tile_geoms = None
         if self.overlap_weight > 0 or tile_features:
             grids = self.family.feature_grids(encoded, inputs, self.model)
@@ -125,8 +138,9 @@ class AdaptedVLM(nn.Module):
             kwargs["position_ids"] = position_ids
         generation_kwargs.setdefault("do_sample", False)
         generation_kwargs.setdefault("pad_token_id", self.processor.tokenizer.pad_token_id)
-        out = self.model.generate(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"], **kwargs,
-                                  **generation_kwargs)
+        out = self.model.generate(
+            input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"], **kwargs, **generation_kwargs
+        )
         if generation_kwargs.get("return_dict_in_generate"):
             return out
-        return out[:, inputs["input_ids"].shape[1]:]
+        return out[:, inputs["input_ids"].shape[1] :]

@@ -18,8 +18,9 @@ from cora.training.losses import build_loss
 OverlapFn = Callable[[list[torch.Tensor], list[list[ViewGeometry]]], torch.Tensor]
 
 
-def stack_tiles(grids: list[torch.Tensor], geometries: list[list[ViewGeometry]]) -> tuple[torch.Tensor,
-                                                                                            list[ViewGeometry]]:
+def stack_tiles(
+    grids: list[torch.Tensor], geometries: list[list[ViewGeometry]]
+) -> tuple[torch.Tensor, list[ViewGeometry]]:
     """Per-image grids (all images of the batch in order) → tiles ``[B, T, h, w, D]`` and the tiles' geometries.
 
     Every sample must show the same tile layout (one input mode per run).
@@ -37,8 +38,9 @@ def stack_tiles(grids: list[torch.Tensor], geometries: list[list[ViewGeometry]])
     if start != len(grids):
         raise ValueError(f"{len(grids)} feature grids for {start} images")
     if not tile_geoms:
-        raise ValueError("the overlap loss needs perspective tiles; this input mode has none "
-                         "(use input_mode anyres_e2p)")
+        raise ValueError(
+            "the overlap loss needs perspective tiles; this input mode has none (use input_mode anyres_e2p)"
+        )
     return torch.stack(per_sample), tile_geoms
 
 

@@ -52,8 +52,13 @@ def canvas_layout(geometries: list[ViewGeometry], grids: list[tuple[int, int]]) 
     cols_per_deg, rows_per_deg = w / hfov, h / vfov
     yaw0 = geometries[tiles[0]].yaw_deg
     top = max(geometries[i].pitch_deg for i in tiles)
-    offsets = {i: (round((top - geometries[i].pitch_deg) * rows_per_deg),
-                   round(((geometries[i].yaw_deg - yaw0) % 360.0) * cols_per_deg)) for i in tiles}
+    offsets = {
+        i: (
+            round((top - geometries[i].pitch_deg) * rows_per_deg),
+            round(((geometries[i].yaw_deg - yaw0) % 360.0) * cols_per_deg),
+        )
+        for i in tiles
+    }
     period = round(360.0 * cols_per_deg)
     return CanvasLayout(offsets, period, max(r for r, _ in offsets.values()) + h)
 
@@ -70,9 +75,14 @@ def _segments(row: torch.Tensor, image_token_id: int) -> list[tuple[str, int, in
     return out
 
 
-def mrope_position_ids(input_ids: torch.Tensor, attention_mask: torch.Tensor, image_token_id: int,
-                       grids: list[tuple[int, int]], geometries: list[list[ViewGeometry]],
-                       panorope: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+def mrope_position_ids(
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    image_token_id: int,
+    grids: list[tuple[int, int]],
+    geometries: list[list[ViewGeometry]],
+    panorope: bool = True,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Qwen M-RoPE ids ``[3, B, T]`` and rope deltas ``[B, 1]``; ``grids`` are the merged ``(h, w)`` of all images
     of the batch in order. With ``panorope=False`` this is Qwen's own ``get_rope_index`` for images."""
     batch, length = input_ids.shape
@@ -83,7 +93,7 @@ def mrope_position_ids(input_ids: torch.Tensor, attention_mask: torch.Tensor, im
         keep = attention_mask[b].bool()  # left or right padding: pads keep id 0
         row = torch.zeros(3, int(keep.sum()), dtype=torch.long)
         n_images = len(geometries[b])
-        sample_grids = grids[image:image + n_images]
+        sample_grids = grids[image : image + n_images]
         layout = canvas_layout(geometries[b], sample_grids) if panorope else None
         cur, anchor, k = 0, None, 0
         for kind, start, end in _segments(input_ids[b][keep], image_token_id):
@@ -97,8 +107,9 @@ def mrope_position_ids(input_ids: torch.Tensor, attention_mask: torch.Tensor, im
             if layout is not None and k in layout.offsets:
                 anchor = cur if anchor is None else anchor
                 r0, c0 = layout.offsets[k]
-                ids = torch.stack([torch.full_like(rows, anchor), anchor + r0 + rows,
-                                   anchor + (c0 + cols) % layout.period])
+                ids = torch.stack(
+                    [torch.full_like(rows, anchor), anchor + r0 + rows, anchor + (c0 + cols) % layout.period]
+                )
                 cur = max(cur, anchor + max(layout.rows, layout.period))
             else:
                 ids = torch.stack([torch.full_like(rows, cur), cur + rows, cur + cols])
@@ -113,9 +124,14 @@ def mrope_position_ids(input_ids: torch.Tensor, attention_mask: torch.Tensor, im
     return position_ids, torch.tensor(deltas).view(batch, 1)
 
 
-def flat_position_ids(input_ids: torch.Tensor, attention_mask: torch.Tensor, image_token_id: int,
-                      grids: list[tuple[int, int]], geometries: list[list[ViewGeometry]],
-                      panorope: bool = True) -> torch.Tensor:
+def flat_position_ids(
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    image_token_id: int,
+    grids: list[tuple[int, int]],
+    geometries: list[list[ViewGeometry]],
+    panorope: bool = True,
+) -> torch.Tensor:
     """1-D RoPE ids ``[B, T]``: tile tokens on the row-major canvas, everything else sequential.
 
     ``grids`` are the ``(h, w)`` token grids of all images of the batch in order.
@@ -127,7 +143,7 @@ def flat_position_ids(input_ids: torch.Tensor, attention_mask: torch.Tensor, ima
         keep = attention_mask[b].bool()
         row = torch.zeros(int(keep.sum()), dtype=torch.long)
         n_images = len(geometries[b])
-        sample_grids = grids[image:image + n_images]
+        sample_grids = grids[image : image + n_images]
         layout = canvas_layout(geometries[b], sample_grids) if panorope else None
         cur, anchor, k = 0, None, 0
         for kind, start, end in _segments(input_ids[b][keep], image_token_id):

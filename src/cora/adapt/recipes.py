@@ -39,8 +39,11 @@ def aligner_module_names(model: nn.Module, suffixes: tuple[str, ...]) -> list[st
 def llm_linear_names(model: nn.Module, prefix: str, targets: list[str]) -> list[str]:
     """Full names of the LLM's ``nn.Linear`` layers to adapt: all of them (``['all-linear']``) or those whose
     last name part is in ``targets``; ``lm_head`` never."""
-    names = [n for n, m in model.named_modules()
-             if n.startswith(prefix) and isinstance(m, nn.Linear) and not n.endswith("lm_head")]
+    names = [
+        n
+        for n, m in model.named_modules()
+        if n.startswith(prefix) and isinstance(m, nn.Linear) and not n.endswith("lm_head")
+    ]
     if targets != ["all-linear"]:
         names = [n for n in names if n.rsplit(".", 1)[-1] in targets]
     if not names:
@@ -61,10 +64,13 @@ def apply_recipe(adapted: AdaptedVLM, recipe: str, lora: LoRAConfig | None = Non
     elif recipe == "lora":
         if adapted.peft is None:
             lora = lora or LoRAConfig(target_modules=["all-linear"])
-            config = LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
-                                target_modules=llm_linear_names(model, adapted.family.language_model_prefix,
-                                                                lora.target_modules),
-                                modules_to_save=aligner)
+            config = LoraConfig(
+                r=lora.r,
+                lora_alpha=lora.alpha,
+                lora_dropout=lora.dropout,
+                target_modules=llm_linear_names(model, adapted.family.language_model_prefix, lora.target_modules),
+                modules_to_save=aligner,
+            )
             adapted.set_peft(get_peft_model(model, config))  # injects in place: adapted.model keeps working
     else:
         raise ValueError(f"unknown recipe {recipe!r}; valid: aligner, lora")
@@ -82,8 +88,11 @@ def save_adapter(adapted: AdaptedVLM, out_dir: str | Path) -> Path:
         kind = "lora"
     else:
         names = aligner_module_names(adapted.model, adapted.family.aligner_modules)
-        state = {f"{n}.{k}": v.detach().cpu().contiguous() for n in names
-                 for k, v in adapted.model.get_submodule(n).state_dict().items()}
+        state = {
+            f"{n}.{k}": v.detach().cpu().contiguous()
+            for n in names
+            for k, v in adapted.model.get_submodule(n).state_dict().items()
+        }
         tmp = out / f".{ALIGNER_FILE}.tmp"
         save_file(state, str(tmp))
         tmp.replace(out / ALIGNER_FILE)

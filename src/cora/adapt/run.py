@@ -35,13 +35,15 @@ class _Factories:
         return build_adapt_stage_data(config, stage, stage_cfg, self.model.family, self.model.processor)
 
 
-def train_adapt(config: CoraConfig, stage: str | None = None, resume: str | None = None,
-                **runner_kwargs: Any) -> RunResult:
+def train_adapt(
+    config: CoraConfig, stage: str | None = None, resume: str | None = None, **runner_kwargs: Any
+) -> RunResult:
     if config.adapt is None:
         raise ValueError("train_adapt needs a config with an adapt: section")
     factories = _Factories()
-    runner = StageRunner(config, model_factory=factories.model_factory, data_factory=factories.data_factory,
-                         **runner_kwargs)
+    runner = StageRunner(
+        config, model_factory=factories.model_factory, data_factory=factories.data_factory, **runner_kwargs
+    )
     try:
         return runner.run(stage=stage, resume=resume)
     except (AdaptConfigError, HealthCheckError, DataError) as exc:

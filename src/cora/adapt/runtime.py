@@ -73,22 +73,34 @@ class PanoramaAdapter(nn.Module):
         recipe = "lora" if stage_cfg.language_model == "lora" else "aligner"
         if stage_cfg.overlap_loss_weight > 0:
             if self.family.name == "blip2":
-                raise AdaptConfigError("blip2 is a plain baseline: its Q-Former queries have no patch grid; "
-                                 "set the stage's overlap_loss_weight to 0")
+                raise AdaptConfigError(
+                    "blip2 is a plain baseline: its Q-Former queries have no patch grid; "
+                    "set the stage's overlap_loss_weight to 0"
+                )
             if self.cfg.input_mode != "anyres_e2p":
-                raise AdaptConfigError(f"overlap_loss_weight > 0 needs overlapping tiles: adapt.input_mode "
-                                 f"{self.cfg.input_mode!r} has none (use anyres_e2p, or set the weight to 0)")
+                raise AdaptConfigError(
+                    f"overlap_loss_weight > 0 needs overlapping tiles: adapt.input_mode "
+                    f"{self.cfg.input_mode!r} has none (use anyres_e2p, or set the weight to 0)"
+                )
         counts = apply_recipe(self.adapted, recipe, stage_cfg.lora or self.cfg.lora)
         self.stage_recipe = recipe
         self._features = stage_cfg.overlap_loss_weight > 0
         trains = "aligner + LLM LoRA" if recipe == "lora" else "aligner"
-        return [{"component": "vision tower", "mode": "frozen"},
-                {"component": f"aligner ({', '.join(self.family.aligner_modules)})", "mode": "full"},
-                {"component": "language model", "mode": "lora" if recipe == "lora" else "frozen"},
-                {"component": f"trainable ({trains})", "mode": f"{counts['trainable']:,} / {counts['total']:,}"}]
+        return [
+            {"component": "vision tower", "mode": "frozen"},
+            {"component": f"aligner ({', '.join(self.family.aligner_modules)})", "mode": "full"},
+            {"component": "language model", "mode": "lora" if recipe == "lora" else "frozen"},
+            {"component": f"trainable ({trains})", "mode": f"{counts['trainable']:,} / {counts['total']:,}"},
+        ]
 
-    def encoded_batch(self, pixel_values: torch.Tensor, geometries: list[ViewGeometry], input_ids: torch.Tensor,
-                      attention_mask: torch.Tensor, labels: torch.Tensor | None = None) -> EncodedBatch:
+    def encoded_batch(
+        self,
+        pixel_values: torch.Tensor,
+        geometries: list[ViewGeometry],
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        labels: torch.Tensor | None = None,
+    ) -> EncodedBatch:
         """Contract batch → the family's inputs: images through its image processor, ids as collated."""
         family, processor = self.family, self.processor
         panos = [panorama_from_pixels(p, geometries) for p in pixel_values]
@@ -100,8 +112,12 @@ class PanoramaAdapter(nn.Module):
         images_kwargs.pop("return_tensors", None)
         vision = dict(processor.image_processor(images=images, return_tensors="pt", **images_kwargs))
         vision.pop("num_patches", None)  # InternVL: recomputed by extra_inputs below
-        inputs: dict[str, Any] = {"input_ids": input_ids, "attention_mask": attention_mask, **vision,
-                                  **family.extra_inputs(processor, images)}
+        inputs: dict[str, Any] = {
+            "input_ids": input_ids,
+            "attention_mask": attention_mask,
+            **vision,
+            **family.extra_inputs(processor, images),
+        }
         image_id = family.image_token_id(processor)
         # Processor-side token types the forward needs, rebuilt from the ids (Qwen: mm_token_type_ids,
         # Gemma 3: token_type_ids): 1 on the expanded image tokens.
@@ -117,16 +133,28 @@ class PanoramaAdapter(nn.Module):
         n = len(geometries)
         return EncodedBatch(inputs, [list(geometries)] * len(panos), [n] * len(panos))
 
-    def forward(self, pixel_values: torch.Tensor, geometries: list[ViewGeometry], input_ids: torch.Tensor | None = None,
-                attention_mask: torch.Tensor | None = None, labels: torch.Tensor | None = None) -> AdaptOutput:
+    def forward(
+        self,
+        pixel_values: torch.Tensor,
+        geometries: list[ViewGeometry],
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+    ) -> AdaptOutput:
         if input_ids is None:
             raise ValueError("an adapted VLM trains on image + text batches (input_ids missing)")
         batch = self.encoded_batch(pixel_values, geometries, input_ids, attention_mask, labels)
         return self.adapted(batch, tile_features=self._features)
 
     @torch.no_grad()
-    def generate(self, pixel_values: torch.Tensor, geometries: list[ViewGeometry], input_ids: torch.Tensor,
-                 attention_mask: torch.Tensor, **generation_kwargs: Any) -> torch.Tensor:
+    def generate(
+        self,
+        pixel_values: torch.Tensor,
+        geometries: list[ViewGeometry],
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        **generation_kwargs: Any,
+    ) -> torch.Tensor:
         """New token ids for left-padded prompts built by the family's processor."""
         batch = self.encoded_batch(pixel_values, geometries, input_ids, attention_mask)
         return self.adapted.generate(batch, **generation_kwargs)
@@ -139,8 +167,10 @@ def build_adapter(config: CoraConfig) -> PanoramaAdapter:
         raise AdaptConfigError("the config has no adapt: section")
     family = get_family(cfg.family)
     if not family.multi_image and cfg.input_mode in MULTI_IMAGE_MODES:
-        raise AdaptConfigError(f"adapt.input_mode {cfg.input_mode!r} shows several images, but {family.name} takes one "
-                         f"image per turn (use native or resize)")
+        raise AdaptConfigError(
+            f"adapt.input_mode {cfg.input_mode!r} shows several images, but {family.name} takes one "
+            f"image per turn (use native or resize)"
+        )
     family, model, processor = load_vlm(cfg, seed=config.experiment.seed)
     model.train()  # from_pretrained/build_tiny give eval mode; LoRA and the LLM's dropout must be live in training
     adapted = AdaptedVLM(family, model, processor, panorope=cfg.panorope, health_checks=cfg.health_checks)

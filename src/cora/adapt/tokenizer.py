@@ -21,8 +21,9 @@ def _corpus(n: int) -> tuple[str, ...]:
     return tuple(islice(scene_corpus(n=n, seed=0), 3 * n))
 
 
-def family_tokenizer(specials: tuple[str, ...], chat_template: str | None, vocab_size: int = 700,
-                     corpus_size: int = 600, **named: str) -> PreTrainedTokenizerFast:
+def family_tokenizer(
+    specials: tuple[str, ...], chat_template: str | None, vocab_size: int = 700, corpus_size: int = 600, **named: str
+) -> PreTrainedTokenizerFast:
     """Train a tiny BPE whose first ids are ``specials`` (pass ``eos_token=``, ``pad_token=``, ``bos_token=``
     and family names such as ``image_token=`` / ``context_image_token=`` as keywords).
 
@@ -35,13 +36,19 @@ def family_tokenizer(specials: tuple[str, ...], chat_template: str | None, vocab
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
     tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, min_frequency=2, special_tokens=list(specials),
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        min_frequency=2,
+        special_tokens=list(specials),
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
     tok.train_from_iterator(_corpus(corpus_size), trainer=trainer)
     standard = {k: named[k] for k in ("eos_token", "pad_token", "bos_token", "unk_token") if k in named}
     extra = {k: v for k, v in named.items() if k not in standard}
-    hf = PreTrainedTokenizerFast(tokenizer_object=tok, model_max_length=8192, clean_up_tokenization_spaces=False,
-                                 **standard, **extra)
+    hf = PreTrainedTokenizerFast(
+        tokenizer_object=tok, model_max_length=8192, clean_up_tokenization_spaces=False, **standard, **extra
+    )
     named_values = set(named.values())
     hf.add_special_tokens({"extra_special_tokens": [s for s in specials if s not in named_values]})
     if chat_template is not None:

@@ -22,8 +22,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     synth.set_defaults(func=_synth)
     validate = cmds.add_parser("validate", help="check a CSV/JSONL dataset: rows, images, sizes, bad rows")
     validate.add_argument("file", help="dataset file (.csv or .jsonl)")
-    validate.add_argument("--strict", action="store_true",
-                          help="exit code 1 when any row or image is bad (an unusable file is always exit code 2)")
+    validate.add_argument(
+        "--strict",
+        action="store_true",
+        help="exit code 1 when any row or image is bad (an unusable file is always exit code 2)",
+    )
     validate.add_argument("--cache-dir", default=".cora/cache", help="where http(s) images are cached")
     validate.set_defaults(func=_validate)
 
@@ -47,8 +50,7 @@ def _synth(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     summary = write_synth_dataset(args.out, args.n, seed=args.seed, width=width, height=height)
     splits = ", ".join(f"{k} {v['panoramas']} panoramas / {v['rows']} rows" for k, v in summary["splits"].items())
-    print(f"SynthPano {width}x{height}, seed {args.seed}: {splits} -> {args.out} "
-          f"({time.perf_counter() - t0:.1f}s)")
+    print(f"SynthPano {width}x{height}, seed {args.seed}: {splits} -> {args.out} ({time.perf_counter() - t0:.1f}s)")
     return 0
 
 

@@ -76,8 +76,9 @@ def chat_corpus(config: CoraConfig, tokenizer: Any) -> list[str]:
     from cora.data.records import CAPTION_QUERY
     from cora.processors.text import ChatFormatter
 
-    formatter = ChatFormatter(tokenizer, system_prompt=config.data.system_prompt,
-                              vision_token=config.models.vision_token)
+    formatter = ChatFormatter(
+        tokenizer, system_prompt=config.data.system_prompt, vision_token=config.models.vision_token
+    )
     texts = []
     for sample in _train_samples(config):
         for query, answer in [(CAPTION_QUERY, sample.caption), *sample.qa]:
@@ -89,12 +90,17 @@ def _step_data(demo: Demo) -> str:
     from cora.data.synth.dataset import ensure_synth_dataset
 
     syn = demo.config.data.synth
-    summary = ensure_synth_dataset(syn.out_dir, syn.n, syn.seed, syn.width, syn.width // 2, syn.min_objects,
-                                   syn.max_objects)
+    summary = ensure_synth_dataset(
+        syn.out_dir, syn.n, syn.seed, syn.width, syn.width // 2, syn.min_objects, syn.max_objects
+    )
     data = demo.config.data
     # Unset paths point at the generated dataset (the config saved in the run folder shows them).
-    for key, name in (("train", "train.csv"), ("val", "val.csv"), ("test", "test.csv"),
-                      ("vision_train", "train_images.csv")):
+    for key, name in (
+        ("train", "train.csv"),
+        ("val", "val.csv"),
+        ("test", "test.csv"),
+        ("vision_train", "train_images.csv"),
+    ):
         if getattr(data, key) is None:
             setattr(data, key, str(Path(syn.out_dir) / name))
     splits = ", ".join(f"{k} {v['panoramas']} panoramas / {v['rows']} rows" for k, v in summary["splits"].items())
@@ -110,8 +116,10 @@ def _step_kit(demo: Demo) -> str:
     paths = build_kit(config.kit, seed=config.experiment.seed, extra_texts=train_corpus(config))
     info = json.loads(paths.manifest.read_text())
     demo.results["kit"] = str(paths.root)
-    return (f"kit at {paths.root}: vision {info['vision']['parameters']:,} params, LM "
-            f"{info['language_model']['parameters']:,} params, tokenizer {info['language_model']['vocab_size']} tokens")
+    return (
+        f"kit at {paths.root}: vision {info['vision']['parameters']:,} params, LM "
+        f"{info['language_model']['parameters']:,} params, tokenizer {info['language_model']['vocab_size']} tokens"
+    )
 
 
 def _step_prior(demo: Demo) -> str:
@@ -127,8 +135,7 @@ def _step_prior(demo: Demo) -> str:
     summary = train_language_prior(lm_dir, texts, prior, seed=demo.config.experiment.seed)
     demo.results["prior"] = summary
     state = "up to date" if summary["skipped"] else f"{summary['steps']} steps in {summary['seconds']}s"
-    return (f"{state}: held-out text loss {summary['heldout_loss_before']:.3f} → "
-            f"{summary['heldout_loss_after']:.3f}")
+    return f"{state}: held-out text loss {summary['heldout_loss_before']:.3f} → {summary['heldout_loss_after']:.3f}"
 
 
 def _step_vision_prior(demo: Demo) -> str:
@@ -139,8 +146,13 @@ def _step_vision_prior(demo: Demo) -> str:
     prior = config.training.vision_prior
     if not prior.enabled:
         return "skipped (training.vision_prior.enabled is false)"
-    summary = train_vision_prior(config.models.vision_name, Path(config.data.synth.out_dir) / "train.jsonl",
-                                 PanoramaViews.from_config(config.image_processing), prior, seed=config.experiment.seed)
+    summary = train_vision_prior(
+        config.models.vision_name,
+        Path(config.data.synth.out_dir) / "train.jsonl",
+        PanoramaViews.from_config(config.image_processing),
+        prior,
+        seed=config.experiment.seed,
+    )
     demo.results["vision_prior"] = summary
     state = "up to date" if summary["skipped"] else f"{summary['steps']} steps in {summary['seconds']}s"
     before, after = summary["heldout_balanced_acc_before"], summary["heldout_balanced_acc_after"]
@@ -155,8 +167,10 @@ def _train(config: CoraConfig, label: str, demo: Demo) -> str:
         shutil.rmtree(run_dir)  # the demo's own run folder: always a fresh, honest run
     result = train(config)
     demo.results[f"train_{label}"] = result.summaries
-    parts = [f"{name} {s['steps']} steps {s['seconds']:.0f}s loss {s['train'].get('loss', float('nan')):.3f}"
-             for name, s in result.summaries.items()]
+    parts = [
+        f"{name} {s['steps']} steps {s['seconds']:.0f}s loss {s['train'].get('loss', float('nan')):.3f}"
+        for name, s in result.summaries.items()
+    ]
     return f"{run_dir}: " + "; ".join(parts)
 
 
@@ -175,9 +189,11 @@ def _step_eval(demo: Demo) -> str:
     for label, config in (("vision", demo.config), ("blind", demo.blind_config)):
         result = evaluate_run(config)
         demo.results[f"eval_{label}"] = result
-        lines.append(f"{label}: held-out answer loss {result['heldout_loss']:.3f}, answer accuracy "
-                     f"{result['answer_accuracy']:.1%} ({result['qa_samples']} questions), CIDEr "
-                     f"{_fmt(result['metrics'].get('cider'))}")
+        lines.append(
+            f"{label}: held-out answer loss {result['heldout_loss']:.3f}, answer accuracy "
+            f"{result['answer_accuracy']:.1%} ({result['qa_samples']} questions), CIDEr "
+            f"{_fmt(result['metrics'].get('cider'))}"
+        )
     return "\n    ".join(lines)
 
 
@@ -189,17 +205,25 @@ def _step_plot(demo: Demo) -> str:
     from cora.training.plots import write_loss_plot
     from cora.training.runner import run_dir_of
 
-    out = write_loss_plot(demo.run_dir / "loss_curves.svg", {"vision": demo.run_dir,
-                                                              "blind": run_dir_of(demo.blind_config)},
-                          list(demo.config.training.stages))
+    out = write_loss_plot(
+        demo.run_dir / "loss_curves.svg",
+        {"vision": demo.run_dir, "blind": run_dir_of(demo.blind_config)},
+        list(demo.config.training.stages),
+    )
     demo.results["plot"] = str(out)
     return str(out)
 
 
-STEPS = [("SynthPano data", _step_data), ("tiny-model kit", _step_kit), ("vision prior", _step_vision_prior),
-         ("language prior", _step_prior),
-         ("training (3 stages)", _step_train), ("blind training (no pixels)", _step_blind),
-         ("held-out evaluation", _step_eval), ("loss curves", _step_plot)]
+STEPS = [
+    ("SynthPano data", _step_data),
+    ("tiny-model kit", _step_kit),
+    ("vision prior", _step_vision_prior),
+    ("language prior", _step_prior),
+    ("training (3 stages)", _step_train),
+    ("blind training (no pixels)", _step_blind),
+    ("held-out evaluation", _step_eval),
+    ("loss curves", _step_plot),
+]
 
 
 def verdict(vision: dict[str, float], blind: dict[str, float]) -> str:
@@ -208,21 +232,25 @@ def verdict(vision: dict[str, float], blind: dict[str, float]) -> str:
     acc_gain = vision["answer_accuracy"] - blind["answer_accuracy"]
     clear = loss_gain >= 0.02 or acc_gain >= 0.05
     word = "clearly helps" if clear else "makes no clear difference"
-    return (f"seeing the panorama {word}: held-out loss {loss_gain:+.1%} relative, "
-            f"accuracy {acc_gain * 100:+.1f} points")
+    return f"seeing the panorama {word}: held-out loss {loss_gain:+.1%} relative, accuracy {acc_gain * 100:+.1f} points"
 
 
 def _type_table(vision: dict[str, dict], blind: dict[str, dict]) -> list[str]:
     """Per question type: where seeing the panorama helps and where it does not (yet)."""
+
     def acc(row: dict) -> str:
         return "-" if row["accuracy"] is None else f"{row['accuracy']:.0%}"
 
-    lines = ["  per question type (held-out):",
-             f"    {'type':<12} {'n':>3} {'vision loss':>11} {'blind loss':>10} {'vision acc':>10} {'blind acc':>9}"]
+    lines = [
+        "  per question type (held-out):",
+        f"    {'type':<12} {'n':>3} {'vision loss':>11} {'blind loss':>10} {'vision acc':>10} {'blind acc':>9}",
+    ]
     for kind, row in vision.items():
         other = blind.get(kind, {"loss": float("nan"), "accuracy": None})
-        lines.append(f"    {kind:<12} {row['questions']:>3} {row['loss']:>11.3f} {other['loss']:>10.3f} "
-                     f"{acc(row):>10} {acc(other):>9}")
+        lines.append(
+            f"    {kind:<12} {row['questions']:>3} {row['loss']:>11.3f} {other['loss']:>10.3f} "
+            f"{acc(row):>10} {acc(other):>9}"
+        )
     return lines
 
 

@@ -39,8 +39,14 @@ def heldout_loss(model: Any, config: CoraConfig) -> tuple[float, dict[str, float
     groups: dict[str, list[int]] = {}
     for i, (record, _refs) in enumerate(module.val.entries):
         groups.setdefault(question_type(record.query), []).append(i)
-    return heldout_lm_loss_by_group(model, module.val, module.collate, dict(sorted(groups.items())),
-                                    batch_size=config.evaluation.batch_size, blind=config.training.blind)
+    return heldout_lm_loss_by_group(
+        model,
+        module.val,
+        module.collate,
+        dict(sorted(groups.items())),
+        batch_size=config.evaluation.batch_size,
+        blind=config.training.blind,
+    )
 
 
 def evaluate_run(config: CoraConfig) -> dict[str, Any]:
@@ -72,8 +78,9 @@ def evaluate_run(config: CoraConfig) -> dict[str, Any]:
         answers.update({s.key: t for s, t in zip(batch, texts)})
         return texts
 
-    metrics = evaluate(generate, samples, out_dir, batch_size=config.evaluation.batch_size,
-                       metrics=config.evaluation.metrics)
+    metrics = evaluate(
+        generate, samples, out_dir, batch_size=config.evaluation.batch_size, metrics=config.evaluation.metrics
+    )
     qa = [(answers[s.key], s.references) for s in samples if s.query != CAPTION_QUERY]
     loss, loss_by_type = heldout_loss(model, config)
     pairs_by_type: dict[str, list[tuple[str, list[str]]]] = {}
@@ -82,8 +89,18 @@ def evaluate_run(config: CoraConfig) -> dict[str, Any]:
     by_type = {}
     for kind, value in loss_by_type.items():
         pairs = pairs_by_type.get(kind, [])
-        by_type[kind] = {"loss": value, "questions": len(pairs),
-                         "accuracy": answer_accuracy(pairs) if pairs and kind != "caption" else None}
-    return {"heldout_loss": loss, "answer_accuracy": answer_accuracy(qa), "qa_samples": len(qa), "by_type": by_type,
-            "samples": len(samples), "metrics": metrics, "predictions": str(out_dir / PREDICTIONS),
-            "metrics_json": str(out_dir / METRICS_JSON)}
+        by_type[kind] = {
+            "loss": value,
+            "questions": len(pairs),
+            "accuracy": answer_accuracy(pairs) if pairs and kind != "caption" else None,
+        }
+    return {
+        "heldout_loss": loss,
+        "answer_accuracy": answer_accuracy(qa),
+        "qa_samples": len(qa),
+        "by_type": by_type,
+        "samples": len(samples),
+        "metrics": metrics,
+        "predictions": str(out_dir / PREDICTIONS),
+        "metrics_json": str(out_dir / METRICS_JSON),
+    }

@@ -45,8 +45,12 @@ def _random_batch(model, geometries, size: int) -> dict:
     ids = torch.tensor([tok(text)["input_ids"]])
     labels = ids.clone()
     labels[ids == model.language_model.vision_token_id] = -100
-    return {"pixel_values": torch.rand(1, len(geometries), 3, size, size), "input_ids": ids,
-            "attention_mask": torch.ones_like(ids), "labels": labels}
+    return {
+        "pixel_values": torch.rand(1, len(geometries), 3, size, size),
+        "input_ids": ids,
+        "attention_mask": torch.ones_like(ids),
+        "labels": labels,
+    }
 
 
 def _run_stages(model, cfg, geometries) -> dict:
@@ -69,7 +73,9 @@ def _run_stages(model, cfg, geometries) -> dict:
         results[name] = {
             "lm_loss": None if out.loss is None else round(float(out.loss.detach()), 4),
             "overlap_features": None if out.overlap_features is None else list(out.overlap_features.shape),
-            "vision_tokens": out.vision_tokens, "trainable": trainable, "trainable_with_grad": with_grad,
+            "vision_tokens": out.vision_tokens,
+            "trainable": trainable,
+            "trainable_with_grad": with_grad,
         }
         if with_grad != trainable:
             raise RuntimeError(f"stage {name}: {trainable - with_grad} trainable parameters got no gradient")
@@ -90,27 +96,39 @@ def _run(args: argparse.Namespace) -> int:
     geometries = plan_views(cfg.image_processing)
     stages = {name: cfg.training.stage_configs[name] for name in cfg.training.stages}
     table = stage_parameter_table(meta_model, stages)
-    report = {"config": str(args.config), "parameters": table, "vision_tokens": token_counts(meta_model, geometries),
-              "stitching": cfg.models.projector.stitching, "views": len(geometries)}
+    report = {
+        "config": str(args.config),
+        "parameters": table,
+        "vision_tokens": token_counts(meta_model, geometries),
+        "stitching": cfg.models.projector.stitching,
+        "views": len(geometries),
+    }
     total = sum(r["total"] for r in table)
     if total <= MAX_RUN_PARAMS:
         model = build_model(cfg)
         report["stage_runs"] = _run_stages(model, cfg, geometries)
     else:
         report["stage_runs"] = None
-        report["stage_runs_skipped"] = f"{total / 1e6:.0f}M parameters > {MAX_RUN_PARAMS / 1e6:.0f}M: counted on the " \
-                                       f"meta device only, no batch run on this machine"
+        report["stage_runs_skipped"] = (
+            f"{total / 1e6:.0f}M parameters > {MAX_RUN_PARAMS / 1e6:.0f}M: counted on the "
+            f"meta device only, no batch run on this machine"
+        )
     if args.json:
         print(json.dumps(report, indent=2))
         return 0
     print(format_parameter_table(table))
     counts = report["vision_tokens"]
-    print(f"\nvision tokens ({len(geometries)} views): " + ", ".join(f"{k} {v}" for k, v in counts.items())
-          + f"  [configured: {report['stitching']}]")
+    print(
+        f"\nvision tokens ({len(geometries)} views): "
+        + ", ".join(f"{k} {v}" for k, v in counts.items())
+        + f"  [configured: {report['stitching']}]"
+    )
     if report["stage_runs"] is None:
         print(f"\nstage runs skipped: {report['stage_runs_skipped']}")
     else:
         for name, r in report["stage_runs"].items():
-            print(f"stage {name}: ok (lm_loss {r['lm_loss']}, overlap_features {r['overlap_features']}, "
-                  f"vision tokens {r['vision_tokens']}, {r['trainable_with_grad'] / 1e6:.3f}M params got gradients)")
+            print(
+                f"stage {name}: ok (lm_loss {r['lm_loss']}, overlap_features {r['overlap_features']}, "
+                f"vision tokens {r['vision_tokens']}, {r['trainable_with_grad'] / 1e6:.3f}M params got gradients)"
+            )
     return 0

@@ -14,10 +14,11 @@ logger = logging.getLogger(__name__)
 
 def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser(
-        "eval", help="evaluate a trained run on a test CSV, or score an existing predictions CSV",
+        "eval",
+        help="evaluate a trained run on a test CSV, or score an existing predictions CSV",
         description="Either --checkpoint RUN --test-csv CSV (generate, then score) or --predictions CSV (score). "
-                    "Writes DIR/predictions.csv (flushed as it goes; a re-run resumes) and DIR/metrics.json. "
-                    "With an evaluation.judge section in the config, an LLM judge grades the predictions too.",
+        "Writes DIR/predictions.csv (flushed as it goes; a re-run resumes) and DIR/metrics.json. "
+        "With an evaluation.judge section in the config, an LLM judge grades the predictions too.",
     )
     parser.add_argument("--checkpoint", metavar="RUN", help="trained run folder (runs/<experiment>)")
     parser.add_argument("--test-csv", metavar="CSV", help="test CSV: url, query, annotation (SPEC §6)")
@@ -61,8 +62,16 @@ def _eval(args: argparse.Namespace) -> int:
             from cora.cli.runs import run_generator
 
             generator = run_generator(args.checkpoint, config if args.config else None)
-            result = evaluate(generator, samples, args.out, batch_size=ev.batch_size, flush_every=ev.flush_every,
-                              metrics=ev.metrics, resume=not args.overwrite, judge=judge)
+            result = evaluate(
+                generator,
+                samples,
+                args.out,
+                batch_size=ev.batch_size,
+                flush_every=ev.flush_every,
+                metrics=ev.metrics,
+                resume=not args.overwrite,
+                judge=judge,
+            )
     except ValueError as exc:  # bad rows, unknown metric names, not a run folder: the message says which
         raise UserError(str(exc)) from exc
     print(format_metrics(result))

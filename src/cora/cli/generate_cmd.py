@@ -13,13 +13,20 @@ ORDER = 45
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    parser = sub.add_parser("generate", help="answer a query about a panorama with a trained run",
-                            description="Greedy decoding by default; sampling options come from the config's "
-                                        "evaluation: section.")
+    parser = sub.add_parser(
+        "generate",
+        help="answer a query about a panorama with a trained run",
+        description="Greedy decoding by default; sampling options come from the config's evaluation: section.",
+    )
     parser.add_argument("--checkpoint", metavar="RUN", required=True, help="trained run folder (runs/<experiment>)")
     parser.add_argument("--image", metavar="PANO", required=True, help="equirectangular panorama (path)")
-    parser.add_argument("--query", metavar="TEXT", action="append", required=True,
-                        help="the question; repeat for several (answered as one batch)")
+    parser.add_argument(
+        "--query",
+        metavar="TEXT",
+        action="append",
+        required=True,
+        help="the question; repeat for several (answered as one batch)",
+    )
     parser.add_argument("--config", help="config to use instead of the run's config.yaml")
     parser.add_argument("--stream", action="store_true", help="print tokens as they are generated (one query)")
     parser.add_argument("--json", action="store_true", help="print one JSON object per query")
@@ -53,8 +60,17 @@ def _generate(args: argparse.Namespace) -> int:
     for query, tokens in zip(args.query, ids):
         answer = generator.formatter.decode(tokens)
         if args.json:
-            print(json.dumps({"image": args.image, "query": query, "answer": answer, "tokens": len(tokens),
-                              "seconds": round(seconds, 3)}))
+            print(
+                json.dumps(
+                    {
+                        "image": args.image,
+                        "query": query,
+                        "answer": answer,
+                        "tokens": len(tokens),
+                        "seconds": round(seconds, 3),
+                    }
+                )
+            )
         else:
             print(answer)
     return 0

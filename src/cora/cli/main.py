@@ -19,7 +19,6 @@ from cora import __version__
 logger = logging.getLogger("cora")
 
 
-
 def command_modules() -> list[str]:
     """Every ``*_cmd`` module of ``cora.cli``, in ``--help`` order (``ORDER``, then name)."""
     import cora.cli

@@ -11,8 +11,12 @@ ORDER = 60
 
 def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("report", help="aggregate the metrics of several runs into one table")
-    parser.add_argument("runs", nargs="+", metavar="RUN",
-                        help="run folder, eval folder or metrics.json (RUN/metrics.json, RUN/eval/metrics.json)")
+    parser.add_argument(
+        "runs",
+        nargs="+",
+        metavar="RUN",
+        help="run folder, eval folder or metrics.json (RUN/metrics.json, RUN/eval/metrics.json)",
+    )
     parser.add_argument("--format", choices=["md", "latex", "csv"], default="md", help="table format (default md)")
     parser.add_argument("--out", metavar="FILE", help="write the table to FILE instead of printing it")
     parser.set_defaults(func=_report)

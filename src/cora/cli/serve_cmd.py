@@ -12,17 +12,23 @@ logger = logging.getLogger(__name__)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    parser = sub.add_parser("serve", help="serve a trained run over HTTP (answers + OpenAI-compatible chat)",
-                            description="Endpoints: GET /health, POST /v1/answer (multipart image + query, or "
-                                        "JSON with a base64 image), POST /v1/chat/completions (OpenAI format, "
-                                        "image_url parts as data: URLs). Decoding options come from the "
-                                        "config's evaluation: section.")
+    parser = sub.add_parser(
+        "serve",
+        help="serve a trained run over HTTP (answers + OpenAI-compatible chat)",
+        description="Endpoints: GET /health, POST /v1/answer (multipart image + query, or "
+        "JSON with a base64 image), POST /v1/chat/completions (OpenAI format, "
+        "image_url parts as data: URLs). Decoding options come from the "
+        "config's evaluation: section.",
+    )
     parser.add_argument("--checkpoint", metavar="RUN", required=True, help="trained run folder (runs/<experiment>)")
     parser.add_argument("--config", help="config to use instead of the run's config.yaml")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8000, help="port (default 8000)")
-    parser.add_argument("--allow-paths", action="store_true",
-                        help="let JSON requests name an image file on this machine (off: uploads only)")
+    parser.add_argument(
+        "--allow-paths",
+        action="store_true",
+        help="let JSON requests name an image file on this machine (off: uploads only)",
+    )
     parser.set_defaults(func=_serve)
 
 

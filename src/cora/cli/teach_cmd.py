@@ -12,12 +12,19 @@ ORDER = 47
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    parser = sub.add_parser("teach", help="caption panoramas view by view with a teacher VLM endpoint -> training CSV",
-                            description="The endpoint, prompts and views come from the config's teacher: section. "
-                                        "Answers are cached next to --out: running again resumes.")
+    parser = sub.add_parser(
+        "teach",
+        help="caption panoramas view by view with a teacher VLM endpoint -> training CSV",
+        description="The endpoint, prompts and views come from the config's teacher: section. "
+        "Answers are cached next to --out: running again resumes.",
+    )
     parser.add_argument("--config", required=True, help="config with a teacher: section")
-    parser.add_argument("--images", metavar="DIR_OR_CSV", required=True,
-                        help="a folder of panoramas, or a CSV/JSONL dataset (its distinct images)")
+    parser.add_argument(
+        "--images",
+        metavar="DIR_OR_CSV",
+        required=True,
+        help="a folder of panoramas, or a CSV/JSONL dataset (its distinct images)",
+    )
     parser.add_argument("--out", metavar="CSV", required=True, help="training CSV to write (url,query,annotation)")
     parser.set_defaults(func=_teach)
 

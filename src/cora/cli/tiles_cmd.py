@@ -59,12 +59,15 @@ def _tiles(args: argparse.Namespace) -> int:
         name = f"view_{geom.index:02d}.png"
         write_png(out / name, tile)
         records.append({**geom.to_dict(), "file": name})
-    atomic_write_json(out / "views.json", {
-        "image": str(image),
-        "erp_size": [int(erp.shape[1]), int(erp.shape[0])],
-        "image_processing": cfg.model_dump(mode="json"),
-        "views": records,
-    })
+    atomic_write_json(
+        out / "views.json",
+        {
+            "image": str(image),
+            "erp_size": [int(erp.shape[1]), int(erp.shape[0])],
+            "image_processing": cfg.model_dump(mode="json"),
+            "views": records,
+        },
+    )
     write_png(out / "contact_sheet.png", contact_sheet(erp, tiles, views.geometries))
     print(f"{len(records)} views ({cfg.crop_strategy}) of {image} -> {out}/ (views.json, contact_sheet.png)")
     return 0

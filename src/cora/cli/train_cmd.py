@@ -12,12 +12,19 @@ ORDER = 10
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    parser = sub.add_parser("train", help="train the stages of a config (resumable)",
-                            description="Run training.stages in order into runs/<experiment.name>/.")
+    parser = sub.add_parser(
+        "train",
+        help="train the stages of a config (resumable)",
+        description="Run training.stages in order into runs/<experiment.name>/.",
+    )
     parser.add_argument("--config", required=True, help="YAML config")
     parser.add_argument("--stage", default=None, help="run only this stage (loads the previous stages' weights)")
-    parser.add_argument("--resume", default=None, metavar="auto|PATH",
-                        help="'auto': continue the run in the run folder; PATH: a stage checkpoint to resume from")
+    parser.add_argument(
+        "--resume",
+        default=None,
+        metavar="auto|PATH",
+        help="'auto': continue the run in the run folder; PATH: a stage checkpoint to resume from",
+    )
     parser.set_defaults(func=_train)
 
 
@@ -35,7 +42,10 @@ def _train(args: argparse.Namespace) -> int:
     except (RunError, CheckpointError) as exc:
         raise UserError(str(exc)) from exc
     for name, summary in result.summaries.items():
-        print(f"stage {name}: " + json.dumps({k: summary[k] for k in ("steps", "samples", "seconds", "samples_per_s")})
-              + f" train {json.dumps(summary['train'])} val {json.dumps(summary['val'])}")
+        print(
+            f"stage {name}: "
+            + json.dumps({k: summary[k] for k in ("steps", "samples", "seconds", "samples_per_s")})
+            + f" train {json.dumps(summary['train'])} val {json.dumps(summary['val'])}"
+        )
     print(f"run folder: {result.run_dir}")
     return 0

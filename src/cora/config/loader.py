@@ -28,8 +28,9 @@ class ConfigError(ValueError):
     """A configuration that cannot be loaded; the message names file and key."""
 
 
-def _deep_merge(base: dict[str, Any], base_prov: Provenance, over: dict[str, Any], over_prov: Provenance,
-                prefix: str = "") -> tuple[dict[str, Any], Provenance]:
+def _deep_merge(
+    base: dict[str, Any], base_prov: Provenance, over: dict[str, Any], over_prov: Provenance, prefix: str = ""
+) -> tuple[dict[str, Any], Provenance]:
     out = dict(base)
     prov = dict(base_prov)
     for key, value in over.items():
@@ -58,7 +59,7 @@ def load_raw(path: str | Path, _chain: tuple[Path, ...] = ()) -> tuple[dict[str,
     """Read one YAML file and everything it ``extends`` (later bases win, the file itself wins last)."""
     path = Path(path).resolve()
     if path in _chain:
-        cycle = " -> ".join(str(p) for p in (*_chain[_chain.index(path):], path))
+        cycle = " -> ".join(str(p) for p in (*_chain[_chain.index(path) :], path))
         raise ConfigError(f"extends cycle: {cycle}")
     if not path.is_file():
         where = f" (extended by {_chain[-1]})" if _chain else ""

@@ -33,9 +33,18 @@ def seed_worker(worker_id: int) -> None:
 
 
 class PanoramaDataModule(L.LightningDataModule):
-    def __init__(self, train: PanoramaDataset | None, val: PanoramaDataset | None = None,
-                 test: PanoramaDataset | None = None, batch_size: int = 1, eval_batch_size: int | None = None,
-                 num_workers: int = 0, pin_memory: bool = False, seed: int = 0, pad_id: int = 0) -> None:
+    def __init__(
+        self,
+        train: PanoramaDataset | None,
+        val: PanoramaDataset | None = None,
+        test: PanoramaDataset | None = None,
+        batch_size: int = 1,
+        eval_batch_size: int | None = None,
+        num_workers: int = 0,
+        pin_memory: bool = False,
+        seed: int = 0,
+        pad_id: int = 0,
+    ) -> None:
         super().__init__()
         self.train, self.val, self.test = train, val, test
         self.batch_size = batch_size
@@ -48,16 +57,27 @@ class PanoramaDataModule(L.LightningDataModule):
     @property
     def bad_rows(self) -> dict[str, dict]:
         """Per split: the bad-row summary (for logs and the run's summary)."""
-        return {name: ds.log.summary() for name, ds in (("train", self.train), ("val", self.val),
-                                                         ("test", self.test)) if ds is not None}
+        return {
+            name: ds.log.summary()
+            for name, ds in (("train", self.train), ("val", self.val), ("test", self.test))
+            if ds is not None
+        }
 
     def _loader(self, dataset: PanoramaDataset | None, batch_size: int, shuffle: bool) -> DataLoader:
         if dataset is None:
             raise DataError("no dataset configured for this split (set data.train / data.val / data.test)")
         generator = torch.Generator().manual_seed(self.seed)
-        return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, generator=generator,
-                          num_workers=self.num_workers, collate_fn=self.collate, pin_memory=self.pin_memory,
-                          worker_init_fn=seed_worker, persistent_workers=self.num_workers > 0)
+        return DataLoader(
+            dataset,
+            batch_size=batch_size,
+            shuffle=shuffle,
+            generator=generator,
+            num_workers=self.num_workers,
+            collate_fn=self.collate,
+            pin_memory=self.pin_memory,
+            worker_init_fn=seed_worker,
+            persistent_workers=self.num_workers > 0,
+        )
 
     def train_dataloader(self) -> DataLoader:
         return self._loader(self.train, self.batch_size, shuffle=True)
@@ -81,8 +101,9 @@ def _default_formatter(cfg: CoraConfig, tokenizer: Any) -> TrainFormatter:
     return ChatFormatter(tokenizer, system_prompt=cfg.data.system_prompt, vision_token=cfg.models.vision_token)
 
 
-def build_datamodule(cfg: CoraConfig, tokenizer: Any, stage: str, views: ViewsFn | None = None,
-                     formatter: TrainFormatter | None = None) -> PanoramaDataModule:
+def build_datamodule(
+    cfg: CoraConfig, tokenizer: Any, stage: str, views: ViewsFn | None = None, formatter: TrainFormatter | None = None
+) -> PanoramaDataModule:
     """The DataModule of training stage ``stage`` (a key of ``training.stage_configs``).
 
     A stage whose language model is ``unused`` (stage 1) reads images only, from
@@ -104,21 +125,35 @@ def build_datamodule(cfg: CoraConfig, tokenizer: Any, stage: str, views: ViewsFn
             return None
         log = BadRowLog(data.bad_row_policy)
         records, _ = read_records(path, image_only=image_only, jsonl_tasks=data.jsonl_tasks, log=log)
-        return PanoramaDataset(records, views, None if image_only else formatter, max_length=data.max_text_length,
-                               cache_dir=data.cache_dir, group_refs=group_refs, log=log,
-                               view_cache=data.view_cache)
+        return PanoramaDataset(
+            records,
+            views,
+            None if image_only else formatter,
+            max_length=data.max_text_length,
+            cache_dir=data.cache_dir,
+            group_refs=group_refs,
+            log=log,
+            view_cache=data.view_cache,
+        )
 
     train_path = (data.vision_train or data.train) if image_only else data.train
     if train_path is None:
-        raise DataError(f"stage {stage!r} needs a training file: set data.train"
-                        + (" or data.vision_train" if image_only else ""))
+        raise DataError(
+            f"stage {stage!r} needs a training file: set data.train" + (" or data.vision_train" if image_only else "")
+        )
     pad_id = getattr(tokenizer, "pad_token_id", None)
     if pad_id is None:
         pad_id = getattr(tokenizer, "eos_token_id", None) or 0
     # data.test belongs to evaluation: a training run does not read it.
-    module = PanoramaDataModule(dataset(train_path, False), dataset(data.val, True),
-                                batch_size=stage_cfg.batch_size, num_workers=data.num_workers,
-                                pin_memory=data.pin_memory, seed=cfg.experiment.seed, pad_id=pad_id)
+    module = PanoramaDataModule(
+        dataset(train_path, False),
+        dataset(data.val, True),
+        batch_size=stage_cfg.batch_size,
+        num_workers=data.num_workers,
+        pin_memory=data.pin_memory,
+        seed=cfg.experiment.seed,
+        pad_id=pad_id,
+    )
     for split, summary in module.bad_rows.items():
         if summary["bad_rows"]:
             logger.warning("data %s: %d bad rows skipped %s", split, summary["bad_rows"], summary["by_reason"])

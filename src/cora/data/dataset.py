@@ -63,9 +63,18 @@ class PanoramaDataset(Dataset):
     ``view_cache`` > 0 keeps the views of that many panoramas in memory (per loader process).
     """
 
-    def __init__(self, records: Sequence[Record], views: ViewsFn, formatter: TrainFormatter | None = None,
-                 max_length: int = 512, cache_dir: str = ".cora/cache", policy: BadRowPolicy = "error",
-                 group_refs: bool = False, log: BadRowLog | None = None, view_cache: int = 0) -> None:
+    def __init__(
+        self,
+        records: Sequence[Record],
+        views: ViewsFn,
+        formatter: TrainFormatter | None = None,
+        max_length: int = 512,
+        cache_dir: str = ".cora/cache",
+        policy: BadRowPolicy = "error",
+        group_refs: bool = False,
+        log: BadRowLog | None = None,
+        view_cache: int = 0,
+    ) -> None:
         self.views = views
         # LRU of decoded views per image: a panorama with ten QA rows is decoded once, not ten times.
         self.view_cache = view_cache
@@ -86,19 +95,23 @@ class PanoramaDataset(Dataset):
             self.texts.append(text)
         multi = sum(len(rec.images) > 1 for rec, _ in self.entries)
         if multi:
-            logger.warning("%d records have several images; the model reads one panorama per sample: the first",
-                           multi)
+            logger.warning("%d records have several images; the model reads one panorama per sample: the first", multi)
 
-    def _encode(self, formatter: TrainFormatter, rec: Record, refs: list[str], max_length: int
-                ) -> dict[str, list[int]] | None:
+    def _encode(
+        self, formatter: TrainFormatter, rec: Record, refs: list[str], max_length: int
+    ) -> dict[str, list[int]] | None:
         if rec.query is None or not refs:
             self.log.report(rec.source, rec.line, "no query/answer for a text dataset")
             return None
         enc = formatter.encode_train(rec.query, refs[0])
         ids, labels = enc["input_ids"][:max_length], enc["labels"][:max_length]
         if all(label == IGNORE_INDEX for label in labels):
-            self.log.report(rec.source, rec.line, f"text too long: {len(enc['input_ids'])} tokens, the answer "
-                            f"starts after data.max_text_length={max_length}")
+            self.log.report(
+                rec.source,
+                rec.line,
+                f"text too long: {len(enc['input_ids'])} tokens, the answer "
+                f"starts after data.max_text_length={max_length}",
+            )
             return None
         return {"input_ids": ids, "labels": labels}
 

@@ -42,8 +42,7 @@ def fetch_url(url: str, cache_dir: str | Path, timeout: float = 30.0) -> Path:
     except (urllib.error.URLError, OSError, ValueError) as exc:
         reason = getattr(exc, "reason", exc)
         raise DataError(
-            f"cannot download {url}: {reason} (is the network reachable? copy the file to {target} "
-            "or use a local path)"
+            f"cannot download {url}: {reason} (is the network reachable? copy the file to {target} or use a local path)"
         ) from exc
     with atomic_open(target, "wb") as handle:
         handle.write(data)

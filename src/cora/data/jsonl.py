@@ -52,8 +52,7 @@ def _geometry_problem(obj: object, index: int) -> str | None:
     if len(keys) != 1:
         return f"objects[{index}]: needs exactly one of {list(GEOMETRY_KEYS)}, has {keys or 'none'}"
     coords = obj[keys[0]]
-    if not isinstance(coords, list) or not all(
-            isinstance(v, numbers.Real) and not isinstance(v, bool) for v in coords):
+    if not isinstance(coords, list) or not all(isinstance(v, numbers.Real) and not isinstance(v, bool) for v in coords):
         return f"objects[{index}]: {keys[0]} must be a list of numbers"
     n = len(coords)
     ok = n == 4 if keys[0] == "bbox_2d" else n == 8 if keys[0] == "quad" else n >= 4 and n % 2 == 0
@@ -97,14 +96,20 @@ def _row_problem(row: object) -> str | None:
             return problem
     qa = row.get("qa", [])
     if not isinstance(qa, list) or not all(
-            isinstance(p, dict) and str(p.get("query") or "").strip() and str(p.get("answer") or "").strip()
-            for p in qa):
+        isinstance(p, dict) and str(p.get("query") or "").strip() and str(p.get("answer") or "").strip() for p in qa
+    ):
         return "qa must be a list of {query, answer} with non-empty texts"
     return None
 
 
-def read_jsonl(path: Path, log: BadRowLog, image_only: bool, tasks: Sequence[str],
-               resolve: Callable[[str, Path], str], check: Callable[[str], str | None]) -> list[Record]:
+def read_jsonl(
+    path: Path,
+    log: BadRowLog,
+    image_only: bool,
+    tasks: Sequence[str],
+    resolve: Callable[[str, Path], str],
+    check: Callable[[str], str | None],
+) -> list[Record]:
     unknown = set(tasks) - set(JSONL_TASKS)
     if unknown:
         raise ValueError(f"unknown JSONL task(s) {sorted(unknown)}; valid: {list(JSONL_TASKS)}")
@@ -139,8 +144,12 @@ def read_jsonl(path: Path, log: BadRowLog, image_only: bool, tasks: Sequence[str
                 continue
             turns = _turns(row, tasks, width, height)
             if not turns:
-                log.report(str(path), line_no, f"no text: the row gives no turn for tasks {list(tasks)} "
-                           "(needs summary, qa, or objects with desc and a known width/height)")
+                log.report(
+                    str(path),
+                    line_no,
+                    f"no text: the row gives no turn for tasks {list(tasks)} "
+                    "(needs summary, qa, or objects with desc and a known width/height)",
+                )
                 continue
             objects = tuple(row.get("objects") or ())
             records.extend(Record(images, q, a, str(path), line_no, objects, width, height) for q, a in turns)

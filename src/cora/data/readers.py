@@ -79,13 +79,14 @@ def read_csv(path: str | Path, log: BadRowLog, image_only: bool = False) -> list
             raise DataError(f"{path}: empty file (expected a header row)") from None
         img_col = _pick(header, IMAGE_COLUMNS)
         q_col, a_col = _pick(header, QUERY_COLUMNS), _pick(header, ANSWER_COLUMNS)
-        needed = [("url' or 'image", img_col)] + ([] if image_only else
-                                                  [("query' or 'instruction", q_col),
-                                                   ("annotation' or 'response", a_col)])
+        needed = [("url' or 'image", img_col)] + (
+            [] if image_only else [("query' or 'instruction", q_col), ("annotation' or 'response", a_col)]
+        )
         missing = [name for name, col in needed if col is None]
         if missing:
-            raise DataError(f"{path}: missing column(s) " + ", ".join(f"'{m}'" for m in missing)
-                            + f"; the header has {header}")
+            raise DataError(
+                f"{path}: missing column(s) " + ", ".join(f"'{m}'" for m in missing) + f"; the header has {header}"
+            )
         line = reader.line_num + 1
         for row in reader:
             start, line = line, reader.line_num + 1
@@ -116,9 +117,13 @@ def read_csv(path: str | Path, log: BadRowLog, image_only: bool = False) -> list
     return records
 
 
-def read_records(path: str | Path, policy: BadRowPolicy = "error", image_only: bool = False,
-                 jsonl_tasks: Sequence[str] = JSONL_TASKS, log: BadRowLog | None = None
-                 ) -> tuple[list[Record], BadRowLog]:
+def read_records(
+    path: str | Path,
+    policy: BadRowPolicy = "error",
+    image_only: bool = False,
+    jsonl_tasks: Sequence[str] = JSONL_TASKS,
+    log: BadRowLog | None = None,
+) -> tuple[list[Record], BadRowLog]:
     """Read a ``.csv`` or ``.jsonl`` dataset. Returns the good records and the bad-row log.
 
     ``image_only``: one record per distinct image (stage 1), text columns not required.

@@ -122,8 +122,10 @@ class Judge:
                 try:
                     return body["choices"][0]["message"]["content"] or ""
                 except (KeyError, IndexError, TypeError) as exc:
-                    raise JudgeError(f"{self.role} endpoint {endpoint} answered without choices[0].message.content: "
-                                     f"{str(body)[:300]}") from exc
+                    raise JudgeError(
+                        f"{self.role} endpoint {endpoint} answered without choices[0].message.content: "
+                        f"{str(body)[:300]}"
+                    ) from exc
             logger.warning("%s request failed (attempt %d/%d): %s", self.role, attempt + 1, self.max_retries + 1, last)
         raise JudgeError(f"{self.role} endpoint {endpoint} failed after {self.max_retries + 1} attempts: {last}")
 
@@ -135,6 +137,7 @@ class Judge:
 
 def _without_image_data(payload: dict[str, Any]) -> dict[str, Any]:
     """The request as cached: ``data:`` image URLs (the teacher's tiles) replaced by their digest."""
+
     def strip(value: Any) -> Any:
         if isinstance(value, dict):
             return {k: strip(v) for k, v in value.items()}
@@ -150,9 +153,15 @@ def _without_image_data(payload: dict[str, Any]) -> dict[str, Any]:
 def build_judge(cfg: Any, default_cache_dir: str | os.PathLike[str] | None = None) -> Judge:
     """A :class:`Judge` from a ``JudgeConfig``; the key comes from the env var it names."""
     return Judge(
-        url=cfg.url, model=cfg.model, api_key=os.environ.get(cfg.api_key_env) or None,
-        max_retries=cfg.max_retries, timeout_s=cfg.timeout_s, retry_backoff_s=cfg.retry_backoff_s,
-        max_tokens=cfg.max_tokens, concurrency=cfg.concurrency, cache_dir=cfg.cache_dir or default_cache_dir,
+        url=cfg.url,
+        model=cfg.model,
+        api_key=os.environ.get(cfg.api_key_env) or None,
+        max_retries=cfg.max_retries,
+        timeout_s=cfg.timeout_s,
+        retry_backoff_s=cfg.retry_backoff_s,
+        max_tokens=cfg.max_tokens,
+        concurrency=cfg.concurrency,
+        cache_dir=cfg.cache_dir or default_cache_dir,
     )
 
 

@@ -79,8 +79,10 @@ def spice_missing() -> str | None:
     jars = [lib / "stanford-corenlp-3.6.0.jar", lib / "stanford-corenlp-3.6.0-models.jar"]
     absent = [j.name for j in jars if not j.is_file()]
     if absent:
-        return (f"SPICE needs Stanford CoreNLP 3.6.0 ({', '.join(absent)} in {lib}); pycocoevalcap downloads it "
-                "from nlp.stanford.edu on first use, and it is not installed here")
+        return (
+            f"SPICE needs Stanford CoreNLP 3.6.0 ({', '.join(absent)} in {lib}); pycocoevalcap downloads it "
+            "from nlp.stanford.edu on first use, and it is not installed here"
+        )
     return None
 
 
@@ -101,8 +103,9 @@ def check_metric_names(names: Sequence[str]) -> list[str]:
     return list(names)
 
 
-def _coco_dicts(groups: Sequence[PredictionGroup]) -> tuple[dict[int, list[dict[str, str]]],
-                                                             dict[int, list[dict[str, str]]]]:
+def _coco_dicts(
+    groups: Sequence[PredictionGroup],
+) -> tuple[dict[int, list[dict[str, str]]], dict[int, list[dict[str, str]]]]:
     gts = {i: [{"caption": r} for r in g.references] for i, g in enumerate(groups)}
     res = {i: [{"caption": g.prediction}] for i, g in enumerate(groups)}
     return gts, res
@@ -114,8 +117,9 @@ def _run_java_quietly(fn: Callable[[], Any]) -> Any:
         return fn()
 
 
-def compute_metrics(source: str | os.PathLike[str] | Sequence[PredictionGroup],
-                    metrics: Sequence[str] = DEFAULT_METRICS) -> dict[str, Any]:
+def compute_metrics(
+    source: str | os.PathLike[str] | Sequence[PredictionGroup], metrics: Sequence[str] = DEFAULT_METRICS
+) -> dict[str, Any]:
     """Metrics for a predictions CSV (or its groups).
 
     Returns ``{name: float | None, ..., "unavailable": {name: reason}, "n_samples",

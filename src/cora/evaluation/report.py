@@ -109,13 +109,16 @@ def render(runs: Sequence[RunMetrics], fmt: str = "md", digits: int = 4) -> str:
             writer.writerow([r.name, *[cell(r, k, lambda t: t, "") for k in cols]])
         return buffer.getvalue()
     if fmt == "md":
-        lines = ["| run | " + " | ".join(COLUMNS[k] for k in cols) + " |",
-                 "|---|" + "---:|" * len(cols)]
+        lines = ["| run | " + " | ".join(COLUMNS[k] for k in cols) + " |", "|---|" + "---:|" * len(cols)]
         for r in runs:
             lines.append(f"| {r.name} | " + " | ".join(cell(r, k, lambda t: f"**{t}**", "–") for k in cols) + " |")
         return "\n".join(lines) + "\n"
-    lines = [r"\begin{tabular}{l" + "r" * len(cols) + "}", r"\toprule",
-             "Run & " + " & ".join(_latex_escape(COLUMNS[k]) for k in cols) + r" \\", r"\midrule"]
+    lines = [
+        r"\begin{tabular}{l" + "r" * len(cols) + "}",
+        r"\toprule",
+        "Run & " + " & ".join(_latex_escape(COLUMNS[k]) for k in cols) + r" \\",
+        r"\midrule",
+    ]
     for r in runs:
         cells = [cell(r, k, lambda t: rf"\textbf{{{t}}}", "--") for k in cols]
         lines.append(_latex_escape(r.name) + " & " + " & ".join(cells) + r" \\")
@@ -123,8 +126,18 @@ def render(runs: Sequence[RunMetrics], fmt: str = "md", digits: int = 4) -> str:
     return "\n".join(lines) + "\n"
 
 
-_LATEX = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{",
-          "}": r"\}", "~": r"\textasciitilde{}", "^": r"\^{}"}
+_LATEX = {
+    "\\": r"\textbackslash{}",
+    "&": r"\&",
+    "%": r"\%",
+    "$": r"\$",
+    "#": r"\#",
+    "_": r"\_",
+    "{": r"\{",
+    "}": r"\}",
+    "~": r"\textasciitilde{}",
+    "^": r"\^{}",
+}
 
 
 def _latex_escape(text: str) -> str:

@@ -36,9 +36,14 @@ def as_generate_fn(generator: GenerateFn | BatchGenerator) -> GenerateFn:
     raise TypeError(f"expected a callable or an object with generate(images, queries), got {type(generator).__name__}")
 
 
-def predict(generator: GenerateFn | BatchGenerator, samples: Sequence[EvalSample],
-            predictions_path: str | os.PathLike[str], batch_size: int = 8, flush_every: int = 50,
-            resume: bool = True) -> int:
+def predict(
+    generator: GenerateFn | BatchGenerator,
+    samples: Sequence[EvalSample],
+    predictions_path: str | os.PathLike[str],
+    batch_size: int = 8,
+    flush_every: int = 50,
+    resume: bool = True,
+) -> int:
     """Write predictions for the samples not yet in ``predictions_path``; returns how many were new."""
     fn = as_generate_fn(generator)
     keys = [s.key for s in samples]
@@ -53,7 +58,7 @@ def predict(generator: GenerateFn | BatchGenerator, samples: Sequence[EvalSample
         report_every = max(batch_size, -(-len(todo) // 10))
         next_report = report_every
         for i in range(0, len(todo), batch_size):
-            batch = todo[i:i + batch_size]
+            batch = todo[i : i + batch_size]
             outputs = fn(batch)
             if len(outputs) != len(batch):
                 raise RuntimeError(f"generator returned {len(outputs)} predictions for a batch of {len(batch)}")
@@ -66,9 +71,17 @@ def predict(generator: GenerateFn | BatchGenerator, samples: Sequence[EvalSample
     return len(todo)
 
 
-def evaluate(generator: GenerateFn | BatchGenerator, samples: Sequence[EvalSample], out_dir: str | os.PathLike[str],
-             *, batch_size: int = 8, flush_every: int = 50, metrics: Sequence[str] = DEFAULT_METRICS,
-             resume: bool = True, judge: Any | None = None) -> dict[str, Any]:
+def evaluate(
+    generator: GenerateFn | BatchGenerator,
+    samples: Sequence[EvalSample],
+    out_dir: str | os.PathLike[str],
+    *,
+    batch_size: int = 8,
+    flush_every: int = 50,
+    metrics: Sequence[str] = DEFAULT_METRICS,
+    resume: bool = True,
+    judge: Any | None = None,
+) -> dict[str, Any]:
     """Predict (writing ``out_dir/predictions.csv`` incrementally), score, write ``metrics.json``.
 
     Re-running after an interruption continues where the file ends; no sample is predicted
@@ -81,8 +94,13 @@ def evaluate(generator: GenerateFn | BatchGenerator, samples: Sequence[EvalSampl
     return score_predictions(predictions_path, out, metrics=metrics, judge=judge)
 
 
-def score_predictions(predictions_path: str | os.PathLike[str], out_dir: str | os.PathLike[str], *,
-                      metrics: Sequence[str] = DEFAULT_METRICS, judge: Any | None = None) -> dict[str, Any]:
+def score_predictions(
+    predictions_path: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str],
+    *,
+    metrics: Sequence[str] = DEFAULT_METRICS,
+    judge: Any | None = None,
+) -> dict[str, Any]:
     """Metrics (and the judge's score) of a predictions CSV, written to ``out_dir/metrics.json``."""
     result = compute_metrics(predictions_path, metrics)
     if judge is not None:

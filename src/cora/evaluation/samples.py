@@ -39,14 +39,16 @@ def _display(ref: str, base: Path) -> str:
         return ref
 
 
-def read_eval_samples(path: str | os.PathLike[str], policy: str = "error",
-                      cache_dir: str | os.PathLike[str] = ".cora/cache") -> list[EvalSample]:
+def read_eval_samples(
+    path: str | os.PathLike[str], policy: str = "error", cache_dir: str | os.PathLike[str] = ".cora/cache"
+) -> list[EvalSample]:
     """The grouped samples of a test CSV/JSONL; URL images are fetched into ``cache_dir`` (once)."""
     path = Path(path)
     records, _ = read_records(path, policy=policy)
     samples = []
     for rec, refs in group_references(records):
         image = rec.image
-        samples.append(EvalSample(_display(image, path.parent), rec.query or "", tuple(refs),
-                                  str(local_path(image, cache_dir))))
+        samples.append(
+            EvalSample(_display(image, path.parent), rec.query or "", tuple(refs), str(local_path(image, cache_dir)))
+        )
     return samples

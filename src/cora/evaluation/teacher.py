@@ -42,8 +42,16 @@ from cora.utils.io import atomic_open
 logger = logging.getLogger(__name__)
 
 # The eight 45° sectors, as SynthPano's captions name them (cora.data.synth.scene.DIRECTIONS).
-DIRECTIONS = ("ahead", "ahead to the right", "to the right", "behind you to the right", "behind you",
-              "behind you to the left", "to the left", "ahead to the left")
+DIRECTIONS = (
+    "ahead",
+    "ahead to the right",
+    "to the right",
+    "behind you to the right",
+    "behind you",
+    "behind you to the left",
+    "to the left",
+    "ahead to the left",
+)
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}
 PITCH_LABEL_DEG = 30.0  # views pitched further than this are labelled "above"/"below"
 
@@ -73,6 +81,7 @@ def view_label(geom: ViewGeometry) -> str:
 def caption_order(geometries: Sequence[ViewGeometry]) -> list[int]:
     """View indices in caption order: the global view, then by yaw turning right from ahead (0..360),
     higher pitch first at one yaw, straight up/down last."""
+
     def key(i: int) -> tuple[int, float, float]:
         g = geometries[i]
         if g.kind == "global":
@@ -128,9 +137,17 @@ class Teacher:
     ``views``: callable ``views(image) -> ViewBatch`` (``pixels [V, 3, S, S]`` in [0, 1]).
     """
 
-    def __init__(self, client: Judge, views: Callable[[Any], Any], tile_prompt: str, merge: str = "directions",
-                 merge_prompt: str = "", image_format: str = "jpeg", jpeg_quality: int = 90,
-                 concurrency: int = 4) -> None:
+    def __init__(
+        self,
+        client: Judge,
+        views: Callable[[Any], Any],
+        tile_prompt: str,
+        merge: str = "directions",
+        merge_prompt: str = "",
+        image_format: str = "jpeg",
+        jpeg_quality: int = 90,
+        concurrency: int = 4,
+    ) -> None:
         if merge not in ("directions", "llm"):
             raise ValueError(f"unknown merge {merge!r}; valid: directions, llm")
         self.client = client
@@ -143,13 +160,22 @@ class Teacher:
         self.concurrency = concurrency
 
     def _ask(self, image: str, geom: ViewGeometry, url: str) -> str:
-        messages = [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": url}},
-                                                 {"type": "text", "text": self.tile_prompt}]}]
+        messages = [
+            {
+                "role": "user",
+                "content": [
+                    {"type": "image_url", "image_url": {"url": url}},
+                    {"type": "text", "text": self.tile_prompt},
+                ],
+            }
+        ]
         try:
             return clean_answer(self.client.complete(messages))
         except JudgeError as exc:
-            raise TeacherError(f"{image}: view {geom.index} ({view_label(geom)}, yaw {geom.yaw_deg:g}°, pitch "
-                               f"{geom.pitch_deg:g}°): {exc}") from exc
+            raise TeacherError(
+                f"{image}: view {geom.index} ({view_label(geom)}, yaw {geom.yaw_deg:g}°, pitch "
+                f"{geom.pitch_deg:g}°): {exc}"
+            ) from exc
 
     def describe(self, image: str | os.PathLike[str]) -> Description:
         """Ask about every view of ``image`` and merge the answers."""
@@ -195,16 +221,22 @@ def build_teacher(cfg: Any, cache_dir: str | os.PathLike[str] | None = None) -> 
     if t.include_global and not any(g.kind == "global" for g in geometries):
         geometries = [replace(g, index=i) for i, g in enumerate([global_view(t.image_size), *geometries])]
     views = PanoramaViews(geometries, image_cfg.interpolation, image_cfg.erp_filter, image_cfg.aspect_policy)
-    client = Judge(url=t.url, model=t.model, api_key=os.environ.get(t.api_key_env) or None,
-                   max_retries=t.max_retries, timeout_s=t.timeout_s, retry_backoff_s=t.retry_backoff_s,
-                   max_tokens=t.max_tokens, concurrency=t.concurrency,
-                   cache_dir=t.cache_dir or cache_dir, role="teacher")
-    return Teacher(client, views, t.tile_prompt, t.merge, t.merge_prompt, t.image_format, t.jpeg_quality,
-                   t.concurrency)
+    client = Judge(
+        url=t.url,
+        model=t.model,
+        api_key=os.environ.get(t.api_key_env) or None,
+        max_retries=t.max_retries,
+        timeout_s=t.timeout_s,
+        retry_backoff_s=t.retry_backoff_s,
+        max_tokens=t.max_tokens,
+        concurrency=t.concurrency,
+        cache_dir=t.cache_dir or cache_dir,
+        role="teacher",
+    )
+    return Teacher(client, views, t.tile_prompt, t.merge, t.merge_prompt, t.image_format, t.jpeg_quality, t.concurrency)
 
 
-def list_panoramas(source: str | os.PathLike[str], cache_dir: str | os.PathLike[str] = ".cora/cache"
-                   ) -> list[str]:
+def list_panoramas(source: str | os.PathLike[str], cache_dir: str | os.PathLike[str] = ".cora/cache") -> list[str]:
     """The panoramas to label: the image files of a folder (sorted, not recursive) or the distinct
     images of a CSV/JSONL dataset (first appearance order; URLs fetched into ``cache_dir``)."""
     from cora.data.fetch import local_path

@@ -40,12 +40,22 @@ class DecodingOptions:
     @classmethod
     def from_config(cls, ev: Any) -> DecodingOptions:
         """From an ``EvaluationConfig``."""
-        return cls(max_new_tokens=ev.max_new_tokens, do_sample=ev.do_sample, temperature=ev.temperature,
-                   top_p=ev.top_p, top_k=ev.top_k, repetition_penalty=ev.repetition_penalty)
+        return cls(
+            max_new_tokens=ev.max_new_tokens,
+            do_sample=ev.do_sample,
+            temperature=ev.temperature,
+            top_p=ev.top_p,
+            top_k=ev.top_k,
+            repetition_penalty=ev.repetition_penalty,
+        )
 
     def generation_kwargs(self) -> dict[str, Any]:
-        kwargs: dict[str, Any] = {"max_new_tokens": self.max_new_tokens, "do_sample": self.do_sample,
-                                  "use_cache": self.use_cache, "repetition_penalty": self.repetition_penalty}
+        kwargs: dict[str, Any] = {
+            "max_new_tokens": self.max_new_tokens,
+            "do_sample": self.do_sample,
+            "use_cache": self.use_cache,
+            "repetition_penalty": self.repetition_penalty,
+        }
         if self.do_sample:
             kwargs.update(temperature=self.temperature, top_p=self.top_p, top_k=self.top_k)
         else:
@@ -88,8 +98,14 @@ class PanoramaGenerator:
     images or tensors (anything the views accept).
     """
 
-    def __init__(self, model: Any, views: Callable[[Any], Any], formatter: ChatFormatter | None = None,
-                 options: DecodingOptions | None = None, batch_size: int = 8) -> None:
+    def __init__(
+        self,
+        model: Any,
+        views: Callable[[Any], Any],
+        formatter: ChatFormatter | None = None,
+        options: DecodingOptions | None = None,
+        batch_size: int = 8,
+    ) -> None:
         self.model = model
         self.views = views
         self.formatter = formatter or ChatFormatter(model.tokenizer)
@@ -105,14 +121,21 @@ class PanoramaGenerator:
         """From a built model and its ``CoraConfig`` (views, system prompt, decoding options)."""
         from cora.processors.views import PanoramaViews
 
-        formatter = ChatFormatter(model.tokenizer, system_prompt=config.data.system_prompt,
-                                  vision_token=config.models.vision_token)
-        return cls(model, PanoramaViews.from_config(config.image_processing), formatter,
-                   DecodingOptions.from_config(config.evaluation), batch_size or config.evaluation.batch_size)
+        formatter = ChatFormatter(
+            model.tokenizer, system_prompt=config.data.system_prompt, vision_token=config.models.vision_token
+        )
+        return cls(
+            model,
+            PanoramaViews.from_config(config.image_processing),
+            formatter,
+            DecodingOptions.from_config(config.evaluation),
+            batch_size or config.evaluation.batch_size,
+        )
 
     @classmethod
-    def from_run(cls, run_dir: Any, config: Any | None = None, device: str | None = None,
-                 run_loader: Any | None = None) -> PanoramaGenerator:
+    def from_run(
+        cls, run_dir: Any, config: Any | None = None, device: str | None = None, run_loader: Any | None = None
+    ) -> PanoramaGenerator:
         """From a trained run folder (``runs/<experiment>``): its exported model and config.
 
         ``run_loader`` rebuilds a run that has no exported model yet (see ``load_run``).
@@ -141,11 +164,15 @@ class PanoramaGenerator:
         input_ids = torch.full((len(prompts), length), pad, dtype=torch.long)
         attention_mask = torch.zeros((len(prompts), length), dtype=torch.long)
         for i, ids in enumerate(prompts):  # left padding: every prompt ends where generation starts
-            input_ids[i, length - len(ids):] = torch.tensor(ids, dtype=torch.long)
-            attention_mask[i, length - len(ids):] = 1
+            input_ids[i, length - len(ids) :] = torch.tensor(ids, dtype=torch.long)
+            attention_mask[i, length - len(ids) :] = 1
         device = self.device
-        return {"pixel_values": views.pixels.to(device), "geometries": views.geometries,
-                "input_ids": input_ids.to(device), "attention_mask": attention_mask.to(device)}
+        return {
+            "pixel_values": views.pixels.to(device),
+            "geometries": views.geometries,
+            "input_ids": input_ids.to(device),
+            "attention_mask": attention_mask.to(device),
+        }
 
     def _views(self, images: Sequence[Any]) -> Any:
         """Views of each distinct panorama once (several queries about one file share its views)."""
@@ -169,7 +196,7 @@ class PanoramaGenerator:
         """New token ids per sample, cut at the first stop token (which is not included)."""
         out: list[list[int]] = []
         for start in range(0, len(images), self.batch_size):
-            batch = self.prepare(images[start:start + self.batch_size], queries[start:start + self.batch_size])
+            batch = self.prepare(images[start : start + self.batch_size], queries[start : start + self.batch_size])
             ids = self.model.generate(**batch, **self._kwargs(options))
             out.extend(self._cut(row) for row in ids.tolist())
         return out

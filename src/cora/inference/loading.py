@@ -37,8 +37,12 @@ def _saved_model_dir(run: Path) -> Path | None:
 RunLoader = Callable[[Any, Path], Any]  # (run config, run folder) -> model
 
 
-def load_run(run_dir: str | os.PathLike[str], config: Any | None = None, device: str | None = None,
-             run_loader: RunLoader | None = None) -> tuple[Any, Any]:
+def load_run(
+    run_dir: str | os.PathLike[str],
+    config: Any | None = None,
+    device: str | None = None,
+    run_loader: RunLoader | None = None,
+) -> tuple[Any, Any]:
     """``(model, config)`` in eval mode on ``device`` (default: CUDA when available).
 
     ``config`` (optional) replaces the run's own for what surrounds the model (views, prompt,
@@ -62,8 +66,10 @@ def load_run(run_dir: str | os.PathLike[str], config: Any | None = None, device:
     if not (run / "config.yaml").is_file():
         raise RunLoadError(f"{run}: no config.yaml and no saved model (is this a run folder written by `cora train`?)")
     if run_loader is None:
-        raise RunLoadError(f"{run}: no exported model in {run / 'model'} (`cora train` writes it when a run "
-                           f"finishes; resume with `cora train --config {run / 'config.yaml'} --resume auto`)")
+        raise RunLoadError(
+            f"{run}: no exported model in {run / 'model'} (`cora train` writes it when a run "
+            f"finishes; resume with `cora train --config {run / 'config.yaml'} --resume auto`)"
+        )
     run_config = load_config(run / "config.yaml")
     model = run_loader(run_config, run)  # its own errors name the stage or checkpoint at fault
     return model.eval().to(device), config or run_config

@@ -94,8 +94,14 @@ def _b64decode(data: str, field: str) -> bytes:
 class PanoramaService:
     """The request-independent part: decoding images, limits, the model lock, timing."""
 
-    def __init__(self, generator: Any, max_image_bytes: int, model_name: str, allow_paths: bool,
-                 info: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        generator: Any,
+        max_image_bytes: int,
+        model_name: str,
+        allow_paths: bool,
+        info: dict[str, Any] | None = None,
+    ) -> None:
         self.generator = generator
         self.max_image_bytes = max_image_bytes
         self.model_name = model_name
@@ -120,8 +126,12 @@ class PanoramaService:
 
     def load_path(self, path: Any, field: str = "path") -> np.ndarray:
         if not self.allow_paths:
-            raise RequestError(403, f"{field}: local paths are not allowed by this server (start it with "
-                                    "--allow-paths, or upload the image)", field)
+            raise RequestError(
+                403,
+                f"{field}: local paths are not allowed by this server (start it with "
+                "--allow-paths, or upload the image)",
+                field,
+            )
         if not isinstance(path, str) or not Path(path).is_file():
             raise RequestError(400, f"{field}: no such file: {path!r}", field)
         self.check_size(Path(path).stat().st_size, field)
@@ -130,8 +140,13 @@ class PanoramaService:
         except ImageError as exc:
             raise RequestError(422, f"{field}: {exc}", field) from exc
 
-    def decoding_overrides(self, max_tokens: Any = None, temperature: Any = None, top_p: Any = None,
-                           max_tokens_field: str = "max_new_tokens") -> dict[str, Any]:
+    def decoding_overrides(
+        self,
+        max_tokens: Any = None,
+        temperature: Any = None,
+        top_p: Any = None,
+        max_tokens_field: str = "max_new_tokens",
+    ) -> dict[str, Any]:
         """Request options → :class:`~cora.inference.DecodingOptions` overrides (greedy unless temperature > 0)."""
         overrides: dict[str, Any] = {}
         if max_tokens is not None:
@@ -163,8 +178,12 @@ class PanoramaService:
             ids = self.generator.generate_ids([image], [query], **options)[0]
         text = self.generator.formatter.decode(ids)
         limit = options.get("max_new_tokens", self.generator.options.max_new_tokens)
-        return {"answer": text, "tokens": len(ids), "ms": round((time.perf_counter() - start) * 1000.0, 1),
-                "finish_reason": "length" if len(ids) >= limit else "stop"}
+        return {
+            "answer": text,
+            "tokens": len(ids),
+            "ms": round((time.perf_counter() - start) * 1000.0, 1),
+            "finish_reason": "length" if len(ids) >= limit else "stop",
+        }
 
     def stream(self, image: np.ndarray, query: str, options: dict[str, Any]) -> Iterator[str]:
         """Text pieces as they are generated.
@@ -198,9 +217,17 @@ class PanoramaService:
             device = str(gen.device)
         except (AttributeError, StopIteration):
             device = None
-        return {"status": "ok", "model": self.model_name, "device": device, "views": len(geometries),
-                "view_kinds": sorted({g.kind for g in geometries}), "decoding": asdict(gen.options),
-                "max_image_bytes": self.max_image_bytes, "allow_paths": self.allow_paths, **self.info}
+        return {
+            "status": "ok",
+            "model": self.model_name,
+            "device": device,
+            "views": len(geometries),
+            "view_kinds": sorted({g.kind for g in geometries}),
+            "decoding": asdict(gen.options),
+            "max_image_bytes": self.max_image_bytes,
+            "allow_paths": self.allow_paths,
+            **self.info,
+        }
 
 
 def _sse(data: Any, event: str | None = None) -> str:
@@ -208,8 +235,14 @@ def _sse(data: Any, event: str | None = None) -> str:
     return (f"event: {event}\n" if event else "") + f"data: {body}\n\n"
 
 
-def create_app(generator: Any, *, max_image_bytes: int = DEFAULT_MAX_IMAGE_BYTES, model_name: str = "cora",
-               allow_paths: bool = False, info: dict[str, Any] | None = None) -> FastAPI:
+def create_app(
+    generator: Any,
+    *,
+    max_image_bytes: int = DEFAULT_MAX_IMAGE_BYTES,
+    model_name: str = "cora",
+    allow_paths: bool = False,
+    info: dict[str, Any] | None = None,
+) -> FastAPI:
     """A FastAPI app answering about panoramas with ``generator`` (a :class:`PanoramaGenerator`).
 
     ``max_image_bytes``: the largest encoded image accepted (413 above). ``allow_paths``: let
@@ -238,8 +271,9 @@ def create_app(generator: Any, *, max_image_bytes: int = DEFAULT_MAX_IMAGE_BYTES
         # refuse before reading: a body this large cannot hold an image under the limit
         length = request.headers.get("content-length")
         if length and length.isdigit() and int(length) > 2 * max_image_bytes + 65536:
-            raise RequestError(413, f"body: {length} bytes is over the limit (images up to {max_image_bytes} "
-                                    "bytes)", "image")
+            raise RequestError(
+                413, f"body: {length} bytes is over the limit (images up to {max_image_bytes} bytes)", "image"
+            )
 
     @app.get("/health")
     async def health() -> dict[str, Any]:
@@ -255,8 +289,11 @@ def create_app(generator: Any, *, max_image_bytes: int = DEFAULT_MAX_IMAGE_BYTES
         elif content_type.startswith("application/json"):
             fields = await _json_body(request)
         else:
-            raise RequestError(415, f"content-type: {content_type or 'none'}; send multipart/form-data (image, "
-                                    "query) or application/json", "content-type")
+            raise RequestError(
+                415,
+                f"content-type: {content_type or 'none'}; send multipart/form-data (image, query) or application/json",
+                "content-type",
+            )
         query = _query(fields.get("query"))
         options = service.decoding_overrides(fields.get("max_new_tokens"))
         stream = _as_bool(fields.get("stream"), "stream")
@@ -280,8 +317,9 @@ def create_app(generator: Any, *, max_image_bytes: int = DEFAULT_MAX_IMAGE_BYTES
             return await run_in_threadpool(service.decode, _b64decode(upload, "image"), "image")
         if fields.get("path") is not None:
             return await run_in_threadpool(service.load_path, fields["path"])
-        raise RequestError(400, "image: missing (base64 of the panorama file" + (", or path" if allow_paths else "")
-                                + ")", "image")
+        raise RequestError(
+            400, "image: missing (base64 of the panorama file" + (", or path" if allow_paths else "") + ")", "image"
+        )
 
     def _answer_events(image: np.ndarray, query: str, options: dict[str, Any]) -> Iterator[str]:
         start = time.perf_counter()
@@ -294,8 +332,7 @@ def create_app(generator: Any, *, max_image_bytes: int = DEFAULT_MAX_IMAGE_BYTES
             logger.exception("streaming failed")
             yield _sse({"error": {"message": f"{type(exc).__name__}: {exc}", "type": "server_error"}}, "error")
             return
-        yield _sse({"answer": "".join(pieces).strip(), "ms": round((time.perf_counter() - start) * 1000.0, 1)},
-                   "done")
+        yield _sse({"answer": "".join(pieces).strip(), "ms": round((time.perf_counter() - start) * 1000.0, 1)}, "done")
 
     @app.post("/v1/chat/completions")
     async def chat_completions(request: Request) -> Any:
@@ -309,23 +346,43 @@ def create_app(generator: Any, *, max_image_bytes: int = DEFAULT_MAX_IMAGE_BYTES
         completion_id = f"chatcmpl-{uuid.uuid4().hex[:24]}"
         created = int(time.time())
         if stream:
-            return StreamingResponse(_chat_chunks(image, query, options, completion_id, created, model),
-                                     media_type="text/event-stream")
+            return StreamingResponse(
+                _chat_chunks(image, query, options, completion_id, created, model), media_type="text/event-stream"
+            )
         result = await run_in_threadpool(service.answer, image, query, options)
         prompt_tokens = len(generator.formatter.encode_prompt(query))
         return {
-            "id": completion_id, "object": "chat.completion", "created": created, "model": model,
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": result["answer"]},
-                         "finish_reason": result["finish_reason"]}],
-            "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": result["tokens"],
-                      "total_tokens": prompt_tokens + result["tokens"]},
+            "id": completion_id,
+            "object": "chat.completion",
+            "created": created,
+            "model": model,
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": result["answer"]},
+                    "finish_reason": result["finish_reason"],
+                }
+            ],
+            "usage": {
+                "prompt_tokens": prompt_tokens,
+                "completion_tokens": result["tokens"],
+                "total_tokens": prompt_tokens + result["tokens"],
+            },
         }
 
-    def _chat_chunks(image: np.ndarray, query: str, options: dict[str, Any], completion_id: str, created: int,
-                     model: str) -> Iterator[str]:
+    def _chat_chunks(
+        image: np.ndarray, query: str, options: dict[str, Any], completion_id: str, created: int, model: str
+    ) -> Iterator[str]:
         def chunk(delta: dict[str, Any], finish: str | None = None) -> str:
-            return _sse({"id": completion_id, "object": "chat.completion.chunk", "created": created, "model": model,
-                         "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
+            return _sse(
+                {
+                    "id": completion_id,
+                    "object": "chat.completion.chunk",
+                    "created": created,
+                    "model": model,
+                    "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+                }
+            )
 
         yield chunk({"role": "assistant", "content": ""})
         try:
@@ -368,22 +425,26 @@ def _chat_inputs(service: PanoramaService, messages: Any) -> tuple[np.ndarray, s
                         raise RequestError(400, f"{field}.image_url.url: missing", f"{field}.image_url.url")
                     image_ref = (url, f"{field}.image_url.url")
                 else:
-                    raise RequestError(400, f"{field}: unsupported content part type {kind!r} (text, image_url)",
-                                       field)
+                    raise RequestError(400, f"{field}: unsupported content part type {kind!r} (text, image_url)", field)
         elif content is not None:
-            raise RequestError(400, f"messages[{i}].content: expected a string or a list of parts",
-                               f"messages[{i}].content")
+            raise RequestError(
+                400, f"messages[{i}].content: expected a string or a list of parts", f"messages[{i}].content"
+            )
         if message.get("role") == "user" and texts:
             query = "\n".join(t for t in texts if t.strip())
     if image_ref is None:
-        raise RequestError(400, "messages: no image_url content part (CORA answers about a panorama: send it as "
-                                "a data: URL)", "messages")
+        raise RequestError(
+            400,
+            "messages: no image_url content part (CORA answers about a panorama: send it as a data: URL)",
+            "messages",
+        )
     if query is None or not query.strip():
         raise RequestError(400, "messages: no user message with text (the question)", "messages")
     url, field = image_ref
     if not url.startswith("data:"):
-        raise RequestError(400, f"{field}: only data: URLs are accepted (data:image/...;base64,...), "
-                                f"got {url[:40]!r}", field)
+        raise RequestError(
+            400, f"{field}: only data: URLs are accepted (data:image/...;base64,...), got {url[:40]!r}", field
+        )
     header, _, payload = url.partition(",")
     if ";base64" not in header:
         raise RequestError(400, f"{field}: the data: URL must be base64 encoded", field)

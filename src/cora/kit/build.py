@@ -55,8 +55,13 @@ def _spec_digest(kit: KitConfig, extra_texts: list[str]) -> str:
     return hashlib.sha256(payload).hexdigest()[:16]
 
 
-def build_kit(kit: KitConfig, out_dir: str | Path | None = None, extra_texts: Iterable[str] = (),
-              seed: int = 0, force: bool = False) -> KitPaths:
+def build_kit(
+    kit: KitConfig,
+    out_dir: str | Path | None = None,
+    extra_texts: Iterable[str] = (),
+    seed: int = 0,
+    force: bool = False,
+) -> KitPaths:
     """Train the tokenizer, build random-init models from the specs, save all as HF folders.
 
     A kit whose manifest matches the spec is reused unless ``force``; a partial kit (no
@@ -80,9 +85,12 @@ def build_kit(kit: KitConfig, out_dir: str | Path | None = None, extra_texts: It
     paths.root.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
 
-    tokenizer = train_tokenizer([*scene_corpus(seed=seed), *extra], vocab_size=kit.tokenizer.vocab_size,
-                                min_frequency=kit.tokenizer.min_frequency,
-                                model_max_length=kit.tokenizer.model_max_length)
+    tokenizer = train_tokenizer(
+        [*scene_corpus(seed=seed), *extra],
+        vocab_size=kit.tokenizer.vocab_size,
+        min_frequency=kit.tokenizer.min_frequency,
+        model_max_length=kit.tokenizer.model_max_length,
+    )
 
     vision_cfg = hf_config_from_arch(kit.vision)
     vision = AutoModel.from_config(vision_cfg)
@@ -105,13 +113,24 @@ def build_kit(kit: KitConfig, out_dir: str | Path | None = None, extra_texts: It
     lm.save_pretrained(paths.language_model)
     tokenizer.save_pretrained(paths.language_model)
 
-    atomic_write_json(paths.manifest, {
-        "digest": digest,
-        "vision": {"model_type": vision_cfg.model_type, "parameters": vision.num_parameters()},
-        "language_model": {"model_type": lm_cfg.model_type, "parameters": lm.num_parameters(),
-                           "vocab_size": len(tokenizer)},
-        "spec": kit.model_dump(mode="json"),
-    })
-    logger.info("kit written to %s (vision %s params, LM %s params, %d tokens)", paths.root,
-                f"{vision.num_parameters():,}", f"{lm.num_parameters():,}", len(tokenizer))
+    atomic_write_json(
+        paths.manifest,
+        {
+            "digest": digest,
+            "vision": {"model_type": vision_cfg.model_type, "parameters": vision.num_parameters()},
+            "language_model": {
+                "model_type": lm_cfg.model_type,
+                "parameters": lm.num_parameters(),
+                "vocab_size": len(tokenizer),
+            },
+            "spec": kit.model_dump(mode="json"),
+        },
+    )
+    logger.info(
+        "kit written to %s (vision %s params, LM %s params, %d tokens)",
+        paths.root,
+        f"{vision.num_parameters():,}",
+        f"{lm.num_parameters():,}",
+        len(tokenizer),
+    )
     return paths

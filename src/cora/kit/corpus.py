@@ -10,14 +10,27 @@ from __future__ import annotations
 import random
 from collections.abc import Iterator
 
-COLOURS = ["red", "green", "blue", "yellow", "orange", "purple", "white", "black", "grey", "pink", "brown",
-           "cyan"]
-SHAPES = ["sphere", "cube", "box", "cylinder", "cone", "pyramid", "ball", "tower", "pillar", "rock", "tree",
-          "house"]
+COLOURS = ["red", "green", "blue", "yellow", "orange", "purple", "white", "black", "grey", "pink", "brown", "cyan"]
+SHAPES = ["sphere", "cube", "box", "cylinder", "cone", "pyramid", "ball", "tower", "pillar", "rock", "tree", "house"]
 SIZES = ["small", "large", "tiny", "huge", "medium", "tall", "short", "wide"]
-PLACES = ["ahead", "behind you", "to the left", "to the right", "in front", "far away", "nearby",
-          "behind you to the left", "behind you to the right", "ahead to the left", "ahead to the right",
-          "above the horizon", "below the horizon", "across the seam", "on the ground", "in the sky"]
+PLACES = [
+    "ahead",
+    "behind you",
+    "to the left",
+    "to the right",
+    "in front",
+    "far away",
+    "nearby",
+    "behind you to the left",
+    "behind you to the right",
+    "ahead to the left",
+    "ahead to the right",
+    "above the horizon",
+    "below the horizon",
+    "across the seam",
+    "on the ground",
+    "in the sky",
+]
 NUMBERS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten"]
 QUESTIONS = [
     "What is behind you?",
@@ -30,8 +43,18 @@ QUESTIONS = [
     "Is there a {c} {s} in the scene?",
     "Where is the {s}?",
 ]
-SCENES = ["a sunny meadow", "an empty plain", "a grey courtyard", "a lake shore", "a desert", "a city square",
-          "a forest clearing", "a beach", "a room", "a field at dusk"]
+SCENES = [
+    "a sunny meadow",
+    "an empty plain",
+    "a grey courtyard",
+    "a lake shore",
+    "a desert",
+    "a city square",
+    "a forest clearing",
+    "a beach",
+    "a room",
+    "a field at dusk",
+]
 
 
 def scene_corpus(n: int = 4000, seed: int = 0) -> Iterator[str]:
@@ -44,5 +67,7 @@ def scene_corpus(n: int = 4000, seed: int = 0) -> Iterator[str]:
         yield f"A 360 degree panorama of {rng.choice(SCENES)} with " + ", ".join(parts) + "."
         question = rng.choice(QUESTIONS).format(c=rng.choice(COLOURS), s=rng.choice(SHAPES))
         yield question
-        yield (f"There are {rng.choice(NUMBERS)} objects. The nearest is the {rng.choice(COLOURS)} "
-               f"{rng.choice(SHAPES)}, {rng.choice(PLACES)}. Yes. No.")
+        yield (
+            f"There are {rng.choice(NUMBERS)} objects. The nearest is the {rng.choice(COLOURS)} "
+            f"{rng.choice(SHAPES)}, {rng.choice(PLACES)}. Yes. No."
+        )

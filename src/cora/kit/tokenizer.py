@@ -24,8 +24,9 @@ def kit_chat_template() -> str:
     return resources.files("cora.kit").joinpath("chat_template.jinja").read_text(encoding="utf-8")
 
 
-def train_tokenizer(texts: Iterable[str], vocab_size: int = 2048, min_frequency: int = 2,
-                    model_max_length: int = 4096) -> PreTrainedTokenizerFast:
+def train_tokenizer(
+    texts: Iterable[str], vocab_size: int = 2048, min_frequency: int = 2, model_max_length: int = 4096
+) -> PreTrainedTokenizerFast:
     """A byte-level BPE (Qwen/GPT-2 style: any text encodes, nothing is unknown).
 
     The special tokens get the first ids; ``<|im_end|>`` is the eos token as in Qwen3.

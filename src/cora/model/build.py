@@ -29,15 +29,21 @@ def build_model(cfg, meta: bool = False) -> PanoramaVLM:
     m = cfg.models
     dtype = {"auto": None, "float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[m.dtype]
     vision = build_vision_backbone(m.vision_name, m.vision_arch, dtype=dtype, meta=meta)
-    language = build_language_model(m.language_model_name, m.language_model_arch, m.tokenizer_name, m.vision_token,
-                                    m.attn_implementation, m.dtype, meta=meta)
+    language = build_language_model(
+        m.language_model_name,
+        m.language_model_arch,
+        m.tokenizer_name,
+        m.vision_token,
+        m.attn_implementation,
+        m.dtype,
+        meta=meta,
+    )
     torch.manual_seed(cfg.experiment.seed)
     with torch.device("meta") if meta else contextlib.nullcontext():
         resampler = build_resampler(m.resampler_type, vision.hidden_size, m.latent_dim, **m.resampler.model_dump())
         p = m.projector
         vicreg = VICRegProjector(m.latent_dim, p.vicreg_hidden_dim, p.vicreg_out_dim, p.vicreg_dropout)
-        panorama = PanoramaProjector(m.latent_dim, language.hidden_size, p.stitching, p.positional_encoding,
-                                     p.max_freq)
+        panorama = PanoramaProjector(m.latent_dim, language.hidden_size, p.stitching, p.positional_encoding, p.max_freq)
     return PanoramaVLM(vision, resampler, vicreg, panorama, language, config=cfg)
 
 
@@ -56,14 +62,18 @@ def save_model(model: PanoramaVLM, out_dir: str | Path) -> Path:
     if model.config is not None:
         save_config(_with_absolute_model_paths(model.config), out / CONFIG)
     lm = model.language_model
-    atomic_write_json(out / META, {
-        "format": 1,
-        "lora": getattr(lm, "lora_settings", None) if lm.has_lora else None,
-        "vision_name": getattr(model.config.models, "vision_name", None) if model.config is not None else None,
-        "language_model_name": (getattr(model.config.models, "language_model_name", None)
-                                if model.config is not None else None),
-        "weights": sorted(state),
-    })
+    atomic_write_json(
+        out / META,
+        {
+            "format": 1,
+            "lora": getattr(lm, "lora_settings", None) if lm.has_lora else None,
+            "vision_name": getattr(model.config.models, "vision_name", None) if model.config is not None else None,
+            "language_model_name": (
+                getattr(model.config.models, "language_model_name", None) if model.config is not None else None
+            ),
+            "weights": sorted(state),
+        },
+    )
     return out
 
 

@@ -23,8 +23,14 @@ class FusedInputs:
     labels: torch.Tensor | None  # [B, T']
 
 
-def fuse_vision(input_ids: torch.Tensor, text_embeds: torch.Tensor, vision: torch.Tensor, vision_token_id: int,
-                attention_mask: torch.Tensor | None = None, labels: torch.Tensor | None = None) -> FusedInputs:
+def fuse_vision(
+    input_ids: torch.Tensor,
+    text_embeds: torch.Tensor,
+    vision: torch.Tensor,
+    vision_token_id: int,
+    attention_mask: torch.Tensor | None = None,
+    labels: torch.Tensor | None = None,
+) -> FusedInputs:
     """Splice ``vision`` into ``text_embeds`` at the placeholders.
 
     ``input_ids [B, T]``, ``text_embeds [B, T, H]``, ``vision [B, N, H]`` (one panorama per
@@ -42,8 +48,10 @@ def fuse_vision(input_ids: torch.Tensor, text_embeds: torch.Tensor, vision: torc
     bad = [(b, c) for b, c in enumerate(counts) if c != panoramas]
     if bad:
         listing = ", ".join(f"sample {b}: {c}" for b, c in bad[:5])
-        raise ValueError(f"each sample needs exactly {panoramas} <|vision|> placeholder(s) (one per panorama), "
-                         f"found {listing} (token id {vision_token_id})")
+        raise ValueError(
+            f"each sample needs exactly {panoramas} <|vision|> placeholder(s) (one per panorama), "
+            f"found {listing} (token id {vision_token_id})"
+        )
     embeds, masks, labs = [], [], []
     for b in range(batch):
         places = torch.nonzero(is_vision[b]).flatten().tolist()
@@ -69,8 +77,9 @@ def fuse_vision(input_ids: torch.Tensor, text_embeds: torch.Tensor, vision: torc
     return FusedInputs(torch.stack(embeds), mask, position_ids, torch.stack(labs) if labels is not None else None)
 
 
-def to_left_padding(input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                    pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+def to_left_padding(
+    input_ids: torch.Tensor, attention_mask: torch.Tensor, pad_id: int
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Move right padding to the left (generation appends tokens at the right end)."""
     lengths = attention_mask.sum(dim=1)
     ids = torch.full_like(input_ids, pad_id)
@@ -78,8 +87,8 @@ def to_left_padding(input_ids: torch.Tensor, attention_mask: torch.Tensor,
     width = input_ids.shape[1]
     for b in range(input_ids.shape[0]):
         valid = input_ids[b][attention_mask[b].bool()]
-        ids[b, width - int(lengths[b]):] = valid
-        mask[b, width - int(lengths[b]):] = 1
+        ids[b, width - int(lengths[b]) :] = valid
+        mask[b, width - int(lengths[b]) :] = 1
     return ids, mask
 
 
@@ -90,6 +99,12 @@ class LanguageFusion(torch.nn.Module):
         super().__init__()
         self.vision_token_id = vision_token_id
 
-    def forward(self, input_ids: torch.Tensor, text_embeds: torch.Tensor, vision: torch.Tensor,
-                attention_mask: torch.Tensor | None = None, labels: torch.Tensor | None = None) -> FusedInputs:
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        text_embeds: torch.Tensor,
+        vision: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+    ) -> FusedInputs:
         return fuse_vision(input_ids, text_embeds, vision, self.vision_token_id, attention_mask, labels)

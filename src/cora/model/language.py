@@ -74,23 +74,40 @@ class LanguageModel(nn.Module):
             input_ids = input_ids.masked_fill(input_ids == vid, self.pad_token_id)
         return self.model.get_input_embeddings()(input_ids)
 
-    def apply_lora(self, r: int = 32, alpha: int = 64, dropout: float = 0.1,
-                   target_modules: list[str] | tuple[str, ...] = LORA_TARGETS) -> None:
+    def apply_lora(
+        self,
+        r: int = 32,
+        alpha: int = 64,
+        dropout: float = 0.1,
+        target_modules: list[str] | tuple[str, ...] = LORA_TARGETS,
+    ) -> None:
         """Inject LoRA adapters in place (PEFT); the base weights stay as they are."""
         if self.has_lora:
             return
         from peft import LoraConfig, inject_adapter_in_model
 
-        config = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=list(target_modules),
-                            bias="none")
+        config = LoraConfig(
+            r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=list(target_modules), bias="none"
+        )
         inject_adapter_in_model(config, self.model)
         self.has_lora = True
         self.lora_settings = {"r": r, "alpha": alpha, "dropout": dropout, "target_modules": list(target_modules)}
 
-    def forward(self, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor | None = None,
-                position_ids: torch.Tensor | None = None, labels: torch.Tensor | None = None, **kwargs: Any):
-        return self.model(inputs_embeds=inputs_embeds, attention_mask=attention_mask, position_ids=position_ids,
-                          labels=labels, **kwargs)
+    def forward(
+        self,
+        inputs_embeds: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        **kwargs: Any,
+    ):
+        return self.model(
+            inputs_embeds=inputs_embeds,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            labels=labels,
+            **kwargs,
+        )
 
 
 def _torch_dtype(name: str) -> torch.dtype | str | None:
@@ -107,9 +124,15 @@ def load_tokenizer(name: str, required: bool = True) -> PreTrainedTokenizerBase 
         return None
 
 
-def build_language_model(name: str, arch: ArchSpec | None = None, tokenizer_name: str | None = None,
-                         vision_token: str = "<|vision|>", attn_implementation: str = "sdpa",
-                         dtype: str = "auto", meta: bool = False) -> LanguageModel:
+def build_language_model(
+    name: str,
+    arch: ArchSpec | None = None,
+    tokenizer_name: str | None = None,
+    vision_token: str = "<|vision|>",
+    attn_implementation: str = "sdpa",
+    dtype: str = "auto",
+    meta: bool = False,
+) -> LanguageModel:
     """A :class:`LanguageModel` by hub name / folder, or random-init from ``arch``.
 
     ``meta``: parameters on the meta device (no memory; for parameter counts); the
@@ -117,8 +140,10 @@ def build_language_model(name: str, arch: ArchSpec | None = None, tokenizer_name
     """
     tokenizer = load_tokenizer(tokenizer_name or name, required=not meta and arch is None)
     if tokenizer is None and arch is not None and not meta:
-        raise FileNotFoundError(f"an architecture-only LM needs a tokenizer: set models.tokenizer_name "
-                                f"({tokenizer_name or name!r} could not be loaded)")
+        raise FileNotFoundError(
+            f"an architecture-only LM needs a tokenizer: set models.tokenizer_name "
+            f"({tokenizer_name or name!r} could not be loaded)"
+        )
     torch_dtype = _torch_dtype(dtype)
     if arch is not None or meta:
         config = hf_config_from_arch(arch) if arch is not None else AutoConfig.from_pretrained(name)

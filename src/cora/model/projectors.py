@@ -21,8 +21,13 @@ class VICRegProjector(nn.Module):
 
     def __init__(self, in_dim: int, hidden_dim: int = 1024, out_dim: int = 1024, dropout: float = 0.0) -> None:
         super().__init__()
-        self.net = nn.Sequential(nn.Linear(in_dim, hidden_dim), nn.LayerNorm(hidden_dim), nn.GELU(),
-                                 nn.Dropout(dropout), nn.Linear(hidden_dim, out_dim))
+        self.net = nn.Sequential(
+            nn.Linear(in_dim, hidden_dim),
+            nn.LayerNorm(hidden_dim),
+            nn.GELU(),
+            nn.Dropout(dropout),
+            nn.Linear(hidden_dim, out_dim),
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
@@ -31,8 +36,14 @@ class VICRegProjector(nn.Module):
 class PanoramaProjector(nn.Module):
     """``[B, V, rows*cols, latent]`` → ``[B, N_vision, lm_hidden]``: positions, Linear, stitch."""
 
-    def __init__(self, latent_dim: int, lm_hidden: int, stitching: str = "stride_views",
-                 positional_encoding: str = "sinusoidal", max_freq: float = 32.0) -> None:
+    def __init__(
+        self,
+        latent_dim: int,
+        lm_hidden: int,
+        stitching: str = "stride_views",
+        positional_encoding: str = "sinusoidal",
+        max_freq: float = 32.0,
+    ) -> None:
         super().__init__()
         self.stitching = stitching
         sinusoidal = positional_encoding == "sinusoidal"

@@ -27,8 +27,9 @@ def stage_parameter_table(model: PanoramaVLM, stages: dict[str, Any]) -> list[di
             entry["stages"][name] = {"mode": row["mode"], "trainable": row["trainable"]}
     for component in COMPONENTS:
         # The frozen base size (LoRA adapters counted as trainable extras, not in "total").
-        rows[component]["total"] = sum(p.numel() for n, p in getattr(model, component).named_parameters()
-                                       if "lora_" not in n)
+        rows[component]["total"] = sum(
+            p.numel() for n, p in getattr(model, component).named_parameters() if "lora_" not in n
+        )
     return list(rows.values())
 
 

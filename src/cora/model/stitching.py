@@ -75,8 +75,11 @@ def _plan(geometries: tuple[ViewGeometry, ...], rows: int, cols: int, mode: str)
             left = ring[pos - 1] if pos > 0 else None
             if pos == 0 and mode == "unique" and len(ring) > 1:
                 left = ring[-1]  # the ring closes at 360°: the seam's repeat goes
-            drop = (_overlapping_columns(geometries[i], geometries[left], rows, cols) if left is not None
-                    else np.zeros(cols, dtype=bool))
+            drop = (
+                _overlapping_columns(geometries[i], geometries[left], rows, cols)
+                if left is not None
+                else np.zeros(cols, dtype=bool)
+            )
             kept.append((i, tuple(int(c) for c in np.flatnonzero(~drop))))
         segments.append(tuple(kept))
     return StitchPlan(tuple(segments), rows, cols)

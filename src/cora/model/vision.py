@@ -61,8 +61,9 @@ def _vision_config(config: PretrainedConfig) -> PretrainedConfig:
     return getattr(config, "vision_config", None) or config
 
 
-def load_vision_tower(name: str | None = None, arch: ArchSpec | None = None,
-                      dtype: torch.dtype | None = None, meta: bool = False) -> nn.Module:
+def load_vision_tower(
+    name: str | None = None, arch: ArchSpec | None = None, dtype: torch.dtype | None = None, meta: bool = False
+) -> nn.Module:
     """The HF vision model by hub name / folder, or randomly initialised from ``arch``.
 
     A dual-encoder checkpoint (``google/siglip2-...``, ``openai/clip-...``) yields its vision
@@ -140,8 +141,9 @@ class VisionBackbone(nn.Module):
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
         """``[N, 3, S, S]`` in [0, 1] → ``[N, grid*grid, hidden]``."""
         if pixels.shape[-1] != self.image_size or pixels.shape[-2] != self.image_size:
-            pixels = F.interpolate(pixels, size=(self.image_size, self.image_size), mode="bilinear",
-                                   align_corners=False, antialias=True)
+            pixels = F.interpolate(
+                pixels, size=(self.image_size, self.image_size), mode="bilinear", align_corners=False, antialias=True
+            )
         dtype = next(self.tower.parameters()).dtype
         pixels = ((pixels - self.mean) / self.std).to(dtype)
         hidden = self._naflex_forward(pixels) if self.naflex else self.tower(pixel_values=pixels).last_hidden_state
@@ -176,8 +178,9 @@ class VisionBackbone(nn.Module):
                     p.requires_grad_(True)
 
 
-def build_vision_backbone(name: str | None, arch: ArchSpec | None = None,
-                          dtype: torch.dtype | None = None, meta: bool = False) -> VisionBackbone:
+def build_vision_backbone(
+    name: str | None, arch: ArchSpec | None = None, dtype: torch.dtype | None = None, meta: bool = False
+) -> VisionBackbone:
     """A :class:`VisionBackbone` from a hub name / folder or an architecture spec."""
     tower = load_vision_tower(name, arch, dtype, meta)
     found = None if arch is not None else _read_processor_mean_std(name)

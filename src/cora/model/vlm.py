@@ -48,8 +48,15 @@ def tile_indices(geometries: Sequence[ViewGeometry]) -> list[int]:
 class PanoramaVLM(nn.Module):
     """The CORA model. Components run or not according to the modes :meth:`set_stage` sets."""
 
-    def __init__(self, vision: VisionBackbone, resampler: Resampler, vicreg_projector: VICRegProjector,
-                 panorama_projector: PanoramaProjector, language_model: LanguageModel, config: Any = None) -> None:
+    def __init__(
+        self,
+        vision: VisionBackbone,
+        resampler: Resampler,
+        vicreg_projector: VICRegProjector,
+        panorama_projector: PanoramaProjector,
+        language_model: LanguageModel,
+        config: Any = None,
+    ) -> None:
         super().__init__()
         self.vision = vision
         self.resampler = resampler
@@ -59,8 +66,13 @@ class PanoramaVLM(nn.Module):
         vid = language_model.vision_token_id
         self.fusion = LanguageFusion(vid if vid is not None else -1)
         self.config = config
-        self.modes = {"vision": "frozen", "resampler": "full", "vicreg_projector": "full",
-                      "panorama_projector": "full", "language_model": "frozen"}
+        self.modes = {
+            "vision": "frozen",
+            "resampler": "full",
+            "vicreg_projector": "full",
+            "panorama_projector": "full",
+            "language_model": "frozen",
+        }
         self.ever_trainable: set[str] = set()
 
     @property
@@ -99,16 +111,26 @@ class PanoramaVLM(nn.Module):
         return plan_stitching(list(geometries), rows, cols, stitching or self.panorama_projector.stitching).num_tokens
 
     # -- language -------------------------------------------------------------------
-    def _fuse(self, vision: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor | None,
-              labels: torch.Tensor | None):
+    def _fuse(
+        self,
+        vision: torch.Tensor,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None,
+        labels: torch.Tensor | None,
+    ):
         if self.language_model.vision_token_id is None:
             raise RuntimeError("the language model has no tokenizer: the <|vision|> placeholder is unknown")
         text = self.language_model.embed(input_ids)
         return self.fusion(input_ids, text, vision.to(text.dtype), attention_mask, labels)
 
-    def forward(self, pixel_values: torch.Tensor, geometries: Sequence[ViewGeometry],
-                input_ids: torch.Tensor | None = None, attention_mask: torch.Tensor | None = None,
-                labels: torch.Tensor | None = None) -> PanoramaOutput:
+    def forward(
+        self,
+        pixel_values: torch.Tensor,
+        geometries: Sequence[ViewGeometry],
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+    ) -> PanoramaOutput:
         """Stage-aware: overlap features when the VICReg projector is used, LM loss/logits when text is given
         and the language model is used."""
         geometries = list(geometries)
@@ -126,8 +148,14 @@ class PanoramaVLM(nn.Module):
         return out
 
     @torch.no_grad()
-    def generate(self, pixel_values: torch.Tensor, geometries: Sequence[ViewGeometry], input_ids: torch.Tensor,
-                 attention_mask: torch.Tensor | None = None, **generation_kwargs: Any) -> torch.Tensor:
+    def generate(
+        self,
+        pixel_values: torch.Tensor,
+        geometries: Sequence[ViewGeometry],
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        **generation_kwargs: Any,
+    ) -> torch.Tensor:
         """New token ids ``[B, new]``. Vision tokens are computed once; decoding uses the KV cache
         (unless ``use_cache=False`` is passed). Right-padded prompts are moved to left padding."""
         geometries = list(geometries)
@@ -141,8 +169,9 @@ class PanoramaVLM(nn.Module):
         generation_kwargs.setdefault("pad_token_id", self.language_model.pad_token_id)
         if tok is not None and tok.eos_token_id is not None:
             generation_kwargs.setdefault("eos_token_id", tok.eos_token_id)
-        return self.language_model.model.generate(inputs_embeds=fused.inputs_embeds,
-                                                  attention_mask=fused.attention_mask, **generation_kwargs)
+        return self.language_model.model.generate(
+            inputs_embeds=fused.inputs_embeds, attention_mask=fused.attention_mask, **generation_kwargs
+        )
 
     def enable_gradient_checkpointing(self) -> None:
         """Recompute activations of the vision tower and the LLM in backward (HF's non-reentrant
@@ -177,15 +206,17 @@ class PanoramaVLM(nn.Module):
         params = dict(self.named_parameters())
         unknown = sorted(set(state) - set(params))
         if unknown:
-            raise KeyError(f"weights for parameters this model does not have: {unknown[:5]}"
-                           f"{' …' if len(unknown) > 5 else ''}")
+            raise KeyError(
+                f"weights for parameters this model does not have: {unknown[:5]}{' …' if len(unknown) > 5 else ''}"
+            )
         with torch.no_grad():
             for name, tensor in state.items():
                 if params[name].shape != tensor.shape:
                     raise ValueError(f"{name}: saved shape {tuple(tensor.shape)} ≠ model {tuple(params[name].shape)}")
                 params[name].copy_(tensor)
-        self.ever_trainable.update(n for n in state if not n.startswith(("resampler.", "vicreg_projector.",
-                                                                            "panorama_projector.")))
+        self.ever_trainable.update(
+            n for n in state if not n.startswith(("resampler.", "vicreg_projector.", "panorama_projector."))
+        )
 
     def save_pretrained(self, out_dir: str) -> None:
         from cora.model.build import save_model

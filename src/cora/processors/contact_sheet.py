@@ -57,8 +57,12 @@ def contact_sheet(erp: np.ndarray, views: np.ndarray, geometries: list[ViewGeome
             continue
         lines = footprint(geom, width, pano_h)
         cv2.polylines(pano, lines, isClosed=len(lines) == 1, color=colour, thickness=2, lineType=cv2.LINE_AA)
-        x, y = erp_lonlat_to_pixel(np.array(geom.yaw_deg if geom.yaw_deg < 180 else geom.yaw_deg - 360),
-                                   np.array(geom.pitch_deg), width, pano_h)
+        x, y = erp_lonlat_to_pixel(
+            np.array(geom.yaw_deg if geom.yaw_deg < 180 else geom.yaw_deg - 360),
+            np.array(geom.pitch_deg),
+            width,
+            pano_h,
+        )
         text = f"#{geom.index}"
         (tw, th), _ = cv2.getTextSize(text, FONT, 0.7, 2)
         x0 = int(np.clip(x - tw / 2, 2, width - tw - 2))
@@ -74,7 +78,7 @@ def contact_sheet(erp: np.ndarray, views: np.ndarray, geometries: list[ViewGeome
     for i, (geom, view) in enumerate(zip(geometries, views)):
         r, c = divmod(i, cols)
         x0, y0 = c * cell + 6, r * (cell + 22) + 6
-        grid[y0:y0 + thumb, x0:x0 + thumb] = cv2.resize(view, (thumb, thumb), interpolation=cv2.INTER_AREA)
+        grid[y0 : y0 + thumb, x0 : x0 + thumb] = cv2.resize(view, (thumb, thumb), interpolation=cv2.INTER_AREA)
         cv2.rectangle(grid, (x0 - 3, y0 - 3), (x0 + thumb + 2, y0 + thumb + 2), view_colour(geom.index, count), 3)
         cv2.putText(grid, label(geom), (x0, y0 + thumb + 18), FONT, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
     return np.concatenate([pano, grid], axis=0)

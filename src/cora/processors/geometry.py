@@ -132,11 +132,13 @@ def global_view(size: int, index: int = 0) -> ViewGeometry:
     return ViewGeometry("global", "erp", 0.0, 0.0, 360.0, 180.0, size, size, index)
 
 
-def perspective_view(yaw_deg: float, pitch_deg: float, fov_deg: float, size: int, index: int = 0,
-                     kind: ViewKind = "tile") -> ViewGeometry:
+def perspective_view(
+    yaw_deg: float, pitch_deg: float, fov_deg: float, size: int, index: int = 0, kind: ViewKind = "tile"
+) -> ViewGeometry:
     """A square pinhole view (``fov_deg`` both ways)."""
-    return ViewGeometry(kind, "perspective", float(yaw_deg), float(pitch_deg), float(fov_deg), float(fov_deg),
-                        size, size, index)
+    return ViewGeometry(
+        kind, "perspective", float(yaw_deg), float(pitch_deg), float(fov_deg), float(fov_deg), size, size, index
+    )
 
 
 def _relative_lon(lon: np.ndarray, centre: float) -> np.ndarray:
@@ -144,8 +146,9 @@ def _relative_lon(lon: np.ndarray, centre: float) -> np.ndarray:
     return wrap_deg(np.asarray(lon) - centre)
 
 
-def overlap_strip_columns(a: ViewGeometry, b: ViewGeometry, cols: int, k: int,
-                          rows: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+def overlap_strip_columns(
+    a: ViewGeometry, b: ViewGeometry, cols: int, k: int, rows: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """The ``k`` token columns of view ``a`` and where the same longitudes fall in view ``b``.
 
     ``a`` and ``b`` are neighbours (``b`` to the right of ``a``). The chosen columns of ``a``

@@ -21,8 +21,12 @@ logger = logging.getLogger(__name__)
 ASPECT_TOLERANCE = 0.01  # relative: 2048×1024 ± 1 %
 JPEG_MAGIC = b"\xff\xd8\xff"
 JPEG_EOI = b"\xff\xd9"
-_REDUCED = {1: cv2.IMREAD_COLOR, 2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4,
-            8: cv2.IMREAD_REDUCED_COLOR_8}
+_REDUCED = {
+    1: cv2.IMREAD_COLOR,
+    2: cv2.IMREAD_REDUCED_COLOR_2,
+    4: cv2.IMREAD_REDUCED_COLOR_4,
+    8: cv2.IMREAD_REDUCED_COLOR_8,
+}
 # OpenCV >= 4.10 decodes straight to RGB (saves a full-image BGR→RGB pass); older ones give BGR.
 _RGB_FLAG = getattr(cv2, "IMREAD_COLOR_RGB", None)
 

@@ -91,8 +91,9 @@ def _pyramid(width: int, height: int, need_w: float, need_h: float, sources: lis
         half_w, half_h = src.width // 2, src.height // 2
         if half_w < need_w or half_h < need_h or half_w < 4 or half_h < 2:
             return index
-        child = next((i for i, s in enumerate(sources)
-                      if s.parent == index and (s.width, s.height) == (half_w, half_h)), None)
+        child = next(
+            (i for i, s in enumerate(sources) if s.parent == index and (s.width, s.height) == (half_w, half_h)), None
+        )
         if child is None:
             sources.append(Source(half_w, half_h, index))
             child = len(sources) - 1
@@ -147,8 +148,13 @@ def _is_identity(map_x: np.ndarray, map_y: np.ndarray) -> bool:
 
 
 @functools.lru_cache(maxsize=PLAN_CACHE_SIZE)
-def build_plan(geometries: tuple[ViewGeometry, ...], width: int, height: int, erp_filter: str = "area",
-               interpolation: Interpolation = "bilinear") -> SamplingPlan:
+def build_plan(
+    geometries: tuple[ViewGeometry, ...],
+    width: int,
+    height: int,
+    erp_filter: str = "area",
+    interpolation: Interpolation = "bilinear",
+) -> SamplingPlan:
     """The cached sampling plan of ``geometries`` for a ``width × height`` ERP."""
     if interpolation not in CV2_INTERP:
         raise ValueError(f"unknown interpolation {interpolation!r}; valid: {', '.join(CV2_INTERP)}")
@@ -205,7 +211,7 @@ def sample_numpy(erp: np.ndarray, plan: SamplingPlan) -> np.ndarray:
             continue
         contiguous = g.views == tuple(range(first, first + n))
         # Write straight into the output when the group's views are consecutive (no copy).
-        dst = out[first:first + n].reshape(n * h, w, channels) if contiguous else None
+        dst = out[first : first + n].reshape(n * h, w, channels) if contiguous else None
         m1, m2 = g.fixed if g.fixed is not None else (g.map_x, g.map_y)
         res = cv2.remap(images[g.source], m1, m2, interp, dst=dst, borderMode=cv2.BORDER_WRAP)
         if res.ndim == 2:
@@ -246,8 +252,10 @@ def _area_resize_torch(image: torch.Tensor, width: int, height: int, cache: dict
         return (rows[..., 0::2] + rows[..., 1::2]).mul_(0.25)
     key = (in_h, in_w, height, width, str(image.device))
     if key not in cache:
-        cache[key] = (torch.from_numpy(area_weights(in_h, height)).to(image.device),
-                      torch.from_numpy(area_weights(in_w, width)).to(image.device))
+        cache[key] = (
+            torch.from_numpy(area_weights(in_h, height)).to(image.device),
+            torch.from_numpy(area_weights(in_w, width)).to(image.device),
+        )
     rows, cols = cache[key]
     return rows @ image @ cols.T
 

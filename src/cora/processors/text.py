@@ -41,8 +41,13 @@ class ChatFormatter:
     query``); the model replaces it by the panorama's vision embeddings.
     """
 
-    def __init__(self, tokenizer: Any, system_prompt: str | None = None, vision_token: str = "<|vision|>",
-                 chat_template: str | None = None) -> None:
+    def __init__(
+        self,
+        tokenizer: Any,
+        system_prompt: str | None = None,
+        vision_token: str = "<|vision|>",
+        chat_template: str | None = None,
+    ) -> None:
         self.tokenizer = tokenizer
         self.system_prompt = system_prompt
         self.vision_token = vision_token
@@ -134,18 +139,19 @@ class ChatFormatter:
                     "changes the text of earlier turns"
                 )
             full = self._render(messages[: k + 1])
-            think_prompt = self._render(messages[:k], generation=True, thinking_off=True) if self.supports_thinking \
-                else prompt
+            think_prompt = (
+                self._render(messages[:k], generation=True, thinking_off=True) if self.supports_thinking else prompt
+            )
             # The template's empty think block ends its enable_thinking=False prompt: cut there.
             start = think_prompt if full.startswith(think_prompt) else prompt
             if not full.startswith(start):
                 raise ChatTemplateError(
                     f"chat template renders assistant message {k} without its generation prompt as a prefix"
                 )
-            reply = full[len(start):]
+            reply = full[len(start) :]
             head, tail = self._split_reply(reply)
-            if prompt[len(done):]:
-                segments.append(Segment(prompt[len(done):], False))
+            if prompt[len(done) :]:
+                segments.append(Segment(prompt[len(done) :], False))
             segments.append(Segment(head, True))
             if tail:
                 segments.append(Segment(tail, False))
@@ -173,11 +179,15 @@ class ChatFormatter:
         return list(dict.fromkeys(i for i in ids if i is not None))
 
     # -- internals ----------------------------------------------------------------------
-    def _render(self, messages: Sequence[Mapping[str, str]], generation: bool = False,
-                thinking_off: bool = False) -> str:
+    def _render(
+        self, messages: Sequence[Mapping[str, str]], generation: bool = False, thinking_off: bool = False
+    ) -> str:
         kwargs: dict[str, Any] = {"enable_thinking": False} if thinking_off else {}
         return self.tokenizer.apply_chat_template(
-            list(messages), tokenize=False, add_generation_prompt=generation, chat_template=self.chat_template,
+            list(messages),
+            tokenize=False,
+            add_generation_prompt=generation,
+            chat_template=self.chat_template,
             **kwargs,
         )
 
@@ -189,7 +199,7 @@ class ChatFormatter:
         ends = [reply.rfind(tok) + len(tok) for tok in self._special_tokens if tok and tok in reply]
         if not ends:
             return reply, ""
-        return reply[:max(ends)], reply[max(ends):]
+        return reply[: max(ends)], reply[max(ends) :]
 
     def _probe_end_of_turn(self) -> int | None:
         reply = self.segments([{"role": "user", "content": "x"}, {"role": "assistant", "content": "y"}])
@@ -201,5 +211,6 @@ class ChatFormatter:
         if not isinstance(text, str):
             raise TypeError(f"{what} must be a string, got {type(text).__name__}")
         if self.vision_token in text:
-            raise ValueError(f"{what} contains the vision placeholder {self.vision_token!r}; it is added by the "
-                             "formatter")
+            raise ValueError(
+                f"{what} contains the vision placeholder {self.vision_token!r}; it is added by the formatter"
+            )

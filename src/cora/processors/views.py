@@ -59,8 +59,14 @@ class PanoramaViews:
     sampled with ``cv2.remap``.
     """
 
-    def __init__(self, geometries: Sequence[ViewGeometry], interpolation: str = "bilinear",
-                 erp_filter: str = "area", aspect_policy: str = "warn", decode_min_width: int | str = 0) -> None:
+    def __init__(
+        self,
+        geometries: Sequence[ViewGeometry],
+        interpolation: str = "bilinear",
+        erp_filter: str = "area",
+        aspect_policy: str = "warn",
+        decode_min_width: int | str = 0,
+    ) -> None:
         self.geometries = list(geometries)
         self._key = tuple(self.geometries)
         self.interpolation = interpolation
@@ -110,8 +116,9 @@ class PanoramaViews:
         height, width = erp.shape[-2:]
         check_aspect(width, height, self.aspect_policy, "<tensor>")
         if erp.dtype == torch.uint8 and erp.device.type == "cpu":
-            return torch.stack([to_float(self.sample(to_rgb_uint8(e.permute(1, 2, 0).numpy(), "<tensor>")))
-                                for e in erp])
+            return torch.stack(
+                [to_float(self.sample(to_rgb_uint8(e.permute(1, 2, 0).numpy(), "<tensor>"))) for e in erp]
+            )
         if erp.dtype == torch.uint8:
             erp = erp.float().div_(255.0)
         elif not erp.is_floating_point():

@@ -43,19 +43,22 @@ class StageCheckpoint(L.Callback):
     def stage_dir(self, stage: str) -> Path:
         return self.run_dir / "checkpoints" / stage
 
-    def on_train_batch_end(self, trainer: L.Trainer, module: L.LightningModule, outputs: Any, batch: Any,
-                           batch_idx: int) -> None:
+    def on_train_batch_end(
+        self, trainer: L.Trainer, module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
         accumulate = module.stage_cfg.accumulate_grad_batches
         if (batch_idx + 1) % accumulate:
             return
         step = module.plan.start_step + (batch_idx + 1) // accumulate
         if step % self.every or step >= module.plan.total_steps or not trainer.is_global_zero:
             return
-        path = save_checkpoint(self.stage_dir(module.stage_name) / f"step-{step:06d}.ckpt",
-                               checkpoint_payload(module, step, complete=False))
+        path = save_checkpoint(
+            self.stage_dir(module.stage_name) / f"step-{step:06d}.ckpt",
+            checkpoint_payload(module, step, complete=False),
+        )
         self.state.last_checkpoint[module.stage_name] = str(path.relative_to(self.run_dir))
         self.state.save(self.run_dir)
-        old = sorted(self.stage_dir(module.stage_name).glob("step-*.ckpt"))[:-self.keep]
+        old = sorted(self.stage_dir(module.stage_name).glob("step-*.ckpt"))[: -self.keep]
         for stale in old:
             stale.unlink(missing_ok=True)
         logger.debug("checkpoint %s", path)
@@ -67,13 +70,20 @@ class LogLineProgress(L.Callback):
     def __init__(self, every: int) -> None:
         self.every = every
 
-    def on_train_batch_end(self, trainer: L.Trainer, module: L.LightningModule, outputs: Any, batch: Any,
-                           batch_idx: int) -> None:
+    def on_train_batch_end(
+        self, trainer: L.Trainer, module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
         step = module.plan.start_step + trainer.global_step
         accumulate = module.stage_cfg.accumulate_grad_batches
         if (batch_idx + 1) % accumulate or step % self.every or not trainer.is_global_zero:
             return
         m = trainer.callback_metrics
-        logger.info("%s step %d/%d  loss %.4f  lr %.2e  %.1f samples/s", module.stage_name, step,
-                    module.plan.total_steps, float(m.get("loss", float("nan"))), float(m.get("lr", 0.0)),
-                    float(m.get("samples/s", float("nan"))))
+        logger.info(
+            "%s step %d/%d  loss %.4f  lr %.2e  %.1f samples/s",
+            module.stage_name,
+            step,
+            module.plan.total_steps,
+            float(m.get("loss", float("nan"))),
+            float(m.get("lr", 0.0)),
+            float(m.get("samples/s", float("nan"))),
+        )

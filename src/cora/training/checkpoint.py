@@ -51,15 +51,18 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         raise CheckpointError(f"checkpoint {path} is not a CORA checkpoint (bad header)")
     if len(raw) < _HEADER:
         raise CheckpointError(f"checkpoint {path} is truncated (header incomplete)")
-    digest = raw[len(MAGIC):len(MAGIC) + 32]
-    size = int.from_bytes(raw[len(MAGIC) + 32:_HEADER], "big")
+    digest = raw[len(MAGIC) : len(MAGIC) + 32]
+    size = int.from_bytes(raw[len(MAGIC) + 32 : _HEADER], "big")
     data = raw[_HEADER:]
     if len(data) != size:
-        raise CheckpointError(f"checkpoint {path} is truncated ({len(data)} of {size} payload bytes): "
-                              "resume from an earlier checkpoint or delete it")
+        raise CheckpointError(
+            f"checkpoint {path} is truncated ({len(data)} of {size} payload bytes): "
+            "resume from an earlier checkpoint or delete it"
+        )
     if hashlib.sha256(data).digest() != digest:
-        raise CheckpointError(f"checkpoint {path} is corrupt (checksum mismatch): "
-                              "resume from an earlier checkpoint or delete it")
+        raise CheckpointError(
+            f"checkpoint {path} is corrupt (checksum mismatch): resume from an earlier checkpoint or delete it"
+        )
     return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
 
 
@@ -73,13 +76,16 @@ def load_trainable(model: nn.Module, state: dict[str, torch.Tensor], source: str
     params = dict(model.named_parameters())
     missing = [k for k in state if k not in params]
     if missing:
-        raise CheckpointError(f"{source}: {len(missing)} weights have no place in this model, e.g. {missing[:3]} "
-                              "(was it written by a different config?)")
+        raise CheckpointError(
+            f"{source}: {len(missing)} weights have no place in this model, e.g. {missing[:3]} "
+            "(was it written by a different config?)"
+        )
     with torch.no_grad():
         for name, value in state.items():
             if params[name].shape != value.shape:
-                raise CheckpointError(f"{source}: {name} has shape {tuple(value.shape)}, "
-                                      f"the model expects {tuple(params[name].shape)}")
+                raise CheckpointError(
+                    f"{source}: {name} has shape {tuple(value.shape)}, the model expects {tuple(params[name].shape)}"
+                )
             params[name].copy_(value.to(params[name].device, params[name].dtype))
 
 

@@ -91,8 +91,12 @@ def r_eff_rank(resampler_features: torch.Tensor) -> float:
 
 
 @torch.no_grad()
-def overlap_diagnostics(features: torch.Tensor, tile_geometries: list[ViewGeometry], k: int | None = None,
-                        resampler_features: torch.Tensor | None = None) -> dict[str, float]:
+def overlap_diagnostics(
+    features: torch.Tensor,
+    tile_geometries: list[ViewGeometry],
+    k: int | None = None,
+    resampler_features: torch.Tensor | None = None,
+) -> dict[str, float]:
     """All stage-1 diagnostics of one validation batch. ``features [B, T, H, W, D]`` (projector, tiles)."""
     left, right = extract_strips(features.float(), tile_geometries, k)
     out = {

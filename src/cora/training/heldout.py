@@ -12,16 +12,22 @@ from torch.utils.data import DataLoader, Dataset, Subset
 IGNORE_INDEX = -100
 
 
-def _answer_loss_sum(model: torch.nn.Module, dataset: Dataset, collate: Callable[[list[Any]], Any],
-                     batch_size: int, blind: bool) -> tuple[float, int]:
+def _answer_loss_sum(
+    model: torch.nn.Module, dataset: Dataset, collate: Callable[[list[Any]], Any], batch_size: int, blind: bool
+) -> tuple[float, int]:
     """(sum of answer-token cross-entropies, answer tokens) over ``dataset``."""
     total, count = 0.0, 0
     for batch in DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate):
         if batch is None:
             continue
         pixels = torch.zeros_like(batch["pixel_values"]) if blind else batch["pixel_values"]
-        out = model(pixels, batch["geometries"], input_ids=batch["input_ids"],
-                    attention_mask=batch["attention_mask"], labels=batch["labels"])
+        out = model(
+            pixels,
+            batch["geometries"],
+            input_ids=batch["input_ids"],
+            attention_mask=batch["attention_mask"],
+            labels=batch["labels"],
+        )
         # The model's loss is a mean over this batch's answer tokens (labels shifted by one).
         tokens = int((batch["labels"][:, 1:] != IGNORE_INDEX).sum())
         total += float(out.loss) * tokens
@@ -30,9 +36,14 @@ def _answer_loss_sum(model: torch.nn.Module, dataset: Dataset, collate: Callable
 
 
 @torch.no_grad()
-def heldout_lm_loss_by_group(model: torch.nn.Module, dataset: Dataset, collate: Callable[[list[Any]], Any],
-                             groups: Mapping[str, Sequence[int]], batch_size: int = 8,
-                             blind: bool = False) -> tuple[float, dict[str, float]]:
+def heldout_lm_loss_by_group(
+    model: torch.nn.Module,
+    dataset: Dataset,
+    collate: Callable[[list[Any]], Any],
+    groups: Mapping[str, Sequence[int]],
+    batch_size: int = 8,
+    blind: bool = False,
+) -> tuple[float, dict[str, float]]:
     """Mean cross-entropy per answer token over every group of item indices together, and per group
     (token-weighted across batches; each item is run once).
 
@@ -41,8 +52,10 @@ def heldout_lm_loss_by_group(model: torch.nn.Module, dataset: Dataset, collate: 
     was_training = model.training
     model.eval()
     try:
-        sums = {name: _answer_loss_sum(model, Subset(dataset, list(idx)), collate, batch_size, blind)
-                for name, idx in groups.items()}
+        sums = {
+            name: _answer_loss_sum(model, Subset(dataset, list(idx)), collate, batch_size, blind)
+            for name, idx in groups.items()
+        }
     finally:
         model.train(was_training)
     empty = [name for name, (_, count) in sums.items() if not count]
@@ -52,8 +65,13 @@ def heldout_lm_loss_by_group(model: torch.nn.Module, dataset: Dataset, collate: 
     return overall, {name: total / count for name, (total, count) in sums.items()}
 
 
-def heldout_lm_loss(model: torch.nn.Module, dataset: Dataset, collate: Callable[[list[Any]], Any],
-                    batch_size: int = 8, blind: bool = False) -> float:
+def heldout_lm_loss(
+    model: torch.nn.Module,
+    dataset: Dataset,
+    collate: Callable[[list[Any]], Any],
+    batch_size: int = 8,
+    blind: bool = False,
+) -> float:
     """Mean cross-entropy per answer token over ``dataset`` (token-weighted across batches).
 
     ``blind``: pixels are zeroed, as in the blind ablation's training.

@@ -79,8 +79,10 @@ class KitPrior:
         if self.status() == "none":
             _replace_atomically(self.weights, self.base)
         elif not self.base.is_file():
-            raise RuntimeError(f"{self.weights} holds a prior and its base weights ({self.base}) are missing: "
-                               f"rebuild the kit (`cora kit build --force`)")
+            raise RuntimeError(
+                f"{self.weights} holds a prior and its base weights ({self.base}) are missing: "
+                f"rebuild the kit (`cora kit build --force`)"
+            )
         else:
             _replace_atomically(self.base, self.weights)
 
@@ -89,5 +91,6 @@ class KitPrior:
         with tempfile.TemporaryDirectory(dir=self.component_dir.parent, prefix=".prior-") as tmp:
             model.save_pretrained(tmp)
             os.replace(Path(tmp) / WEIGHTS, self.weights)
-        atomic_write_json(self.manifest, {"digest": self.digest, "weights": file_digest(self.weights),
-                                          "summary": summary})
+        atomic_write_json(
+            self.manifest, {"digest": self.digest, "weights": file_digest(self.weights), "summary": summary}
+        )

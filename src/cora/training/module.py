@@ -45,9 +45,17 @@ class StagePlan:
 
 
 class StageModule(L.LightningModule):
-    def __init__(self, model: torch.nn.Module, stage_name: str, stage_cfg: StageConfig, data: StageData,
-                 plan: StagePlan, resume: dict[str, Any] | None = None, blind: bool = False,
-                 num_workers: int = 0) -> None:
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        stage_name: str,
+        stage_cfg: StageConfig,
+        data: StageData,
+        plan: StagePlan,
+        resume: dict[str, Any] | None = None,
+        blind: bool = False,
+        num_workers: int = 0,
+    ) -> None:
         super().__init__()
         self.model = model
         self.stage_name, self.stage_cfg, self.data, self.plan = stage_name, stage_cfg, data, plan
@@ -65,8 +73,13 @@ class StageModule(L.LightningModule):
         if self.blind:
             # The ablation: the same model and steps, but no visual information at all.
             pixels = torch.zeros_like(pixels)
-        return self.model(pixels, batch["geometries"], input_ids=batch.get("input_ids"),
-                          attention_mask=batch.get("attention_mask"), labels=batch.get("labels"))
+        return self.model(
+            pixels,
+            batch["geometries"],
+            input_ids=batch.get("input_ids"),
+            attention_mask=batch.get("attention_mask"),
+            labels=batch.get("labels"),
+        )
 
     def losses(self, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, torch.Tensor], Any]:
         """Total loss (a scalar on the graph) and its named parts."""
@@ -81,15 +94,19 @@ class StageModule(L.LightningModule):
             total = cfg.lm_loss_weight * parts["lm_loss"]
         if self.overlap_loss is not None:
             if out.overlap_features is None:
-                raise RuntimeError(f"stage {self.stage_name}: overlap_loss_weight is {cfg.overlap_loss_weight} but "
-                                   "the model returned no overlap features (is vicreg_projector 'unused'?)")
+                raise RuntimeError(
+                    f"stage {self.stage_name}: overlap_loss_weight is {cfg.overlap_loss_weight} but "
+                    "the model returned no overlap features (is vicreg_projector 'unused'?)"
+                )
             parts["overlap_loss"] = self.overlap_loss(out.overlap_features, out.tile_geometries)
             term = cfg.overlap_loss_weight * parts["overlap_loss"]
             total = term if total is None else total + term
         if total is None:
-            raise RuntimeError(f"stage {self.stage_name} has nothing to learn from: lm_loss_weight="
-                               f"{cfg.lm_loss_weight} (labels present: {batch.get('labels') is not None}), "
-                               f"overlap_loss_weight={cfg.overlap_loss_weight}")
+            raise RuntimeError(
+                f"stage {self.stage_name} has nothing to learn from: lm_loss_weight="
+                f"{cfg.lm_loss_weight} (labels present: {batch.get('labels') is not None}), "
+                f"overlap_loss_weight={cfg.overlap_loss_weight}"
+            )
         return total, parts, out
 
     def training_step(self, batch: dict[str, Any] | None, batch_idx: int) -> torch.Tensor | None:
@@ -124,8 +141,12 @@ class StageModule(L.LightningModule):
         loss, parts, out = self.losses(batch)
         values = {"val_loss": float(loss)} | {f"val_{k}": float(v) for k, v in parts.items()}
         if self.stage_cfg.vicreg_projector != "unused" and out.overlap_features is not None:
-            values |= overlap_diagnostics(out.overlap_features, out.tile_geometries,
-                                          self.stage_cfg.loss.overlap_columns, getattr(out, "resampler_features", None))
+            values |= overlap_diagnostics(
+                out.overlap_features,
+                out.tile_geometries,
+                self.stage_cfg.loss.overlap_columns,
+                getattr(out, "resampler_features", None),
+            )
         for key, value in values.items():
             self._val_sums[key] = self._val_sums.get(key, 0.0) + value
         self._val_count += 1
@@ -151,17 +172,33 @@ class StageModule(L.LightningModule):
     def train_dataloader(self) -> DataLoader:
         cfg = self.stage_cfg
         accumulate = cfg.accumulate_grad_batches
-        sampler = StageSampler(len(self.data.train), cfg.batch_size, self.plan.micro_batches(accumulate),
-                               seed=self.plan.seed, start_micro_batch=self.plan.start_step * accumulate,
-                               rank=self.trainer.global_rank, world_size=self.trainer.world_size)
-        return DataLoader(self.data.train, batch_size=cfg.batch_size, sampler=sampler, collate_fn=self.data.collate,
-                          num_workers=self.num_workers)
+        sampler = StageSampler(
+            len(self.data.train),
+            cfg.batch_size,
+            self.plan.micro_batches(accumulate),
+            seed=self.plan.seed,
+            start_micro_batch=self.plan.start_step * accumulate,
+            rank=self.trainer.global_rank,
+            world_size=self.trainer.world_size,
+        )
+        return DataLoader(
+            self.data.train,
+            batch_size=cfg.batch_size,
+            sampler=sampler,
+            collate_fn=self.data.collate,
+            num_workers=self.num_workers,
+        )
 
     def val_dataloader(self) -> DataLoader | list:
         if self.data.val is None or len(self.data.val) == 0:
             return []
-        return DataLoader(self.data.val, batch_size=self.stage_cfg.batch_size, shuffle=False,
-                          collate_fn=self.data.collate, num_workers=self.num_workers)
+        return DataLoader(
+            self.data.val,
+            batch_size=self.stage_cfg.batch_size,
+            shuffle=False,
+            collate_fn=self.data.collate,
+            num_workers=self.num_workers,
+        )
 
     # -- optimisation ----------------------------------------------------------------
     def configure_optimizers(self) -> dict[str, Any]:
@@ -170,8 +207,10 @@ class StageModule(L.LightningModule):
         if not params:
             raise RuntimeError(f"stage {self.stage_name} has no trainable parameters (check its component modes)")
         # No weight decay on biases and norm scales (1-D parameters).
-        groups = [{"params": [p for p in params if p.dim() > 1], "weight_decay": cfg.weight_decay},
-                  {"params": [p for p in params if p.dim() <= 1], "weight_decay": 0.0}]
+        groups = [
+            {"params": [p for p in params if p.dim() > 1], "weight_decay": cfg.weight_decay},
+            {"params": [p for p in params if p.dim() <= 1], "weight_decay": 0.0},
+        ]
         optimizer = torch.optim.AdamW([g for g in groups if g["params"]], lr=cfg.lr)
         total = self.plan.total_steps
         warmup = round(cfg.warmup_ratio * total)

@@ -31,19 +31,26 @@ def _panel(x0: int, title: str, curves: dict[str, list[tuple[float, float]]]) ->
     hi = hi if hi > lo else lo + 1.0
     s_lo, s_hi = min(steps), max(max(steps), min(steps) + 1)
     colours = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd"]
-    parts = [f'<g transform="translate({x0},0)"><rect x="{PAD}" y="{PAD // 2}" width="{W - PAD - 8}" '
-             f'height="{H - PAD - PAD // 2}" fill="none" stroke="#999"/>',
-             f'<text x="{W // 2}" y="12" font-size="11" text-anchor="middle">{title}</text>',
-             f'<text x="2" y="{PAD // 2 + 8}" font-size="9">{hi:.3g}</text>',
-             f'<text x="2" y="{H - PAD}" font-size="9">{lo:.3g}</text>',
-             f'<text x="{W // 2}" y="{H - 6}" font-size="9" text-anchor="middle">step</text>']
+    parts = [
+        f'<g transform="translate({x0},0)"><rect x="{PAD}" y="{PAD // 2}" width="{W - PAD - 8}" '
+        f'height="{H - PAD - PAD // 2}" fill="none" stroke="#999"/>',
+        f'<text x="{W // 2}" y="12" font-size="11" text-anchor="middle">{title}</text>',
+        f'<text x="2" y="{PAD // 2 + 8}" font-size="9">{hi:.3g}</text>',
+        f'<text x="2" y="{H - PAD}" font-size="9">{lo:.3g}</text>',
+        f'<text x="{W // 2}" y="{H - 6}" font-size="9" text-anchor="middle">step</text>',
+    ]
     for i, (name, pts) in enumerate(curves.items()):
-        xy = " ".join(f"{PAD + (s - s_lo) / (s_hi - s_lo) * (W - PAD - 8):.1f},"
-                      f"{PAD // 2 + (hi - v) / (hi - lo) * (H - PAD - PAD // 2):.1f}" for s, v in pts)
+        xy = " ".join(
+            f"{PAD + (s - s_lo) / (s_hi - s_lo) * (W - PAD - 8):.1f},"
+            f"{PAD // 2 + (hi - v) / (hi - lo) * (H - PAD - PAD // 2):.1f}"
+            for s, v in pts
+        )
         colour = colours[i % len(colours)]
         parts.append(f'<polyline fill="none" stroke="{colour}" stroke-width="1.5" points="{xy}"/>')
-        parts.append(f'<text x="{W - 12}" y="{PAD // 2 + 12 + 11 * i}" font-size="9" fill="{colour}" '
-                     f'text-anchor="end">{name}</text>')
+        parts.append(
+            f'<text x="{W - 12}" y="{PAD // 2 + 12 + 11 * i}" font-size="9" fill="{colour}" '
+            f'text-anchor="end">{name}</text>'
+        )
     return "".join(parts) + "</g>"
 
 
@@ -57,7 +64,9 @@ def write_loss_plot(out: Path, runs: dict[str, Path], stages: list[str]) -> Path
             if path.is_file():
                 curves[label] = read_curve(path)
         panels.append(_panel(i * W, f"stage {stage}: training loss", curves))
-    svg = (f'<svg xmlns="http://www.w3.org/2000/svg" width="{W * len(stages)}" height="{H}" '
-           f'font-family="sans-serif"><rect width="100%" height="100%" fill="white"/>{"".join(panels)}</svg>\n')
+    svg = (
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{W * len(stages)}" height="{H}" '
+        f'font-family="sans-serif"><rect width="100%" height="100%" fill="white"/>{"".join(panels)}</svg>\n'
+    )
     atomic_write_text(out, svg)
     return Path(out)

@@ -30,8 +30,14 @@ logger = logging.getLogger(__name__)
 
 
 def _prior(lm_dir: str | Path, texts: Sequence[str], cfg: LanguagePriorConfig, seed: int) -> KitPrior:
-    payload = json.dumps({"texts": hashlib.sha256("\n".join(texts).encode()).hexdigest(),
-                          "cfg": cfg.model_dump(mode="json"), "seed": seed}, sort_keys=True)
+    payload = json.dumps(
+        {
+            "texts": hashlib.sha256("\n".join(texts).encode()).hexdigest(),
+            "cfg": cfg.model_dump(mode="json"),
+            "seed": seed,
+        },
+        sort_keys=True,
+    )
     return KitPrior(Path(lm_dir), "prior.json", hashlib.sha256(payload.encode()).hexdigest()[:16])
 
 
@@ -44,14 +50,15 @@ def pack_texts(texts: Sequence[str], tokenizer: Any, seq_len: int) -> torch.Tens
     n = len(ids) // seq_len
     if n < 2:
         raise ValueError(f"the prior corpus has {len(ids)} tokens: fewer than two sequences of {seq_len}")
-    return torch.tensor(ids[:n * seq_len]).view(n, seq_len)
+    return torch.tensor(ids[: n * seq_len]).view(n, seq_len)
 
 
 @torch.no_grad()
 def _heldout_loss(model: torch.nn.Module, rows: torch.Tensor, batch: int) -> float:
     model.eval()
-    losses = [model(input_ids=rows[i:i + batch], labels=rows[i:i + batch]).loss.item()
-              for i in range(0, len(rows), batch)]
+    losses = [
+        model(input_ids=rows[i : i + batch], labels=rows[i : i + batch]).loss.item() for i in range(0, len(rows), batch)
+    ]
     model.train()
     return sum(losses) / len(losses)
 
@@ -62,8 +69,9 @@ def prior_status(lm_dir: str | Path, texts: Sequence[str], cfg: LanguagePriorCon
     return _prior(lm_dir, texts, cfg, seed).status()
 
 
-def train_language_prior(lm_dir: str | Path, texts: Sequence[str], cfg: LanguagePriorConfig, seed: int = 0,
-                         force: bool = False) -> dict[str, Any]:
+def train_language_prior(
+    lm_dir: str | Path, texts: Sequence[str], cfg: LanguagePriorConfig, seed: int = 0, force: bool = False
+) -> dict[str, Any]:
     """Pretrain the LLM in ``lm_dir`` on ``texts`` and save it back; skipped when already done.
 
     Returns a summary: ``skipped``, ``steps``, ``seconds``, held-out loss ``before``/``after``
@@ -99,9 +107,15 @@ def train_language_prior(lm_dir: str | Path, texts: Sequence[str], cfg: Language
             logger.debug("prior step %d loss %.3f", step, loss.item())
     seconds = time.perf_counter() - t0
     after = _heldout_loss(model, val, cfg.batch_size)
-    summary = {"skipped": False, "steps": cfg.steps, "sequences": len(train), "seq_len": cfg.seq_len,
-               "seconds": round(seconds, 1), "heldout_loss_before": round(before, 4),
-               "heldout_loss_after": round(after, 4)}
+    summary = {
+        "skipped": False,
+        "steps": cfg.steps,
+        "sequences": len(train),
+        "seq_len": cfg.seq_len,
+        "seconds": round(seconds, 1),
+        "heldout_loss_before": round(before, 4),
+        "heldout_loss_after": round(after, 4),
+    }
     prior.save(model, summary)
     logger.info("language prior: held-out loss %.3f → %.3f in %d steps (%.1fs)", before, after, cfg.steps, seconds)
     return summary

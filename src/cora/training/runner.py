@@ -110,12 +110,19 @@ def _build_loggers(config: CoraConfig, run_dir: Path, stage: str) -> list[Any]:
             try:
                 import tensorboard  # noqa: F401
             except ImportError as exc:
-                raise RunError("training.loggers lists 'tensorboard' but it is not installed: "
-                               "pip install tensorboard (or remove it from training.loggers)") from exc
+                raise RunError(
+                    "training.loggers lists 'tensorboard' but it is not installed: "
+                    "pip install tensorboard (or remove it from training.loggers)"
+                ) from exc
             loggers.append(TensorBoardLogger(run_dir / "logs", name=stage, version="tensorboard"))
         elif name == "wandb":
-            loggers.append(WandbLogger(project=config.training.wandb_project or "cora",
-                                       name=f"{config.experiment.name}-{stage}", save_dir=str(run_dir / "logs")))
+            loggers.append(
+                WandbLogger(
+                    project=config.training.wandb_project or "cora",
+                    name=f"{config.experiment.name}-{stage}",
+                    save_dir=str(run_dir / "logs"),
+                )
+            )
     return loggers
 
 
@@ -139,9 +146,14 @@ def default_data_factory(config: CoraConfig, stage: str, stage_cfg: StageConfig,
 class StageRunner:
     """Runs ``config.training.stages`` in order (or one named stage), resuming when asked."""
 
-    def __init__(self, config: CoraConfig, model_factory: ModelFactory | None = None,
-                 data_factory: DataFactory | None = None, callbacks: Sequence[L.Callback] = (),
-                 trainer_kwargs: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        config: CoraConfig,
+        model_factory: ModelFactory | None = None,
+        data_factory: DataFactory | None = None,
+        callbacks: Sequence[L.Callback] = (),
+        trainer_kwargs: dict[str, Any] | None = None,
+    ) -> None:
         self.config = config
         self.model_factory = model_factory or default_model_factory
         self.data_factory = data_factory or default_data_factory
@@ -160,19 +172,24 @@ class StageRunner:
             return StageState(cfg.experiment.name, digest, list(cfg.training.stages))
         if state.config_digest != digest:
             if resume is not None:
-                raise RunError(f"{self.run_dir}: the config changed since this run started (digest "
-                               f"{state.config_digest} → {digest}); resume with the run's own "
-                               f"{self.run_dir / 'config.yaml'} or use a new experiment.name")
+                raise RunError(
+                    f"{self.run_dir}: the config changed since this run started (digest "
+                    f"{state.config_digest} → {digest}); resume with the run's own "
+                    f"{self.run_dir / 'config.yaml'} or use a new experiment.name"
+                )
             if stage is None:
-                raise RunError(f"{self.run_dir} holds a run of a different config: use a new experiment.name "
-                               "or delete the folder")
+                raise RunError(
+                    f"{self.run_dir} holds a run of a different config: use a new experiment.name or delete the folder"
+                )
             logger.warning("%s: config differs from the run's; running stage %s on top of it", self.run_dir, stage)
             state.config_digest = digest
         elif resume is None and stage is None and (state.completed or state.current) and _is_rank_zero():
             # (Ranks > 0 start after rank 0 has begun writing this file: only rank 0 judges it.)
-            raise RunError(f"{self.run_dir} already holds a run (completed: {state.completed or 'none'}, "
-                           f"interrupted: {state.current or 'none'}): pass --resume auto to continue it, "
-                           "or use a new experiment.name")
+            raise RunError(
+                f"{self.run_dir} already holds a run (completed: {state.completed or 'none'}, "
+                f"interrupted: {state.current or 'none'}): pass --resume auto to continue it, "
+                "or use a new experiment.name"
+            )
         return state
 
     def _stages_to_run(self, state: StageState, stage: str | None, resume: str | None) -> list[str]:
@@ -188,11 +205,13 @@ class StageRunner:
     def _load_previous(self, model: nn.Module, state: StageState, first: str) -> None:
         """Replay the final weights of every stage before ``first`` (their modes, then their weights)."""
         order = list(self.config.training.stages)
-        for prev in order[:order.index(first)]:
+        for prev in order[: order.index(first)]:
             if prev not in state.checkpoints:
-                raise CheckpointError(f"stage {first!r} needs the weights of stage {prev!r}, but "
-                                      f"{self.run_dir / 'stage_state.json'} has no completed checkpoint for it: "
-                                      f"run `cora train --config CFG --stage {prev}` first")
+                raise CheckpointError(
+                    f"stage {first!r} needs the weights of stage {prev!r}, but "
+                    f"{self.run_dir / 'stage_state.json'} has no completed checkpoint for it: "
+                    f"run `cora train --config CFG --stage {prev}` first"
+                )
             path = self.run_dir / state.checkpoints[prev]
             model.set_stage(self.config.training.stage_configs[prev])
             load_trainable(model, load_checkpoint(path)["trainable"], path)
@@ -208,8 +227,7 @@ class StageRunner:
             return None
         payload = load_checkpoint(resume)
         if payload.get("stage") != stage:
-            raise RunError(f"--resume {resume}: it is a checkpoint of stage {payload.get('stage')!r}, "
-                           f"not of {stage!r}")
+            raise RunError(f"--resume {resume}: it is a checkpoint of stage {payload.get('stage')!r}, not of {stage!r}")
         return payload
 
     # -- run -------------------------------------------------------------------------
@@ -224,7 +242,7 @@ class StageRunner:
                 raise RunError(f"--resume {resume}: stage {first_stage!r} is not in training.stages {order}")
             if stage is not None and stage != first_stage:
                 raise RunError(f"--resume {resume}: it is a checkpoint of stage {first_stage!r}, not of {stage!r}")
-            todo = [stage] if stage else order[order.index(first_stage):]
+            todo = [stage] if stage else order[order.index(first_stage) :]
         result = RunResult(self.run_dir)
         if _is_rank_zero():
             self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -240,8 +258,9 @@ class StageRunner:
         if cfg.training.gradient_checkpointing:
             enable = getattr(model, "gradient_checkpointing_enable", None)
             if enable is None:
-                raise RunError("training.gradient_checkpointing is on but the model has no "
-                               "gradient_checkpointing_enable()")
+                raise RunError(
+                    "training.gradient_checkpointing is on but the model has no gradient_checkpointing_enable()"
+                )
             enable()
         self._load_previous(model, state, todo[0])
         for i, name in enumerate(todo):
@@ -266,29 +285,49 @@ class StageRunner:
         if payload is None:
             L.seed_everything(cfg.experiment.seed + stage_index, workers=True, verbose=False)
         data = self.data_factory(cfg, name, stage_cfg, getattr(model, "tokenizer", None))
-        ckpt_cb = StageCheckpoint(self.run_dir, state, cfg.training.checkpoint_every_n_steps,
-                                  cfg.training.keep_checkpoints)
+        ckpt_cb = StageCheckpoint(
+            self.run_dir, state, cfg.training.checkpoint_every_n_steps, cfg.training.keep_checkpoints
+        )
         callbacks: list[L.Callback] = [ckpt_cb, *self.extra_callbacks]
         if not cfg.training.progress_bar:
             callbacks.append(LogLineProgress(cfg.training.log_every_n_steps))
-        kwargs: dict[str, Any] = dict(
-            accelerator=cfg.training.accelerator, devices=cfg.training.devices,
-            strategy=_strategy(cfg.training.strategy),
-            precision=resolve_precision(cfg.training.precision, cfg.training.accelerator),
-            max_epochs=1, accumulate_grad_batches=stage_cfg.accumulate_grad_batches,
-            gradient_clip_val=stage_cfg.grad_clip, logger=_build_loggers(cfg, self.run_dir, name) or False,
-            callbacks=callbacks, enable_checkpointing=False, enable_progress_bar=cfg.training.progress_bar,
-            enable_model_summary=False, log_every_n_steps=cfg.training.log_every_n_steps,
-            num_sanity_val_steps=0, val_check_interval=cfg.training.val_check_interval,
-            use_distributed_sampler=False, default_root_dir=str(self.run_dir),
-        ) | self.trainer_kwargs
+        kwargs: dict[str, Any] = (
+            dict(
+                accelerator=cfg.training.accelerator,
+                devices=cfg.training.devices,
+                strategy=_strategy(cfg.training.strategy),
+                precision=resolve_precision(cfg.training.precision, cfg.training.accelerator),
+                max_epochs=1,
+                accumulate_grad_batches=stage_cfg.accumulate_grad_batches,
+                gradient_clip_val=stage_cfg.grad_clip,
+                logger=_build_loggers(cfg, self.run_dir, name) or False,
+                callbacks=callbacks,
+                enable_checkpointing=False,
+                enable_progress_bar=cfg.training.progress_bar,
+                enable_model_summary=False,
+                log_every_n_steps=cfg.training.log_every_n_steps,
+                num_sanity_val_steps=0,
+                val_check_interval=cfg.training.val_check_interval,
+                use_distributed_sampler=False,
+                default_root_dir=str(self.run_dir),
+            )
+            | self.trainer_kwargs
+        )
         trainer = L.Trainer(**kwargs)
         total = plan_total_steps(stage_cfg, len(data.train), trainer.world_size)
         start = int(payload["step"]) if payload else 0
         plan = StagePlan(total_steps=total, start_step=start, seed=cfg.experiment.seed + 1000 * stage_index)
         trainer.fit_loop.epoch_loop.max_steps = total - start
-        module = StageModule(model, name, stage_cfg, data, plan, resume=payload, blind=cfg.training.blind,
-                             num_workers=cfg.data.num_workers)
+        module = StageModule(
+            model,
+            name,
+            stage_cfg,
+            data,
+            plan,
+            resume=payload,
+            blind=cfg.training.blind,
+            num_workers=cfg.data.num_workers,
+        )
         if trainer.is_global_zero:
             state.mark_running(name)
             state.save(self.run_dir)
@@ -298,28 +337,41 @@ class StageRunner:
         steps_done = total - start
         samples = steps_done * stage_cfg.batch_size * stage_cfg.accumulate_grad_batches * trainer.world_size
         summary = {
-            "stage": name, "steps": total, "resumed_at": start, "samples": samples, "seconds": round(seconds, 2),
+            "stage": name,
+            "steps": total,
+            "resumed_at": start,
+            "samples": samples,
+            "seconds": round(seconds, 2),
             "samples_per_s": round(samples / max(seconds, 1e-9), 2),
             "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
-            "train": module.last_train, "val": module.val_metrics,
+            "train": module.last_train,
+            "val": module.val_metrics,
         }
         if trainer.is_global_zero:
-            final = save_checkpoint(self.run_dir / "checkpoints" / name / "final.ckpt",
-                                    checkpoint_payload(module, total, complete=True))
+            final = save_checkpoint(
+                self.run_dir / "checkpoints" / name / "final.ckpt", checkpoint_payload(module, total, complete=True)
+            )
             state.update_best(name, module.val_metrics)
             state.mark_completed(name, str(final.relative_to(self.run_dir)), module.val_metrics, summary)
             state.save(self.run_dir)
             for stale in (self.run_dir / "checkpoints" / name).glob("step-*.ckpt"):
                 stale.unlink(missing_ok=True)
-        logger.info("stage %s done: %d steps, %d samples in %.1fs (%.1f samples/s); train %s; val %s", name,
-                    total, samples, seconds, summary["samples_per_s"],
-                    {k: round(v, 4) for k, v in module.last_train.items()},
-                    {k: round(v, 4) for k, v in module.val_metrics.items()})
+        logger.info(
+            "stage %s done: %d steps, %d samples in %.1fs (%.1f samples/s); train %s; val %s",
+            name,
+            total,
+            samples,
+            seconds,
+            summary["samples_per_s"],
+            {k: round(v, 4) for k, v in module.last_train.items()},
+            {k: round(v, 4) for k, v in module.val_metrics.items()},
+        )
         return summary
 
 
-def load_run_model(config: CoraConfig, run_dir: str | Path | None = None,
-                   model_factory: ModelFactory | None = None) -> nn.Module:
+def load_run_model(
+    config: CoraConfig, run_dir: str | Path | None = None, model_factory: ModelFactory | None = None
+) -> nn.Module:
     """The trained model of a run: build it, then replay every completed stage's modes and weights in order."""
     run_dir = Path(run_dir) if run_dir is not None else run_dir_of(config)
     state = StageState.load(run_dir)

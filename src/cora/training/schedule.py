@@ -26,8 +26,17 @@ class StageSampler(Sampler[int]):
     ``start_micro_batch`` micro-batches (already trained) are skipped.
     """
 
-    def __init__(self, num_samples: int, batch_size: int, total_micro_batches: int, seed: int,
-                 start_micro_batch: int = 0, rank: int = 0, world_size: int = 1, shuffle: bool = True) -> None:
+    def __init__(
+        self,
+        num_samples: int,
+        batch_size: int,
+        total_micro_batches: int,
+        seed: int,
+        start_micro_batch: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+        shuffle: bool = True,
+    ) -> None:
         if num_samples < 1:
             raise ValueError("the training set is empty")
         self.num_samples, self.batch_size = num_samples, batch_size
@@ -51,7 +60,7 @@ class StageSampler(Sampler[int]):
         order = self._order(self.total * per_global)
         for m in range(self.start, self.total):
             base = m * per_global + self.rank * self.batch_size
-            yield from order[base:base + self.batch_size]
+            yield from order[base : base + self.batch_size]
 
     def __len__(self) -> int:
         return (self.total - self.start) * self.batch_size

@@ -51,8 +51,14 @@ def view_labels(objects: Sequence[dict], geometries: Sequence[ViewGeometry], voc
     return labels
 
 
-def patch_labels(objects: Sequence[dict], geometries: Sequence[ViewGeometry], grid: int, vocab: Sequence[str],
-                 erp_size: tuple[int, int], sub: int = 3) -> torch.Tensor:
+def patch_labels(
+    objects: Sequence[dict],
+    geometries: Sequence[ViewGeometry],
+    grid: int,
+    vocab: Sequence[str],
+    erp_size: tuple[int, int],
+    sub: int = 3,
+) -> torch.Tensor:
     """``[V, grid*grid, len(vocab)]`` multi-hot per ViT patch: the colour and shape of every object
     whose ERP box (``bbox_2d``, ``x1 > x2`` across the seam) meets the patch.
 
@@ -101,15 +107,34 @@ def read_synth_jsonl(path: str | Path) -> list[SynthRow]:
     return rows
 
 
-def _prior(vision_dir: str | Path, rows: Sequence[SynthRow], cfg: VisionPriorConfig, seed: int,
-           geometries: Sequence[ViewGeometry]) -> KitPrior:
-    payload = json.dumps({"rows": [[str(p), objs, size] for p, objs, size in rows], "cfg": cfg.model_dump(mode="json"),
-                          "seed": seed, "views": [g.to_dict() for g in geometries]}, sort_keys=True, default=str)
+def _prior(
+    vision_dir: str | Path,
+    rows: Sequence[SynthRow],
+    cfg: VisionPriorConfig,
+    seed: int,
+    geometries: Sequence[ViewGeometry],
+) -> KitPrior:
+    payload = json.dumps(
+        {
+            "rows": [[str(p), objs, size] for p, objs, size in rows],
+            "cfg": cfg.model_dump(mode="json"),
+            "seed": seed,
+            "views": [g.to_dict() for g in geometries],
+        },
+        sort_keys=True,
+        default=str,
+    )
     return KitPrior(Path(vision_dir), "vision_prior.json", hashlib.sha256(payload.encode()).hexdigest()[:16])
 
 
-def train_vision_prior(vision_dir: str | Path, jsonl: str | Path, views: PanoramaViews,
-                       cfg: VisionPriorConfig, seed: int = 0, force: bool = False) -> dict[str, Any]:
+def train_vision_prior(
+    vision_dir: str | Path,
+    jsonl: str | Path,
+    views: PanoramaViews,
+    cfg: VisionPriorConfig,
+    seed: int = 0,
+    force: bool = False,
+) -> dict[str, Any]:
     """Pretrain the tower in ``vision_dir`` on the ``views`` of ``jsonl``'s panoramas and save it back.
 
     Returns a summary: ``skipped``, ``steps``, ``seconds``, and on 10% held-out views the
@@ -133,8 +158,9 @@ def train_vision_prior(vision_dir: str | Path, jsonl: str | Path, views: Panoram
     backbone.set_trainable_blocks(-1)
     head = nn.Linear(backbone.hidden_size, len(vocab))
     if cfg.target == "patch":
-        labels = torch.cat([patch_labels(objs, geometries, backbone.grid, vocab, size)
-                            for _, objs, size in rows])  # [N*V, P, K]
+        labels = torch.cat(
+            [patch_labels(objs, geometries, backbone.grid, vocab, size) for _, objs, size in rows]
+        )  # [N*V, P, K]
     else:
         labels = torch.cat([view_labels(objs, geometries, vocab) for _, objs, _ in rows])  # [N*V, K]
 
@@ -148,7 +174,7 @@ def train_vision_prior(vision_dir: str | Path, jsonl: str | Path, views: Panoram
     def accuracy() -> float:
         """Balanced accuracy ((TPR + TNR) / 2) of the labels: most labels are 0, plain accuracy hides misses."""
         backbone.eval()
-        pred = torch.cat([logits(val[i:i + 256]) > 0 for i in range(0, len(val), 256)])
+        pred = torch.cat([logits(val[i : i + 256]) > 0 for i in range(0, len(val), 256)])
         truth = labels[val].bool()
         backbone.train()
         tpr = (pred & truth).sum().item() / max(1, truth.sum().item())
@@ -182,10 +208,22 @@ def train_vision_prior(vision_dir: str | Path, jsonl: str | Path, views: Panoram
     missing, _ = full.load_state_dict(backbone.tower.state_dict(), strict=False)
     if any(".head." not in f".{k}" for k in missing):
         raise RuntimeError(f"vision prior: trained weights do not cover the tower: {missing[:5]}")
-    summary = {"skipped": False, "steps": cfg.steps, "views": len(train), "labels": vocab,
-               "seconds": round(seconds, 1), "heldout_balanced_acc_before": round(before, 4),
-               "heldout_balanced_acc_after": round(after, 4)}
+    summary = {
+        "skipped": False,
+        "steps": cfg.steps,
+        "views": len(train),
+        "labels": vocab,
+        "seconds": round(seconds, 1),
+        "heldout_balanced_acc_before": round(before, 4),
+        "heldout_balanced_acc_after": round(after, 4),
+    }
     prior.save(full, summary)
-    logger.info("vision prior (%s labels): held-out balanced accuracy %.3f → %.3f in %d steps (%.1fs)",
-                cfg.target, before, after, cfg.steps, seconds)
+    logger.info(
+        "vision prior (%s labels): held-out balanced accuracy %.3f → %.3f in %d steps (%.1fs)",
+        cfg.target,
+        before,
+        after,
+        cfg.steps,
+        seconds,
+    )
     return summary

@@ -73,7 +73,7 @@ class VLMFamily(ABC):
         """Per image, the ``(h, w)`` layout of its LLM tokens (square grids; a multi-patch image is one row)."""
         grids = []
         for count in self.image_token_counts(inputs, model):
-            side = round(count ** 0.5)
+            side = round(count**0.5)
             grids.append((side, side) if side * side == count else (1, count))
         return grids
 
@@ -110,6 +110,7 @@ def image_only(processor_cls: type[ProcessorMixin]) -> type[ProcessorMixin]:
     sub-processor, so ``video_processor=None`` is refused). Same ``__call__``, same expansion.
     """
     if processor_cls not in _IMAGE_ONLY:
+
         def __init__(self, image_processor=None, tokenizer=None, chat_template=None, **kwargs):
             processor_cls.__init__(self, image_processor, tokenizer, None, chat_template=chat_template, **kwargs)
 

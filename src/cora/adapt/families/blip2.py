@@ -65,23 +65,47 @@ class Blip2Family(VLMFamily):
     def tiny_config(self, processor: ProcessorMixin, image_size: int) -> PretrainedConfig:
         tok = processor.tokenizer
         return Blip2Config(
-            vision_config={"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
-                           "num_attention_heads": 2, "image_size": image_size, "patch_size": 8},
-            qformer_config={"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2,
-                            "intermediate_size": 64, "encoder_hidden_size": 32, "vocab_size": len(tok)},
-            text_config={"model_type": "opt", "vocab_size": len(tok), "hidden_size": 64, "ffn_dim": 128,
-                         "num_hidden_layers": 2, "num_attention_heads": 4, "word_embed_proj_dim": 64,
-                         "max_position_embeddings": 512, "bos_token_id": tok.eos_token_id,
-                         "eos_token_id": tok.eos_token_id, "pad_token_id": tok.pad_token_id},
-            num_query_tokens=NUM_QUERY_TOKENS, image_token_index=self.image_token_id(processor),
+            vision_config={
+                "hidden_size": 32,
+                "intermediate_size": 64,
+                "num_hidden_layers": 2,
+                "num_attention_heads": 2,
+                "image_size": image_size,
+                "patch_size": 8,
+            },
+            qformer_config={
+                "hidden_size": 32,
+                "num_hidden_layers": 2,
+                "num_attention_heads": 2,
+                "intermediate_size": 64,
+                "encoder_hidden_size": 32,
+                "vocab_size": len(tok),
+            },
+            text_config={
+                "model_type": "opt",
+                "vocab_size": len(tok),
+                "hidden_size": 64,
+                "ffn_dim": 128,
+                "num_hidden_layers": 2,
+                "num_attention_heads": 4,
+                "word_embed_proj_dim": 64,
+                "max_position_embeddings": 512,
+                "bos_token_id": tok.eos_token_id,
+                "eos_token_id": tok.eos_token_id,
+                "pad_token_id": tok.pad_token_id,
+            },
+            num_query_tokens=NUM_QUERY_TOKENS,
+            image_token_index=self.image_token_id(processor),
         )
 
     def encode_images(self, model: PreTrainedModel, inputs: dict[str, Any]) -> Any:
         return None
 
     def feature_grids(self, encoded: Any, inputs: dict[str, Any], model: PreTrainedModel) -> list[torch.Tensor]:
-        raise ValueError("blip2 is a plain baseline: its Q-Former queries have no patch grid, so the overlap loss "
-                         "cannot be used (set adapt.overlap_loss_weight: 0)")
+        raise ValueError(
+            "blip2 is a plain baseline: its Q-Former queries have no patch grid, so the overlap loss "
+            "cannot be used (set adapt.overlap_loss_weight: 0)"
+        )
 
     def image_token_counts(self, inputs: dict[str, Any], model: PreTrainedModel) -> list[int]:
         return [int(model.config.num_query_tokens)] * int(inputs["pixel_values"].shape[0])

@@ -30,8 +30,16 @@ GEMMA3_TEMPLATE = (
     "{{ '<end_of_turn>\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<start_of_turn>model\n' }}{% endif %}"
 )
 
-SPECIALS = ("<pad>", "<eos>", "<bos>", "<start_of_turn>", "<end_of_turn>", "<start_of_image>", "<end_of_image>",
-            "<image_soft_token>")
+SPECIALS = (
+    "<pad>",
+    "<eos>",
+    "<bos>",
+    "<start_of_turn>",
+    "<end_of_turn>",
+    "<start_of_image>",
+    "<end_of_image>",
+    "<image_soft_token>",
+)
 PATCH = 8
 
 
@@ -48,14 +56,26 @@ class Gemma3Family(VLMFamily):
         return Gemma3ForConditionalGeneration
 
     def offline_processor(self, image_size: int) -> ProcessorMixin:
-        tok = family_tokenizer(SPECIALS, GEMMA3_TEMPLATE, eos_token="<eos>", pad_token="<pad>", bos_token="<bos>",
-                               boi_token="<start_of_image>", eoi_token="<end_of_image>",
-                               image_token="<image_soft_token>")
-        images = Gemma3ImageProcessorPil(size={"height": image_size, "width": image_size}, do_pan_and_scan=False,
-                                         image_mean=[0.5, 0.5, 0.5], image_std=[0.5, 0.5, 0.5])
+        tok = family_tokenizer(
+            SPECIALS,
+            GEMMA3_TEMPLATE,
+            eos_token="<eos>",
+            pad_token="<pad>",
+            bos_token="<bos>",
+            boi_token="<start_of_image>",
+            eoi_token="<end_of_image>",
+            image_token="<image_soft_token>",
+        )
+        images = Gemma3ImageProcessorPil(
+            size={"height": image_size, "width": image_size},
+            do_pan_and_scan=False,
+            image_mean=[0.5, 0.5, 0.5],
+            image_std=[0.5, 0.5, 0.5],
+        )
         seq = (image_size // PATCH // 2) ** 2  # the projector average-pools 2×2 patches
-        return Gemma3Processor(image_processor=images, tokenizer=tok, image_seq_length=seq,
-                               chat_template=GEMMA3_TEMPLATE)
+        return Gemma3Processor(
+            image_processor=images, tokenizer=tok, image_seq_length=seq, chat_template=GEMMA3_TEMPLATE
+        )
 
     def image_token_id(self, processor: ProcessorMixin) -> int:
         # Gemma3Processor.image_token_id is <start_of_image>; the expanded tokens are the soft tokens.
@@ -64,16 +84,36 @@ class Gemma3Family(VLMFamily):
     def tiny_config(self, processor: ProcessorMixin, image_size: int) -> PretrainedConfig:
         tok = processor.tokenizer
         return Gemma3Config(
-            text_config={"vocab_size": len(tok), "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
-                         "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 16,
-                         "query_pre_attn_scalar": 16, "sliding_window": 64, "max_position_embeddings": 4096,
-                         "bos_token_id": tok.bos_token_id, "eos_token_id": tok.eos_token_id,
-                         "pad_token_id": tok.pad_token_id},
-            vision_config={"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
-                           "num_attention_heads": 2, "image_size": image_size, "patch_size": PATCH},
-            mm_tokens_per_image=processor.image_seq_length, boi_token_index=tok.boi_token_id,
-            eoi_token_index=tok.eoi_token_id, image_token_index=tok.image_token_id,
-            eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id,
+            text_config={
+                "vocab_size": len(tok),
+                "hidden_size": 64,
+                "intermediate_size": 128,
+                "num_hidden_layers": 2,
+                "num_attention_heads": 4,
+                "num_key_value_heads": 2,
+                "head_dim": 16,
+                "query_pre_attn_scalar": 16,
+                "sliding_window": 64,
+                "max_position_embeddings": 4096,
+                "bos_token_id": tok.bos_token_id,
+                "eos_token_id": tok.eos_token_id,
+                "pad_token_id": tok.pad_token_id,
+            },
+            vision_config={
+                "hidden_size": 32,
+                "intermediate_size": 64,
+                "num_hidden_layers": 2,
+                "num_attention_heads": 2,
+                "image_size": image_size,
+                "patch_size": PATCH,
+            },
+            mm_tokens_per_image=processor.image_seq_length,
+            boi_token_index=tok.boi_token_id,
+            eoi_token_index=tok.eoi_token_id,
+            image_token_index=tok.image_token_id,
+            eos_token_id=tok.eos_token_id,
+            pad_token_id=tok.pad_token_id,
+            bos_token_id=tok.bos_token_id,
         )
 
     def _init_tiny(self, model: PreTrainedModel) -> None:

@@ -43,15 +43,27 @@ class InternVLFamily(VLMFamily):
         return InternVLForConditionalGeneration
 
     def offline_processor(self, image_size: int) -> ProcessorMixin:
-        tok = family_tokenizer(SPECIALS, INTERNVL_TEMPLATE, eos_token="<|im_end|>", pad_token="<|endoftext|>",
-                               start_image_token="<img>", end_image_token="</img>",
-                               context_image_token="<IMG_CONTEXT>", video_token="<video>")
-        images = GotOcr2ImageProcessorPil(size={"height": image_size, "width": image_size}, crop_to_patches=True,
-                                          max_patches=6, image_mean=[0.485, 0.456, 0.406],
-                                          image_std=[0.229, 0.224, 0.225])
+        tok = family_tokenizer(
+            SPECIALS,
+            INTERNVL_TEMPLATE,
+            eos_token="<|im_end|>",
+            pad_token="<|endoftext|>",
+            start_image_token="<img>",
+            end_image_token="</img>",
+            context_image_token="<IMG_CONTEXT>",
+            video_token="<video>",
+        )
+        images = GotOcr2ImageProcessorPil(
+            size={"height": image_size, "width": image_size},
+            crop_to_patches=True,
+            max_patches=6,
+            image_mean=[0.485, 0.456, 0.406],
+            image_std=[0.229, 0.224, 0.225],
+        )
         seq = (image_size // PATCH // 2) ** 2  # pixel shuffle 0.5 merges 2×2 patches
-        return image_only(InternVLProcessor)(image_processor=images, tokenizer=tok, image_seq_length=seq,
-                                             chat_template=INTERNVL_TEMPLATE)
+        return image_only(InternVLProcessor)(
+            image_processor=images, tokenizer=tok, image_seq_length=seq, chat_template=INTERNVL_TEMPLATE
+        )
 
     def image_token_id(self, processor: ProcessorMixin) -> int:
         return int(processor.image_token_id)
@@ -59,15 +71,32 @@ class InternVLFamily(VLMFamily):
     def tiny_config(self, processor: ProcessorMixin, image_size: int) -> PretrainedConfig:
         tok = processor.tokenizer
         return InternVLConfig(
-            vision_config={"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2,
-                           "intermediate_size": 64, "image_size": [image_size, image_size],
-                           "patch_size": [PATCH, PATCH]},
-            text_config={"model_type": "qwen2", "vocab_size": len(tok), "hidden_size": 64, "intermediate_size": 128,
-                         "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
-                         "max_position_embeddings": 4096, "bos_token_id": None, "eos_token_id": tok.eos_token_id,
-                         "pad_token_id": tok.pad_token_id, "tie_word_embeddings": True},
-            image_token_id=processor.image_token_id, image_seq_length=processor.image_seq_length,
-            eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
+            vision_config={
+                "hidden_size": 32,
+                "num_hidden_layers": 2,
+                "num_attention_heads": 2,
+                "intermediate_size": 64,
+                "image_size": [image_size, image_size],
+                "patch_size": [PATCH, PATCH],
+            },
+            text_config={
+                "model_type": "qwen2",
+                "vocab_size": len(tok),
+                "hidden_size": 64,
+                "intermediate_size": 128,
+                "num_hidden_layers": 2,
+                "num_attention_heads": 4,
+                "num_key_value_heads": 2,
+                "max_position_embeddings": 4096,
+                "bos_token_id": None,
+                "eos_token_id": tok.eos_token_id,
+                "pad_token_id": tok.pad_token_id,
+                "tie_word_embeddings": True,
+            },
+            image_token_id=processor.image_token_id,
+            image_seq_length=processor.image_seq_length,
+            eos_token_id=tok.eos_token_id,
+            pad_token_id=tok.pad_token_id,
         )
 
     def encode_images(self, model: PreTrainedModel, inputs: dict[str, Any]) -> Any:
@@ -95,6 +124,7 @@ class InternVLFamily(VLMFamily):
     def image_token_counts(self, inputs: dict[str, Any], model: PreTrainedModel) -> list[int]:
         patches = self._patches_per_image(inputs)
         if sum(patches) != int(inputs["pixel_values"].shape[0]):
-            raise ValueError(f"the images have {sum(patches)} patches but pixel_values has "
-                             f"{int(inputs['pixel_values'].shape[0])}")
+            raise ValueError(
+                f"the images have {sum(patches)} patches but pixel_values has {int(inputs['pixel_values'].shape[0])}"
+            )
         return [n * int(model.config.image_seq_length) for n in patches]

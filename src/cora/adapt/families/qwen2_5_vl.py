@@ -30,8 +30,15 @@ QWEN2_5_VL_TEMPLATE = (
     "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
 )
 
-QWEN_SPECIALS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>",
-                 "<|image_pad|>", "<|video_pad|>")
+QWEN_SPECIALS = (
+    "<|endoftext|>",
+    "<|im_start|>",
+    "<|im_end|>",
+    "<|vision_start|>",
+    "<|vision_end|>",
+    "<|image_pad|>",
+    "<|video_pad|>",
+)
 
 PATCH = 8  # tiny: 8 px patches, 2×2 merge -> one LLM token per 16×16 px
 
@@ -42,13 +49,24 @@ class QwenVLBase(VLMFamily):
 
     def _image_processor(self, image_size: int) -> Qwen2VLImageProcessorPil:
         factor = PATCH * 2
-        return Qwen2VLImageProcessorPil(patch_size=PATCH, temporal_patch_size=2, merge_size=2,
-                                        size={"shortest_edge": factor * factor, "longest_edge": 4 * image_size ** 2})
+        return Qwen2VLImageProcessorPil(
+            patch_size=PATCH,
+            temporal_patch_size=2,
+            merge_size=2,
+            size={"shortest_edge": factor * factor, "longest_edge": 4 * image_size**2},
+        )
 
     def _tokenizer(self):
-        return family_tokenizer(QWEN_SPECIALS, self.template, eos_token="<|im_end|>", pad_token="<|endoftext|>",
-                                image_token="<|image_pad|>", video_token="<|video_pad|>",
-                                vision_start_token="<|vision_start|>", vision_end_token="<|vision_end|>")
+        return family_tokenizer(
+            QWEN_SPECIALS,
+            self.template,
+            eos_token="<|im_end|>",
+            pad_token="<|endoftext|>",
+            image_token="<|image_pad|>",
+            video_token="<|video_pad|>",
+            vision_start_token="<|vision_start|>",
+            vision_end_token="<|vision_end|>",
+        )
 
     def forward_kwargs(self, inputs: dict[str, Any]) -> dict[str, Any]:
         keys = ("image_grid_thw", "mm_token_type_ids")
@@ -74,7 +92,7 @@ class QwenVLBase(VLMFamily):
 
     def image_token_counts(self, inputs: dict[str, Any], model: PreTrainedModel) -> list[int]:
         merge = self._merge(model)
-        return [int(t * h * w) // merge ** 2 for t, h, w in inputs["image_grid_thw"].tolist()]
+        return [int(t * h * w) // merge**2 for t, h, w in inputs["image_grid_thw"].tolist()]
 
 
 class Qwen2_5VLFamily(QwenVLBase):
@@ -86,23 +104,44 @@ class Qwen2_5VLFamily(QwenVLBase):
         return Qwen2_5_VLForConditionalGeneration
 
     def offline_processor(self, image_size: int) -> ProcessorMixin:
-        return image_only(Qwen2_5_VLProcessor)(image_processor=self._image_processor(image_size),
-                                               tokenizer=self._tokenizer(), chat_template=self.template)
+        return image_only(Qwen2_5_VLProcessor)(
+            image_processor=self._image_processor(image_size), tokenizer=self._tokenizer(), chat_template=self.template
+        )
 
     def tiny_config(self, processor: ProcessorMixin, image_size: int) -> PretrainedConfig:
         tok = processor.tokenizer
         hidden = 64
         return Qwen2_5_VLConfig(
-            text_config={"vocab_size": len(tok), "hidden_size": hidden, "intermediate_size": 128,
-                         "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
-                         "max_position_embeddings": 2048, "bos_token_id": None, "eos_token_id": tok.eos_token_id,
-                         "pad_token_id": tok.pad_token_id,
-                         "rope_parameters": {"rope_type": "default", "rope_theta": 10000.0,
-                                             "mrope_section": [2, 3, 3]}},
-            vision_config={"depth": 2, "hidden_size": 32, "intermediate_size": 64, "num_heads": 2,
-                           "patch_size": PATCH, "temporal_patch_size": 2, "spatial_merge_size": 2,
-                           "window_size": 4 * PATCH, "fullatt_block_indexes": [1], "out_hidden_size": hidden},
-            image_token_id=tok.image_token_id, video_token_id=tok.video_token_id,
-            vision_start_token_id=tok.vision_start_token_id, vision_end_token_id=tok.vision_end_token_id,
-            eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id, tie_word_embeddings=True,
+            text_config={
+                "vocab_size": len(tok),
+                "hidden_size": hidden,
+                "intermediate_size": 128,
+                "num_hidden_layers": 2,
+                "num_attention_heads": 4,
+                "num_key_value_heads": 2,
+                "max_position_embeddings": 2048,
+                "bos_token_id": None,
+                "eos_token_id": tok.eos_token_id,
+                "pad_token_id": tok.pad_token_id,
+                "rope_parameters": {"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [2, 3, 3]},
+            },
+            vision_config={
+                "depth": 2,
+                "hidden_size": 32,
+                "intermediate_size": 64,
+                "num_heads": 2,
+                "patch_size": PATCH,
+                "temporal_patch_size": 2,
+                "spatial_merge_size": 2,
+                "window_size": 4 * PATCH,
+                "fullatt_block_indexes": [1],
+                "out_hidden_size": hidden,
+            },
+            image_token_id=tok.image_token_id,
+            video_token_id=tok.video_token_id,
+            vision_start_token_id=tok.vision_start_token_id,
+            vision_end_token_id=tok.vision_end_token_id,
+            eos_token_id=tok.eos_token_id,
+            pad_token_id=tok.pad_token_id,
+            tie_word_embeddings=True,
         )

@@ -37,25 +37,51 @@ class Qwen3VLFamily(QwenVLBase):
         return Qwen3VLForConditionalGeneration
 
     def offline_processor(self, image_size: int) -> ProcessorMixin:
-        return image_only(Qwen3VLProcessor)(image_processor=self._image_processor(image_size),
-                                            tokenizer=self._tokenizer(), chat_template=self.template)
+        return image_only(Qwen3VLProcessor)(
+            image_processor=self._image_processor(image_size), tokenizer=self._tokenizer(), chat_template=self.template
+        )
 
     def tiny_config(self, processor: ProcessorMixin, image_size: int) -> PretrainedConfig:
         tok = processor.tokenizer
         hidden = 64
         side = 2 * image_size // PATCH  # learned position grid, interpolated to each image's patch grid
         return Qwen3VLConfig(
-            text_config={"vocab_size": len(tok), "hidden_size": hidden, "intermediate_size": 128,
-                         "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 16,
-                         "max_position_embeddings": 2048, "bos_token_id": None, "eos_token_id": tok.eos_token_id,
-                         "pad_token_id": tok.pad_token_id,
-                         "rope_parameters": {"rope_type": "default", "rope_theta": 10000.0,
-                                             "mrope_section": [2, 3, 3], "mrope_interleaved": True}},
-            vision_config={"depth": 2, "hidden_size": 32, "intermediate_size": 64, "num_heads": 2,
-                           "patch_size": PATCH, "temporal_patch_size": 2, "spatial_merge_size": 2,
-                           "num_position_embeddings": side * side, "deepstack_visual_indexes": [0],
-                           "out_hidden_size": hidden},
-            image_token_id=tok.image_token_id, video_token_id=tok.video_token_id,
-            vision_start_token_id=tok.vision_start_token_id, vision_end_token_id=tok.vision_end_token_id,
-            eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id, tie_word_embeddings=True,
+            text_config={
+                "vocab_size": len(tok),
+                "hidden_size": hidden,
+                "intermediate_size": 128,
+                "num_hidden_layers": 2,
+                "num_attention_heads": 4,
+                "num_key_value_heads": 2,
+                "head_dim": 16,
+                "max_position_embeddings": 2048,
+                "bos_token_id": None,
+                "eos_token_id": tok.eos_token_id,
+                "pad_token_id": tok.pad_token_id,
+                "rope_parameters": {
+                    "rope_type": "default",
+                    "rope_theta": 10000.0,
+                    "mrope_section": [2, 3, 3],
+                    "mrope_interleaved": True,
+                },
+            },
+            vision_config={
+                "depth": 2,
+                "hidden_size": 32,
+                "intermediate_size": 64,
+                "num_heads": 2,
+                "patch_size": PATCH,
+                "temporal_patch_size": 2,
+                "spatial_merge_size": 2,
+                "num_position_embeddings": side * side,
+                "deepstack_visual_indexes": [0],
+                "out_hidden_size": hidden,
+            },
+            image_token_id=tok.image_token_id,
+            video_token_id=tok.video_token_id,
+            vision_start_token_id=tok.vision_start_token_id,
+            vision_end_token_id=tok.vision_end_token_id,
+            eos_token_id=tok.eos_token_id,
+            pad_token_id=tok.pad_token_id,
+            tie_word_embeddings=True,
         )

@@ -23,16 +23,19 @@ class AdaptConfig(StrictModel):
     family: str = Field("qwen2_5_vl", description="qwen2_5_vl, qwen3_vl, internvl, gemma3, blip2")
     model_name: str | None = Field(None, description="HF folder or hub id of the checkpoint; None needs tiny: true")
     dtype: Literal["auto", "float32", "bfloat16", "float16"] | None = Field(
-        None, description="weights dtype when loading model_name (None: the transformers default)")
+        None, description="weights dtype when loading model_name (None: the transformers default)"
+    )
     attn_implementation: str | None = Field(None, description="e.g. sdpa, flash_attention_2, eager (None: default)")
     tiny: bool = Field(False, description="build the family's tiny random model + offline processor (tests, dry runs)")
     tiny_image_size: int = Field(64, ge=16)
     input_mode: InputMode = Field("anyres_e2p", description="native ERP, resized ERP, cubemap faces or CORA views")
     native_height: int = Field(448, ge=16, description="native mode: the ERP is resized to 2h × h first")
     panorope: bool = Field(True, description="yaw-aware rotary positions for the tiles (no effect on blip2)")
-    lora: LoRAConfig = Field(LoRAConfig(target_modules=["all-linear"]),
-                             description="LoRA of stages whose language_model is 'lora' and that set no lora: block; "
-                                         "target_modules ['all-linear'] = every nn.Linear of the LLM but lm_head")
+    lora: LoRAConfig = Field(
+        LoRAConfig(target_modules=["all-linear"]),
+        description="LoRA of stages whose language_model is 'lora' and that set no lora: block; "
+        "target_modules ['all-linear'] = every nn.Linear of the LLM but lm_head",
+    )
     system_prompt: str | None = None
     max_length: int | None = Field(None, ge=16, description="truncate ids after processing (never in the processor)")
     health_checks: bool = Field(True, description="fail fast on the first batch (placeholders, grids, labels)")

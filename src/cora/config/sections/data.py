@@ -37,9 +37,14 @@ class DataConfig(StrictModel):
     cache_dir: str = ".cora/cache"
     num_workers: int = Field(4, ge=0)
     pin_memory: bool = True
-    view_cache: int = Field(0, ge=0, description="panoramas whose views each loader process keeps in memory "
-                            "(LRU; 0 = off). Helps when a panorama has many QA rows; costs V*3*S*S*4 bytes each")
+    view_cache: int = Field(
+        0,
+        ge=0,
+        description="panoramas whose views each loader process keeps in memory "
+        "(LRU; 0 = off). Helps when a panorama has many QA rows; costs V*3*S*S*4 bytes each",
+    )
     jsonl_tasks: list[Literal["summary", "qa", "grounding"]] = Field(
         ["summary", "qa", "grounding"],
-        description="text turns made from a JSONL row: summary caption, qa pairs, object grounding (norm1000)")
+        description="text turns made from a JSONL row: summary caption, qa pairs, object grounding (norm1000)",
+    )
     synth: SynthConfig = SynthConfig()

@@ -26,7 +26,9 @@ class ImageProcessingConfig(StrictModel):
     aspect_policy: Literal["warn", "error"] = Field("warn", description="on a non-2:1 input")
     use_vision_processor: bool = True
     window_deg: float = Field(
-        180.0, gt=0.0, le=360.0,
+        180.0,
+        gt=0.0,
+        le=360.0,
         description="sliding_window: width of each ERP crop in degrees (full 180° height; 180 = square crops)",
     )
     erp_filter: Literal["area", "remap"] = Field(

@@ -39,15 +39,19 @@ class TeacherConfig(StrictModel):
     max_tokens: int = Field(200, ge=1, description="per answer")
     cache_dir: str | None = Field(None, description="answer cache (resume); default: <out CSV>.teacher_cache/")
     crop_strategy: CropStrategy | None = Field(
-        None, description="views sent to the teacher: null = image_processing's crop_strategy (its fov, "
-        "overlap, pitches), or any crop_strategy name (cubemap: 4 faces ahead/right/behind/left)")
+        None,
+        description="views sent to the teacher: null = image_processing's crop_strategy (its fov, "
+        "overlap, pitches), or any crop_strategy name (cubemap: 4 faces ahead/right/behind/left)",
+    )
     image_size: int = Field(512, ge=32, description="side of each view sent to the teacher, pixels")
     include_global: bool = Field(False, description="also send the whole ERP (labelled 'overall')")
     image_format: Literal["jpeg", "png"] = "jpeg"
     jpeg_quality: int = Field(90, ge=1, le=100)
     tile_prompt: str = Field(DEFAULT_TILE_PROMPT, description="the question asked about each view")
     merge: Literal["directions", "llm"] = Field(
-        "directions", description="directions: the views' answers joined as 'Ahead: … To the right: …'; llm: the "
-        "endpoint rewrites those notes into one caption (merge_prompt)")
+        "directions",
+        description="directions: the views' answers joined as 'Ahead: … To the right: …'; llm: the "
+        "endpoint rewrites those notes into one caption (merge_prompt)",
+    )
     merge_prompt: str = DEFAULT_MERGE_PROMPT
     query: str = Field("Describe the panorama.", description="the query column of the written CSV")

@@ -115,8 +115,11 @@ class VisionPriorConfig(_PriorConfig):
     pretraining a real SigLIP has.
     """
 
-    target: Literal["view", "patch"] = Field("view", description="label each whole view with the objects in its "
-                                             "field of view, or each ViT patch with those its footprint meets")
+    target: Literal["view", "patch"] = Field(
+        "view",
+        description="label each whole view with the objects in its "
+        "field of view, or each ViT patch with those its footprint meets",
+    )
     steps: int = Field(400, ge=1)
     lr: float = Field(2e-3, gt=0.0)
     batch_size: int = Field(64, ge=1)
@@ -148,8 +151,12 @@ class TrainingConfig(StrictModel):
     loggers: list[Literal["csv", "tensorboard", "wandb"]] = ["csv", "tensorboard"]
     wandb_project: str | None = None
     keep_checkpoints: int = Field(2, ge=1, description="intermediate checkpoints kept per stage (final always kept)")
-    num_threads: int | None = Field(None, ge=1, description="torch CPU threads (None: torch's default); tiny "
-                                    "models run fastest with 1, especially on a shared machine")
+    num_threads: int | None = Field(
+        None,
+        ge=1,
+        description="torch CPU threads (None: torch's default); tiny "
+        "models run fastest with 1, especially on a shared machine",
+    )
     progress_bar: bool = Field(True, description="live bar with loss, lr, samples/s (off: one log line per step)")
     blind: bool = Field(False, description="ablation: every pixel value is zero, the model sees no image")
     language_prior: LanguagePriorConfig = LanguagePriorConfig()
@@ -175,7 +182,6 @@ class TrainingConfig(StrictModel):
         missing = [s for s in self.stages if s not in self.stage_configs]
         if missing:
             raise ValueError(
-                f"training.stages names {missing} but training.stage_configs has only "
-                f"{sorted(self.stage_configs)}"
+                f"training.stages names {missing} but training.stage_configs has only {sorted(self.stage_configs)}"
             )
         return self

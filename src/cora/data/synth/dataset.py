@@ -49,8 +49,9 @@ class SynthSample:
 class SynthPano:
     """``n`` synthetic panoramas with known contents, deterministic in ``seed``."""
 
-    def __init__(self, n: int, seed: int = 0, width: int = 512, height: int = 256,
-                 min_objects: int = 2, max_objects: int = 5) -> None:
+    def __init__(
+        self, n: int, seed: int = 0, width: int = 512, height: int = 256, min_objects: int = 2, max_objects: int = 5
+    ) -> None:
         if n < 1:
             raise ValueError(f"SynthPano needs n >= 1, got {n}")
         if width != 2 * height:
@@ -81,8 +82,9 @@ class SynthPano:
         return SynthSample(index, sample.scene, sample.caption, sample.qa, image, ids, bboxes)
 
 
-def synth_corpus(n: int = 500, seed: int = 0, splits: Sequence[str] | None = None, min_objects: int = 2,
-                 max_objects: int = 5) -> list[str]:
+def synth_corpus(
+    n: int = 500, seed: int = 0, splits: Sequence[str] | None = None, min_objects: int = 2, max_objects: int = 5
+) -> list[str]:
     """Captions, questions and answers of the scenes of ``SynthPano(n, seed)``: training text for
     the kit's tokenizer and language prior (no rendering, fast).
 
@@ -130,8 +132,14 @@ def _jsonl_record(sample: SynthSample, image_rel: str, width: int, height: int) 
             continue
         entry = {"bbox_2d": box, "desc": f"{obj.size} {obj.name}", "direction": obj.direction}
         objects.append({**entry, **{k: v for k, v in obj.to_dict().items() if k not in ("spin_deg",)}})
-    return {"images": [image_rel], "width": width, "height": height, "summary": sample.caption,
-            "objects": objects, "qa": [{"query": q, "answer": a} for q, a in sample.qa]}
+    return {
+        "images": [image_rel],
+        "width": width,
+        "height": height,
+        "summary": sample.caption,
+        "objects": objects,
+        "qa": [{"query": q, "answer": a} for q, a in sample.qa],
+    }
 
 
 def _render_files(pano: SynthPano, index: int) -> tuple[bytes, list[tuple[str, str]], str]:
@@ -150,8 +158,16 @@ def _default_workers(n: int) -> int:
     return max(1, min(8, os.cpu_count() or 1))
 
 
-def write_synth_dataset(out: str | Path, n: int, seed: int = 0, width: int = 1024, height: int = 512,
-                        min_objects: int = 2, max_objects: int = 5, workers: int | None = None) -> dict:
+def write_synth_dataset(
+    out: str | Path,
+    n: int,
+    seed: int = 0,
+    width: int = 1024,
+    height: int = 512,
+    min_objects: int = 2,
+    max_objects: int = 5,
+    workers: int | None = None,
+) -> dict:
     """Write ``images/*.png``, ``{train,val,test}.csv`` (url, query, annotation),
     ``{split}.jsonl`` (SPEC §6, with ``bbox_2d`` per object), ``{split}_images.csv``
     (image-only, stage 1) and ``synth.json`` (parameters and counts). Returns that summary.
@@ -186,21 +202,50 @@ def write_synth_dataset(out: str | Path, n: int, seed: int = 0, width: int = 102
         images = sorted({r[0] for r in rows[split]})
         atomic_write_text(out / f"{split}_images.csv", _csv_text(["url"], [[im] for im in images]))
         counts[split] = {"panoramas": len(images), "rows": len(rows[split])}
-    summary = {"generator": "SynthPano", "n": n, "seed": seed, "width": width, "height": height,
-               "min_objects": min_objects, "max_objects": max_objects, "splits": counts}
+    summary = {
+        "generator": "SynthPano",
+        "n": n,
+        "seed": seed,
+        "width": width,
+        "height": height,
+        "min_objects": min_objects,
+        "max_objects": max_objects,
+        "splits": counts,
+    }
     atomic_write_json(out / "synth.json", summary)
-    logger.info("SynthPano: %d panoramas %dx%d in %.1fs (%d processes) -> %s", n, width, height,
-                time.perf_counter() - t0, workers, out)
+    logger.info(
+        "SynthPano: %d panoramas %dx%d in %.1fs (%d processes) -> %s",
+        n,
+        width,
+        height,
+        time.perf_counter() - t0,
+        workers,
+        out,
+    )
     return summary
 
 
-def ensure_synth_dataset(out: str | Path, n: int, seed: int = 0, width: int = 512, height: int = 256,
-                         min_objects: int = 2, max_objects: int = 5) -> dict:
+def ensure_synth_dataset(
+    out: str | Path,
+    n: int,
+    seed: int = 0,
+    width: int = 512,
+    height: int = 256,
+    min_objects: int = 2,
+    max_objects: int = 5,
+) -> dict:
     """Like :func:`write_synth_dataset`, but reuse ``out`` when it already holds exactly this
     dataset (same parameters in ``synth.json`` and every file present)."""
     out = Path(out)
-    wanted = {"generator": "SynthPano", "n": n, "seed": seed, "width": width, "height": height,
-              "min_objects": min_objects, "max_objects": max_objects}
+    wanted = {
+        "generator": "SynthPano",
+        "n": n,
+        "seed": seed,
+        "width": width,
+        "height": height,
+        "min_objects": min_objects,
+        "max_objects": max_objects,
+    }
     try:
         summary = json.loads((out / "synth.json").read_text())
     except (OSError, ValueError):

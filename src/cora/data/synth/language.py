@@ -29,12 +29,15 @@ def _the(obj: SynthObject) -> str:
 
 
 def caption(scene: Scene) -> str:
-    """"A panorama with three objects: a large red sphere ahead, … The nearest is the red sphere."""
+    """ "A panorama with three objects: a large red sphere ahead, … The nearest is the red sphere."""
     parts = [f"a {o.size} {o.name} {o.direction}" for o in scene.ordered()]
     count = len(scene.objects)
     noun = "object" if count == 1 else "objects"
-    return (f"A panorama with {NUMBERS[count]} {noun}: " + ", ".join(parts)
-            + f". The nearest is {_the(scene.by_distance()[0])}.")
+    return (
+        f"A panorama with {NUMBERS[count]} {noun}: "
+        + ", ".join(parts)
+        + f". The nearest is {_the(scene.by_distance()[0])}."
+    )
 
 
 def objects_in(scene: Scene, direction: str) -> list[SynthObject]:

@@ -141,9 +141,16 @@ def _ray_terms(d: np.ndarray) -> dict[str, np.ndarray]:
     g = d[ground_idx]
     t = CAMERA_HEIGHT / -g[:, 1]
     sky_idx = np.flatnonzero(~below)
-    return {"ground_idx": ground_idx, "ground_pos": ground_pos, "gx": t * g[:, 0], "gz": t * g[:, 2],
-            "fade": 0.25 * np.exp(-t / 20.0), "fog": 1.0 - np.exp(-t / 40.0),
-            "sky_idx": sky_idx, "sky": np.sqrt(np.clip(d[sky_idx, 1], 0.0, 1.0))}
+    return {
+        "ground_idx": ground_idx,
+        "ground_pos": ground_pos,
+        "gx": t * g[:, 0],
+        "gz": t * g[:, 2],
+        "fade": 0.25 * np.exp(-t / 20.0),
+        "fog": 1.0 - np.exp(-t / 40.0),
+        "sky_idx": sky_idx,
+        "sky": np.sqrt(np.clip(d[sky_idx, 1], 0.0, 1.0)),
+    }
 
 
 def _background(scene: Scene, terms: dict[str, np.ndarray], windows: list[np.ndarray] | None) -> np.ndarray:
@@ -174,8 +181,9 @@ def _shade(obj: SynthObject, normals: np.ndarray) -> np.ndarray:
     return np.array(COLOURS[obj.colour])[None] * (0.5 + 0.5 * lambert)[:, None]
 
 
-def _trace(scene: Scene, d: np.ndarray, windows: list[np.ndarray] | None = None,
-           terms: dict[str, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
+def _trace(
+    scene: Scene, d: np.ndarray, windows: list[np.ndarray] | None = None, terms: dict[str, np.ndarray] | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Colours ``[N, 3]`` in [0, 1] and object ids ``[N]`` of rays ``d [N, 3]``.
 
     ``windows[i]`` limits object ``i`` to the rays it can hit or shadow (indices into ``d``).

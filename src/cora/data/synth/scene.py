@@ -31,11 +31,21 @@ COLOURS: dict[str, tuple[float, float, float]] = {
 SHAPES = ("sphere", "cube", "cylinder", "cone")
 SIZES = ("small", "large")
 # Eight 45° sectors, index = round(yaw / 45) mod 8; sector 4 is centred on the seam.
-DIRECTIONS = ("ahead", "ahead to the right", "to the right", "behind you to the right", "behind you",
-              "behind you to the left", "to the left", "ahead to the left")
-SKIES = (((0.55, 0.72, 0.95), (0.20, 0.40, 0.80)),  # (horizon, zenith): clear day
-         ((0.85, 0.80, 0.75), (0.45, 0.55, 0.75)),  # hazy
-         ((0.95, 0.70, 0.50), (0.30, 0.30, 0.55)))  # dusk
+DIRECTIONS = (
+    "ahead",
+    "ahead to the right",
+    "to the right",
+    "behind you to the right",
+    "behind you",
+    "behind you to the left",
+    "to the left",
+    "ahead to the left",
+)
+SKIES = (
+    ((0.55, 0.72, 0.95), (0.20, 0.40, 0.80)),  # (horizon, zenith): clear day
+    ((0.85, 0.80, 0.75), (0.45, 0.55, 0.75)),  # hazy
+    ((0.95, 0.70, 0.50), (0.30, 0.30, 0.55)),
+)  # dusk
 GROUNDS = ((0.55, 0.55, 0.52), (0.42, 0.36, 0.30), (0.66, 0.63, 0.58))
 YAW_JITTER_DEG = 15.0  # keeps every object centre >= 7.5° from a sector boundary
 MIN_GAP_DEG = 3.0  # free angle between neighbouring objects: none hides another
@@ -126,8 +136,7 @@ def _separated(objects: list[SynthObject]) -> bool:
     return all(d2 - d1 >= MIN_DISTANCE_GAP_M for d1, d2 in itertools.pairwise(dists))
 
 
-def sample_scene(rng: np.random.Generator, min_objects: int = 2, max_objects: int = 5,
-                 max_tries: int = 200) -> Scene:
+def sample_scene(rng: np.random.Generator, min_objects: int = 2, max_objects: int = 5, max_tries: int = 200) -> Scene:
     """A scene of ``min_objects..max_objects`` objects in distinct sectors, distinct colours,
     none hiding another, distinct distances. Deterministic in ``rng``."""
     count = int(rng.integers(min_objects, max_objects + 1))
@@ -136,22 +145,34 @@ def sample_scene(rng: np.random.Generator, min_objects: int = 2, max_objects: in
         colours = rng.choice(len(COLOURS), size=count, replace=False)
         # Distances at least MIN_DISTANCE_GAP_M apart by construction, in random order.
         slack = (DISTANCE_RANGE_M[1] - DISTANCE_RANGE_M[0]) - (count - 1) * MIN_DISTANCE_GAP_M
-        distances = rng.permutation(np.sort(rng.uniform(0.0, slack, count))
-                                    + MIN_DISTANCE_GAP_M * np.arange(count) + DISTANCE_RANGE_M[0])
+        distances = rng.permutation(
+            np.sort(rng.uniform(0.0, slack, count)) + MIN_DISTANCE_GAP_M * np.arange(count) + DISTANCE_RANGE_M[0]
+        )
         objects = []
         for sector, colour, distance in zip(sectors, colours, distances):
             shape = SHAPES[int(rng.integers(len(SHAPES)))]
             size = SIZES[int(rng.integers(2))]
             radius = float(rng.uniform(0.5, 0.65) if size == "small" else rng.uniform(0.9, 1.2))
             yaw = float(wrap_deg(45.0 * sector + rng.uniform(-YAW_JITTER_DEG, YAW_JITTER_DEG)))
-            objects.append(SynthObject(
-                shape=shape, colour=list(COLOURS)[int(colour)], size=size, yaw_deg=round(yaw, 3),
-                distance_m=round(float(distance), 3), radius_m=round(radius, 3),
-                height_m=round(_shape_height(shape, radius), 3), spin_deg=round(float(rng.uniform(0, 90)), 3)))
+            objects.append(
+                SynthObject(
+                    shape=shape,
+                    colour=list(COLOURS)[int(colour)],
+                    size=size,
+                    yaw_deg=round(yaw, 3),
+                    distance_m=round(float(distance), 3),
+                    radius_m=round(radius, 3),
+                    height_m=round(_shape_height(shape, radius), 3),
+                    spin_deg=round(float(rng.uniform(0, 90)), 3),
+                )
+            )
         if _separated(objects):
-            return Scene(objects=tuple(objects), sky=int(rng.integers(len(SKIES))),
-                         ground=int(rng.integers(len(GROUNDS))),
-                         texture_offset=(float(rng.uniform(0, 2)), float(rng.uniform(0, 2))))
+            return Scene(
+                objects=tuple(objects),
+                sky=int(rng.integers(len(SKIES))),
+                ground=int(rng.integers(len(GROUNDS))),
+                texture_offset=(float(rng.uniform(0, 2)), float(rng.uniform(0, 2))),
+            )
         # Too crowded for this draw: try again with one object fewer now and then.
         if count > min_objects and rng.random() < 0.1:
             count -= 1

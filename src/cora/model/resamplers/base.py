@@ -27,7 +27,7 @@ def from_grid(grid):
 
 
 def square_side(length: int) -> int:
-    side = round(length ** 0.5)
+    side = round(length**0.5)
     if side * side != length:
         raise ValueError(f"{length} tokens are not a square grid (give rows/cols)")
     return side

@@ -18,8 +18,9 @@ from cora.model.resamplers.mamba import MambaBlock
 class BiMambaLayer(nn.Module):
     """``[N, L, D]`` → ``[N, L, D]``: a forward and a backward Mamba, averaged, residual, LN."""
 
-    def __init__(self, dim: int, d_state: int, d_conv: int, expand: int, chunk_size: int,
-                 direction_merge: str = "mean") -> None:
+    def __init__(
+        self, dim: int, d_state: int, d_conv: int, expand: int, chunk_size: int, direction_merge: str = "mean"
+    ) -> None:
         super().__init__()
         if direction_merge not in ("mean", "linear"):
             raise ValueError(f"bimamba: direction_merge must be 'mean' or 'linear', got {direction_merge!r}")
@@ -38,12 +39,23 @@ class BiMambaLayer(nn.Module):
 class BiMambaResampler(Resampler):
     """``[N, L, in_dim]`` → ``[N, L, out_dim]``."""
 
-    def __init__(self, in_dim: int, out_dim: int, depth: int = 4, d_state: int = 64, d_conv: int = 4,
-                 expand: int = 2, dropout: float = 0.0, chunk_size: int = 16, direction_merge: str = "mean") -> None:
+    def __init__(
+        self,
+        in_dim: int,
+        out_dim: int,
+        depth: int = 4,
+        d_state: int = 64,
+        d_conv: int = 4,
+        expand: int = 2,
+        dropout: float = 0.0,
+        chunk_size: int = 16,
+        direction_merge: str = "mean",
+    ) -> None:
         super().__init__()
         self.input = nn.Linear(in_dim, out_dim)
-        self.layers = nn.ModuleList(BiMambaLayer(out_dim, d_state, d_conv, expand, chunk_size, direction_merge)
-                                    for _ in range(depth))
+        self.layers = nn.ModuleList(
+            BiMambaLayer(out_dim, d_state, d_conv, expand, chunk_size, direction_merge) for _ in range(depth)
+        )
         self.norm = nn.LayerNorm(out_dim)
         self.dropout = nn.Dropout(dropout)
         self.output = nn.Linear(out_dim, out_dim)

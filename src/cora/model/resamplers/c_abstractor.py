@@ -46,8 +46,9 @@ class SpatialBlock(nn.Module):
 class CAbstractor(Resampler):
     """``[N, rows*cols, in_dim]`` → ``[N, rows'*cols', out_dim]`` (``'`` = ÷ pool_size when pooling)."""
 
-    def __init__(self, in_dim: int, out_dim: int, depth: int = 3, pool_size: int = 2,
-                 c_abstractor_pool: bool = False) -> None:
+    def __init__(
+        self, in_dim: int, out_dim: int, depth: int = 3, pool_size: int = 2, c_abstractor_pool: bool = False
+    ) -> None:
         super().__init__()
         self.pool_size = pool_size if c_abstractor_pool else 1
         self.input = nn.Linear(in_dim, out_dim)

@@ -21,8 +21,9 @@ class MaskedDropResampler(Resampler):
         if not 0.0 <= drop_ratio < 1.0:
             raise ValueError(f"masked_drop: drop_ratio must be in [0, 1), got {drop_ratio}")
         self.drop_ratio = drop_ratio
-        self.proj = nn.Sequential(nn.Linear(in_dim, out_dim), nn.GELU(), nn.Dropout(dropout),
-                                  nn.Linear(out_dim, out_dim))
+        self.proj = nn.Sequential(
+            nn.Linear(in_dim, out_dim), nn.GELU(), nn.Dropout(dropout), nn.Linear(out_dim, out_dim)
+        )
         self.mask_token = nn.Parameter(torch.zeros(out_dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

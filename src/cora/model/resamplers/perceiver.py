@@ -28,8 +28,15 @@ class PerceiverLayer(nn.Module):
 class PerceiverResampler(Resampler):
     """``[N, L, in_dim]`` → ``[N, num_latents, out_dim]`` (num_latents a square: it is laid out as a grid)."""
 
-    def __init__(self, in_dim: int, out_dim: int, depth: int = 4, num_heads: int = 8, num_latents: int = 256,
-                 dropout: float = 0.0) -> None:
+    def __init__(
+        self,
+        in_dim: int,
+        out_dim: int,
+        depth: int = 4,
+        num_heads: int = 8,
+        num_latents: int = 256,
+        dropout: float = 0.0,
+    ) -> None:
         super().__init__()
         self.side = square_side(num_latents)
         self.input = nn.Linear(in_dim, out_dim)

@@ -29,8 +29,15 @@ class QFormerLayer(nn.Module):
 class QFormerResampler(Resampler):
     """``[N, L, in_dim]`` → ``[N, num_latents, out_dim]``."""
 
-    def __init__(self, in_dim: int, out_dim: int, depth: int = 4, num_heads: int = 8, num_latents: int = 256,
-                 dropout: float = 0.0) -> None:
+    def __init__(
+        self,
+        in_dim: int,
+        out_dim: int,
+        depth: int = 4,
+        num_heads: int = 8,
+        num_latents: int = 256,
+        dropout: float = 0.0,
+    ) -> None:
         super().__init__()
         self.side = square_side(num_latents)
         self.media_norm = nn.LayerNorm(in_dim)

@@ -22,8 +22,15 @@ import torch
 import torch.nn.functional as F
 
 
-def selective_scan(u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: torch.Tensor, C: torch.Tensor,
-                   D: torch.Tensor | None = None, chunk_size: int | None = None) -> torch.Tensor:
+def selective_scan(
+    u: torch.Tensor,
+    delta: torch.Tensor,
+    A: torch.Tensor,
+    B: torch.Tensor,
+    C: torch.Tensor,
+    D: torch.Tensor | None = None,
+    chunk_size: int | None = None,
+) -> torch.Tensor:
     """``u, delta [b, L, d]``, ``A [d, n]``, ``B, C [b, L, n]``, ``D [d]`` → ``y [b, L, d]``.
 
     ``delta`` is already positive (softplus applied by the caller). Computed in float32.
@@ -69,8 +76,14 @@ def selective_scan(u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: tor
     return y.to(dtype)
 
 
-def selective_scan_sequential(u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: torch.Tensor,
-                              C: torch.Tensor, D: torch.Tensor | None = None) -> torch.Tensor:
+def selective_scan_sequential(
+    u: torch.Tensor,
+    delta: torch.Tensor,
+    A: torch.Tensor,
+    B: torch.Tensor,
+    C: torch.Tensor,
+    D: torch.Tensor | None = None,
+) -> torch.Tensor:
     """The plain token-by-token recurrence (reference for benchmarks; slow)."""
     u, delta, B, C, A = (t.float() for t in (u, delta, B, C, A))
     state = u.new_zeros(u.shape[0], u.shape[2], A.shape[1])

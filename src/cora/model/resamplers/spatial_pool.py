@@ -15,8 +15,9 @@ class SpatialPoolResampler(Resampler):
     def __init__(self, in_dim: int, out_dim: int, pool_size: int = 2, dropout: float = 0.0) -> None:
         super().__init__()
         self.pool_size = pool_size
-        self.mlp = nn.Sequential(nn.Linear(in_dim, out_dim), nn.GELU(), nn.Dropout(dropout),
-                                 nn.Linear(out_dim, out_dim))
+        self.mlp = nn.Sequential(
+            nn.Linear(in_dim, out_dim), nn.GELU(), nn.Dropout(dropout), nn.Linear(out_dim, out_dim)
+        )
 
     def out_grid(self, rows: int, cols: int) -> tuple[int, int]:
         return rows // self.pool_size, cols // self.pool_size

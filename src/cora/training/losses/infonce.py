@@ -23,8 +23,10 @@ def symmetric_nce(logits: torch.Tensor) -> torch.Tensor:
     """Cross-entropy with the diagonal as target, both directions. ``logits [..., M, M]``."""
     target = torch.arange(logits.shape[-1], device=logits.device).expand(logits.shape[:-1])
     flat = logits.reshape(-1, logits.shape[-1])
-    return 0.5 * (F.cross_entropy(flat, target.reshape(-1))
-                  + F.cross_entropy(logits.transpose(-1, -2).reshape(-1, logits.shape[-1]), target.reshape(-1)))
+    return 0.5 * (
+        F.cross_entropy(flat, target.reshape(-1))
+        + F.cross_entropy(logits.transpose(-1, -2).reshape(-1, logits.shape[-1]), target.reshape(-1))
+    )
 
 
 @register("infonce")

@@ -43,8 +43,9 @@ def _pairs(geoms: tuple[ViewGeometry, ...], rows: int, cols: int, k: int) -> tup
     return tuple(pairs)
 
 
-def tile_pairs(tile_geometries: list[ViewGeometry], rows: int, cols: int,
-               k: int) -> list[tuple[int, int, tuple, tuple]]:
+def tile_pairs(
+    tile_geometries: list[ViewGeometry], rows: int, cols: int, k: int
+) -> list[tuple[int, int, tuple, tuple]]:
     """``(a, b, idx_a, pos_b)`` for every overlapping neighbour pair; positions index the tile list."""
     return list(_pairs(tuple(tile_geometries), rows, cols, k))
 
@@ -62,8 +63,9 @@ def _tiles_only(features: torch.Tensor, geometries: list[ViewGeometry]) -> tuple
     return features, geoms
 
 
-def extract_strips(features: torch.Tensor, tile_geometries: list[ViewGeometry],
-                   k: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def extract_strips(
+    features: torch.Tensor, tile_geometries: list[ViewGeometry], k: int | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Matched strips of every overlapping tile pair.
 
     ``features [B, T, H, W, D]`` → ``(left [B*P, H*k, D], right [B*P, H*k, D])`` where P is
@@ -76,8 +78,10 @@ def extract_strips(features: torch.Tensor, tile_geometries: list[ViewGeometry],
     k = k or default_overlap_columns(w)
     pairs = tile_pairs(geoms, h, w, k)
     if not pairs:
-        raise ValueError(f"no overlapping tile pairs among {len(geoms)} tiles "
-                         f"(yaws {[g.yaw_deg for g in geoms]}): the overlap loss needs overlapping views")
+        raise ValueError(
+            f"no overlapping tile pairs among {len(geoms)} tiles "
+            f"(yaws {[g.yaw_deg for g in geoms]}): the overlap loss needs overlapping views"
+        )
     lefts, rights = [], []
     for a, bb, idx_a, pos_b in pairs:
         pos = torch.tensor(pos_b, device=features.device, dtype=torch.float32)
