@@ -32,6 +32,7 @@ bench: install
 
 lint: install
 	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/ruff format --check src tests benchmarks
 
 clean:
 	rm -rf .cora runs
