@@ -5,12 +5,12 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 
 from cora.config import CoraConfig
-from cora.training.plots import read_curve, write_loss_plot
+from cora.recipes.demo.plots import read_curve, write_loss_plot
 
 
 def test_train_corpus_holds_no_test_text():
-    from cora.cli.demo_cmd import train_corpus
     from cora.data.synth import SynthPano, split_of
+    from cora.recipes.demo.steps import train_corpus
 
     cfg = CoraConfig.model_validate({"data": {"synth": {"n": 20, "seed": 3}}})
     texts = set(train_corpus(cfg))
@@ -37,7 +37,7 @@ def test_loss_plot_draws_one_curve_per_run_and_stage(tmp_path):
 
 
 def test_verdict_needs_a_clear_margin():
-    from cora.cli.demo_cmd import verdict
+    from cora.recipes.demo.steps import verdict
 
     blind = {"heldout_loss": 0.600, "answer_accuracy": 0.30}
     assert "no clear difference" in verdict({"heldout_loss": 0.599, "answer_accuracy": 0.31}, blind)
@@ -46,7 +46,7 @@ def test_verdict_needs_a_clear_margin():
 
 
 def test_type_table_shows_both_runs_per_question_type():
-    from cora.cli.demo_cmd import _type_table
+    from cora.recipes.demo.steps import _type_table
 
     vision = {
         "caption": {"loss": 0.5, "questions": 40, "accuracy": None},

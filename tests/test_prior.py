@@ -7,7 +7,7 @@ import shutil
 
 from cora.config.sections.training import LanguagePriorConfig
 from cora.kit.corpus import scene_corpus
-from cora.training.prior import prior_status, train_language_prior
+from cora.recipes.demo.language_prior import prior_status, train_language_prior
 
 
 def test_prior_learns_saves_and_skips(kit_paths, tmp_path):

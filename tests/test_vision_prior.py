@@ -11,7 +11,7 @@ import torch
 from cora.config.sections.training import VisionPriorConfig
 from cora.processors.geometry import global_view, perspective_view
 from cora.processors.views import PanoramaViews
-from cora.training.vision_prior import patch_labels, read_synth_jsonl, train_vision_prior, view_labels
+from cora.recipes.demo.vision_prior import patch_labels, read_synth_jsonl, train_vision_prior, view_labels
 
 
 def test_view_labels_follow_each_views_field_of_view():

@@ -5,7 +5,7 @@ their few steps learning English instead of learning to look. A few hundred step
 next-token prediction on the corpus (captions, questions, answers) give the tiny model the
 language first. The trained weights replace the kit's ``model.safetensors`` (atomic rename),
 and ``<kit>/prior.json`` records what was trained so an up-to-date prior is skipped; a prior
-always starts from the kit's base LLM (:mod:`cora.training.kit_prior`). Both the vision run
+always starts from the kit's base LLM (:mod:`cora.recipes.demo.kit_prior`). Both the vision run
 and the blind run of the demo start from the same prior.
 """
 
@@ -23,7 +23,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from cora.config.sections.training import LanguagePriorConfig
-from cora.training.kit_prior import KitPrior, Status
+from cora.recipes.demo.kit_prior import KitPrior, Status
 from cora.training.schedule import warmup_cosine
 
 logger = logging.getLogger(__name__)

@@ -7,7 +7,7 @@ view of a *training* panorama is labelled with the colours and shapes of the obj
 its field of view (from the SynthPano JSONL: each object's yaw), and the tower plus a linear
 head learn them as multi-label targets. Only the tower is saved back (the head is dropped);
 ``<kit>/vision_prior.json`` records what was trained so an up-to-date prior is skipped, and a
-prior always starts from the kit's base tower (:mod:`cora.training.kit_prior`). The vision and
+prior always starts from the kit's base tower (:mod:`cora.recipes.demo.kit_prior`). The vision and
 the blind run of the demo start from the same tower.
 """
 
@@ -29,7 +29,7 @@ from cora.config.sections.training import VisionPriorConfig
 from cora.model.vision import build_vision_backbone
 from cora.processors.geometry import ViewGeometry, erp_lonlat_to_pixel, wrap_deg
 from cora.processors.views import PanoramaViews
-from cora.training.kit_prior import KitPrior
+from cora.recipes.demo.kit_prior import KitPrior
 from cora.training.schedule import warmup_cosine
 
 logger = logging.getLogger(__name__)

@@ -31,7 +31,7 @@ def heldout_loss(model: Any, config: CoraConfig) -> tuple[float, dict[str, float
     question): over every answer, and per SynthPano question type."""
     from cora.data.datamodule import build_datamodule
     from cora.data.synth import question_type
-    from cora.training.heldout import heldout_lm_loss_by_group
+    from cora.recipes.demo.heldout import heldout_lm_loss_by_group
 
     cfg = config.model_copy(deep=True)
     cfg.data.val = config.data.test
@@ -57,7 +57,7 @@ def evaluate_run(config: CoraConfig) -> dict[str, Any]:
     from cora.evaluation.samples import read_eval_samples
     from cora.inference import PanoramaGenerator
     from cora.inference.loading import load_run
-    from cora.training.heldout import answer_accuracy
+    from cora.recipes.demo.heldout import answer_accuracy
     from cora.training.runner import load_run_model, run_dir_of
 
     if config.data.test is None:

@@ -123,7 +123,7 @@ def _step_kit(demo: Demo) -> str:
 
 
 def _step_prior(demo: Demo) -> str:
-    from cora.training.prior import train_language_prior
+    from cora.recipes.demo.language_prior import train_language_prior
 
     prior = demo.config.training.language_prior
     if not prior.enabled:
@@ -140,7 +140,7 @@ def _step_prior(demo: Demo) -> str:
 
 def _step_vision_prior(demo: Demo) -> str:
     from cora.processors.views import PanoramaViews
-    from cora.training.vision_prior import train_vision_prior
+    from cora.recipes.demo.vision_prior import train_vision_prior
 
     config = demo.config
     prior = config.training.vision_prior
@@ -183,7 +183,7 @@ def _step_blind(demo: Demo) -> str:
 
 
 def _step_eval(demo: Demo) -> str:
-    from cora.cli.demo_eval import evaluate_run
+    from cora.recipes.demo.evaluation import evaluate_run
 
     lines = []
     for label, config in (("vision", demo.config), ("blind", demo.blind_config)):
@@ -202,7 +202,7 @@ def _fmt(value: Any) -> str:
 
 
 def _step_plot(demo: Demo) -> str:
-    from cora.training.plots import write_loss_plot
+    from cora.recipes.demo.plots import write_loss_plot
     from cora.training.runner import run_dir_of
 
     out = write_loss_plot(
