@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 
-from cora.config.sections.training import LanguagePriorConfig
+from cora.config.sections.demo import LanguagePriorConfig
 from cora.kit.corpus import scene_corpus
 from cora.recipes.demo.language_prior import prior_status, train_language_prior
 

@@ -8,7 +8,7 @@ import shutil
 import pytest
 import torch
 
-from cora.config.sections.training import VisionPriorConfig
+from cora.config.sections.demo import VisionPriorConfig
 from cora.processors.geometry import global_view, perspective_view
 from cora.processors.views import PanoramaViews
 from cora.recipes.demo.vision_prior import patch_labels, read_synth_jsonl, train_vision_prior, view_labels

@@ -1,10 +1,11 @@
-"""The whole CORA configuration (SPEC §5): one typed model per YAML section."""
+"""The whole CORA configuration: one typed model per YAML section."""
 
 from __future__ import annotations
 
 from cora.config.base import ArchSpec, StrictModel
 from cora.config.sections.adapt import AdaptConfig
 from cora.config.sections.data import DataConfig
+from cora.config.sections.demo import DemoConfig, LanguagePriorConfig, VisionPriorConfig
 from cora.config.sections.evaluation import EvaluationConfig, JudgeConfig
 from cora.config.sections.experiment import ExperimentConfig
 from cora.config.sections.image import ImageProcessingConfig
@@ -18,11 +19,13 @@ __all__ = [
     "ArchSpec",
     "CoraConfig",
     "DataConfig",
+    "DemoConfig",
     "EvaluationConfig",
     "ExperimentConfig",
     "ImageProcessingConfig",
     "JudgeConfig",
     "KitConfig",
+    "LanguagePriorConfig",
     "LoRAConfig",
     "LossConfig",
     "ModelsConfig",
@@ -32,6 +35,7 @@ __all__ = [
     "TeacherConfig",
     "TokenizerSpec",
     "TrainingConfig",
+    "VisionPriorConfig",
 ]
 
 
@@ -45,3 +49,7 @@ class CoraConfig(StrictModel):
     kit: KitConfig | None = None
     adapt: AdaptConfig | None = None
     teacher: TeacherConfig | None = None
+    # A recipe's section, absent unless a config sets it (as kit/adapt/teacher are): the library
+    # never reads it, so a training run's saved config.yaml spells out no demo settings; the demo
+    # reads a missing section as its defaults (both priors off).
+    demo: DemoConfig | None = None

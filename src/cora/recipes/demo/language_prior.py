@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from cora.config.sections.training import LanguagePriorConfig
+from cora.config.sections.demo import LanguagePriorConfig
 from cora.recipes.demo.kit_prior import KitPrior, Status
 from cora.training.schedule import warmup_cosine
 

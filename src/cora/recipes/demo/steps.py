@@ -19,6 +19,7 @@ from typing import Any
 
 from cora.cli.main import UserError
 from cora.config import CoraConfig, load_config
+from cora.config.schema import DemoConfig
 from cora.utils.io import atomic_write_json
 
 ORDER = 0
@@ -125,9 +126,9 @@ def _step_kit(demo: Demo) -> str:
 def _step_prior(demo: Demo) -> str:
     from cora.recipes.demo.language_prior import train_language_prior
 
-    prior = demo.config.training.language_prior
+    prior = (demo.config.demo or DemoConfig()).language_prior
     if not prior.enabled:
-        return "skipped (training.language_prior.enabled is false)"
+        return "skipped (demo.language_prior.enabled is false)"
     from transformers import AutoTokenizer
 
     lm_dir = Path(demo.config.models.language_model_name)
@@ -143,9 +144,9 @@ def _step_vision_prior(demo: Demo) -> str:
     from cora.recipes.demo.vision_prior import train_vision_prior
 
     config = demo.config
-    prior = config.training.vision_prior
+    prior = (config.demo or DemoConfig()).vision_prior
     if not prior.enabled:
-        return "skipped (training.vision_prior.enabled is false)"
+        return "skipped (demo.vision_prior.enabled is false)"
     summary = train_vision_prior(
         config.models.vision_name,
         Path(config.data.synth.out_dir) / "train.jsonl",

@@ -25,7 +25,7 @@ import torch
 from torch import nn
 from transformers import AutoModel
 
-from cora.config.sections.training import VisionPriorConfig
+from cora.config.sections.demo import VisionPriorConfig
 from cora.model.vision import build_vision_backbone
 from cora.processors.geometry import ViewGeometry, erp_lonlat_to_pixel, wrap_deg
 from cora.processors.views import PanoramaViews
