@@ -22,6 +22,7 @@ class Out:
     logits: torch.Tensor | None
     overlap_features: torch.Tensor | None
     tile_geometries: list
+    resampler_features: torch.Tensor | None = None
 
 
 class StandinVLM(nn.Module):
@@ -37,6 +38,9 @@ class StandinVLM(nn.Module):
         self.lora: nn.ParameterDict | None = None
         self.tokenizer = None
         self.modes: dict[str, str] = {}
+
+    def enable_gradient_checkpointing(self) -> None:
+        self.checkpointing = True
 
     def set_stage(self, cfg) -> list[dict]:
         self.modes = {

@@ -91,7 +91,7 @@ def test_gradient_checkpointing_keeps_the_loss_and_gradients():
         return loss.detach(), [p.grad.clone() for p in model.parameters() if p.requires_grad]
 
     plain_loss, plain_grads = loss_and_grads()
-    runtime.gradient_checkpointing_enable()
+    runtime.enable_gradient_checkpointing()
     assert model.model.language_model.gradient_checkpointing and model.model.visual.gradient_checkpointing
     ckpt_loss, ckpt_grads = loss_and_grads()
     assert torch.allclose(plain_loss, ckpt_loss)

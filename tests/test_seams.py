@@ -63,3 +63,44 @@ def test_runner_turns_on_gradient_checkpointing_of_an_adapted_vlm(tmp_path, synt
     result = train_adapt(load_config(cfg))
     assert result.stages_run == ["lora"]
     assert _is_checkpointing(result.model.adapted.model)
+
+
+def test_building_a_model_seeds_its_own_components_without_reseeding_the_callers_rng(tiny_config, kit_paths):
+    import torch
+
+    from cora.model import build_model
+
+    models = tiny_config.models.model_copy(
+        update={"vision_name": str(kit_paths.vision), "language_model_name": str(kit_paths.language_model)}
+    )
+    cfg = tiny_config.model_copy(update={"models": models})
+    draws, weights = [], []
+    for caller_seed in (1, 2):
+        torch.manual_seed(caller_seed)
+        model = build_model(cfg)
+        draws.append(torch.rand(4))
+        weights.append(model.panorama_projector.state_dict())
+    # The caller's stream goes on where it was (a reseeding builder would make both draws equal)...
+    assert not torch.equal(draws[0], draws[1])
+    # ...and CORA's own components come out the same from the config's seed alone.
+    for name, tensor in weights[0].items():
+        assert torch.equal(tensor, weights[1][name]), name
+
+
+def test_stage_modes_are_the_models_own_state(tiny_config, kit_paths):
+    from cora.model import build_model
+    from cora.model.stages import COMPONENTS, StageModes
+
+    models = tiny_config.models.model_copy(
+        update={"vision_name": str(kit_paths.vision), "language_model_name": str(kit_paths.language_model)}
+    )
+    model = build_model(tiny_config.model_copy(update={"models": models}))
+    rows = model.set_stage(tiny_config.training.stage_configs["vision"])
+    assert [r["component"] for r in rows] == list(COMPONENTS)
+    assert model.modes == StageModes("frozen", "full", "full", "unused", "unused")
+    assert not model.modes.uses_language_model
+    assert all(not p.requires_grad for p in model.language_model.parameters())
+    assert all(p.requires_grad for p in model.vicreg_projector.parameters())
+    bad = tiny_config.training.stage_configs["vision"].model_copy(update={"resampler": "lora"})
+    with pytest.raises(ValueError, match="resampler: mode 'lora' is not supported"):
+        model.set_stage(bad)

@@ -26,6 +26,8 @@ class AdaptOutput:
     #: the aligner output of the perspective tiles ``[B, T, h, w, D]`` (when asked for) and their geometries
     overlap_features: torch.Tensor | None = None
     tile_geometries: list[ViewGeometry] | None = None
+    #: the native model's resampled tokens (diagnostics); an adapted VLM has no resampler
+    resampler_features: torch.Tensor | None = None
 
 
 class AdaptedVLM(nn.Module):

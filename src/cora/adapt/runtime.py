@@ -65,7 +65,7 @@ class PanoramaAdapter(nn.Module):
     def tokenizer(self) -> Any:
         return self.adapted.processor.tokenizer
 
-    def gradient_checkpointing_enable(self) -> None:
+    def enable_gradient_checkpointing(self) -> None:
         """``training.gradient_checkpointing``: the HF model's own (non-reentrant, so frozen inputs work)."""
         self.adapted.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
 

@@ -56,11 +56,14 @@ def load_run(
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     saved = _saved_model_dir(run)
     if saved is not None:
+        from cora.config import load_config
         from cora.model import load_model
+        from cora.model.vlm import SAVED_CONFIG
 
         model = load_model(saved)
         logger.info("loaded the saved model in %s", saved)
-        return model.eval().to(device), config or model.config
+        # The model keeps only its own section; views, prompt and decoding come from the saved run config.
+        return model.eval().to(device), config or load_config(saved / SAVED_CONFIG)
     from cora.config import load_config
 
     if not (run / "config.yaml").is_file():

@@ -8,8 +8,9 @@ from typing import Any
 
 import torch
 
+from cora.model.stages import COMPONENTS
 from cora.model.stitching import STITCHING_MODES, plan_stitching
-from cora.model.vlm import COMPONENTS, PanoramaVLM
+from cora.model.vlm import PanoramaVLM
 from cora.processors.geometry import ViewGeometry
 
 

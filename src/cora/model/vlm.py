@@ -2,25 +2,36 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
+from cora.config import CoraConfig, load_config, save_config
+from cora.config.sections.models import ModelsConfig
+from cora.config.sections.training import StageConfig
 from cora.model.fusion import LanguageFusion, to_left_padding
-from cora.model.language import LanguageModel
+from cora.model.language import LanguageModel, build_language_model
 from cora.model.projectors import PanoramaProjector, VICRegProjector
-from cora.model.resamplers import Resampler
+from cora.model.resamplers import Resampler, build_resampler
+from cora.model.stages import COMPONENTS, OWN_COMPONENTS, StageModes, component_row
 from cora.model.stitching import plan_stitching
-from cora.model.vision import VisionBackbone
+from cora.model.vision import VisionBackbone, build_vision_backbone
 from cora.processors.geometry import ViewGeometry
+from cora.utils.io import atomic_open, atomic_write_json
 
 logger = logging.getLogger(__name__)
 
-COMPONENTS = ("vision", "resampler", "vicreg_projector", "panorama_projector", "language_model")
+# The files of a saved model folder (save_pretrained / from_pretrained).
+SAVED_WEIGHTS = "trainable.safetensors"
+SAVED_META = "cora_model.json"
+SAVED_CONFIG = "config.yaml"
 
 
 @dataclass
@@ -46,7 +57,15 @@ def tile_indices(geometries: Sequence[ViewGeometry]) -> list[int]:
 
 
 class PanoramaVLM(nn.Module):
-    """The CORA model. Components run or not according to the modes :meth:`set_stage` sets."""
+    """The CORA model. Components run or not according to the modes :meth:`set_stage` sets.
+
+    Data flow (B panoramas, V views of S×S pixels, grid g×g patches, rows×cols tokens after the resampler)::
+
+        pixel_values [B, V, 3, S, S] ─ vision ─> [B*V, g*g, hidden] ─ resampler ─> [B, V, rows*cols, latent]
+            ├─ vicreg_projector (tiles only) ─> overlap_features [B, T, rows, cols, D]   (overlap loss)
+            └─ panorama_projector (stitching + yaw PE) ─> [B, N_vision, lm_hidden]
+                 ─ fused at the <|vision|> placeholder ─> language_model ─> loss / logits
+    """
 
     def __init__(
         self,
@@ -55,7 +74,7 @@ class PanoramaVLM(nn.Module):
         vicreg_projector: VICRegProjector,
         panorama_projector: PanoramaProjector,
         language_model: LanguageModel,
-        config: Any = None,
+        config: ModelsConfig | None = None,
     ) -> None:
         super().__init__()
         self.vision = vision
@@ -65,14 +84,9 @@ class PanoramaVLM(nn.Module):
         self.language_model = language_model
         vid = language_model.vision_token_id
         self.fusion = LanguageFusion(vid if vid is not None else -1)
+        #: the ``models:`` section this model was built from (None for a hand-assembled model)
         self.config = config
-        self.modes = {
-            "vision": "frozen",
-            "resampler": "full",
-            "vicreg_projector": "full",
-            "panorama_projector": "full",
-            "language_model": "frozen",
-        }
+        self.modes = StageModes()
         self.ever_trainable: set[str] = set()
 
     @property
@@ -136,11 +150,10 @@ class PanoramaVLM(nn.Module):
         geometries = list(geometries)
         features = self.encode_vision(pixel_values, geometries)
         out = PanoramaOutput(resampler_features=features.tokens)
-        if self.modes["vicreg_projector"] != "unused" and tile_indices(geometries):
+        if self.modes.uses("vicreg_projector") and tile_indices(geometries):
             out.overlap_features = self.overlap_features(features, geometries)
             out.tile_geometries = [geometries[i] for i in tile_indices(geometries)]
-        uses_lm = self.modes["language_model"] != "unused" and self.modes["panorama_projector"] != "unused"
-        if input_ids is not None and uses_lm:
+        if input_ids is not None and self.modes.uses_language_model:
             vision = self.vision_embeddings(features, geometries)
             fused = self._fuse(vision, input_ids, attention_mask, labels)
             lm_out = self.language_model(fused.inputs_embeds, fused.attention_mask, fused.position_ids, fused.labels)
@@ -177,24 +190,33 @@ class PanoramaVLM(nn.Module):
         """Recompute activations of the vision tower and the LLM in backward (HF's non-reentrant
         checkpointing; works with frozen bases and LoRA)."""
         for hf_model in (self.vision.tower, self.language_model.model):
-            if not getattr(hf_model, "supports_gradient_checkpointing", False):
-                continue
-            if hasattr(hf_model, "activation_checkpointing_enable"):  # transformers ≥ 5.x
+            if hf_model.supports_gradient_checkpointing:
                 hf_model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
-            else:
-                hf_model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
 
     # -- stages ---------------------------------------------------------------------
-    def set_stage(self, stage: Any) -> list[dict[str, Any]]:
-        """Apply a ``StageConfig``'s per-component modes; returns one row per component for logging."""
-        from cora.model.stages import apply_stage
-
-        return apply_stage(self, stage)
+    def set_stage(self, stage: StageConfig) -> list[dict[str, Any]]:
+        """Apply a stage's per-component modes (``requires_grad``, LoRA on the LLM); one row per component
+        (mode, parameters, trainable) for the log."""
+        modes = StageModes.of(stage)
+        self.vision.set_trainable_blocks(stage.vision_trainable_blocks)
+        for component in OWN_COMPONENTS:
+            getattr(self, component).requires_grad_(getattr(modes, component) == "full")
+        lm = self.language_model
+        if modes.language_model == "lora":
+            lm.apply_lora(**(stage.lora.model_dump() if stage.lora is not None else {}))
+            for name, p in lm.named_parameters():
+                p.requires_grad_("lora_" in name)
+        else:
+            lm.requires_grad_(modes.language_model == "full")
+        self.modes = modes
+        for prefix, module in (("vision.", self.vision), ("language_model.", lm)):
+            self.ever_trainable.update(prefix + n for n, p in module.named_parameters() if p.requires_grad)
+        return [component_row(c, getattr(modes, c), getattr(self, c)) for c in COMPONENTS]
 
     def trainable_state_dict(self) -> dict[str, torch.Tensor]:
         """Every weight that is not a frozen pretrained one: resampler, projectors, LoRA, and any
         vision/LM parameter that has been trainable in some stage."""
-        own = ("resampler.", "vicreg_projector.", "panorama_projector.")
+        own = tuple(f"{c}." for c in OWN_COMPONENTS)
         keep = {}
         for name, p in self.named_parameters():
             if name.startswith(own) or "lora_" in name or name in self.ever_trainable or p.requires_grad:
@@ -214,17 +236,95 @@ class PanoramaVLM(nn.Module):
                 if params[name].shape != tensor.shape:
                     raise ValueError(f"{name}: saved shape {tuple(tensor.shape)} ≠ model {tuple(params[name].shape)}")
                 params[name].copy_(tensor)
-        self.ever_trainable.update(
-            n for n in state if not n.startswith(("resampler.", "vicreg_projector.", "panorama_projector."))
+        own = tuple(f"{c}." for c in OWN_COMPONENTS)
+        self.ever_trainable.update(n for n in state if not n.startswith(own))
+
+    # -- building, saving, loading ----------------------------------------------------
+    @classmethod
+    def from_config(cls, models: ModelsConfig, seed: int = 0, meta: bool = False) -> PanoramaVLM:
+        """The model ``models`` describes: the vision tower and LLM from their names/folders (or
+        architectures), the resampler and projectors freshly initialised from ``seed``.
+
+        ``seed`` initialises CORA's own components inside a forked RNG: the caller's global RNG is
+        left as it was. ``meta``: every parameter on the meta device (no memory, no weights read; for
+        parameter counts of reference-size models).
+        """
+        m = models
+        dtype = {"auto": None, "float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+        vision = build_vision_backbone(m.vision_name, m.vision_arch, dtype=dtype[m.dtype], meta=meta)
+        language = build_language_model(
+            m.language_model_name,
+            m.language_model_arch,
+            m.tokenizer_name,
+            m.vision_token,
+            m.attn_implementation,
+            m.dtype,
+            meta=meta,
         )
+        with torch.random.fork_rng(devices=[]), torch.device("meta") if meta else contextlib.nullcontext():
+            torch.manual_seed(seed)
+            resampler = build_resampler(m.resampler_type, vision.hidden_size, m.latent_dim, **m.resampler.model_dump())
+            p = m.projector
+            vicreg = VICRegProjector(m.latent_dim, p.vicreg_hidden_dim, p.vicreg_out_dim, p.vicreg_dropout)
+            panorama = PanoramaProjector(
+                m.latent_dim, language.hidden_size, p.stitching, p.positional_encoding, p.max_freq
+            )
+        return cls(vision, resampler, vicreg, panorama, language, config=m)
 
-    def save_pretrained(self, out_dir: str) -> None:
-        from cora.model.build import save_model
+    def save_pretrained(self, out_dir: str | Path, run_config: CoraConfig | None = None) -> Path:
+        """``trainable.safetensors`` (every weight but the frozen pretrained ones), ``cora_model.json``
+        (LoRA settings, weight names) and ``config.yaml``: ``run_config`` when given (what inference
+        needs around the model: views, prompt, decoding), else a config holding this model's section.
+        The base models are referenced by name or absolute folder, not copied."""
+        from safetensors.torch import save
 
-        save_model(self, out_dir)
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        state = {k: v.detach().cpu().contiguous() for k, v in self.trainable_state_dict().items()}
+        with atomic_open(out / SAVED_WEIGHTS, "wb") as handle:
+            handle.write(save(state))
+        models = _with_absolute_model_paths(self.config) if self.config is not None else ModelsConfig()
+        run = run_config if run_config is not None else CoraConfig()
+        save_config(run.model_copy(update={"models": models}), out / SAVED_CONFIG)
+        lm = self.language_model
+        atomic_write_json(
+            out / SAVED_META,
+            {
+                "format": 1,
+                "lora": lm.lora_settings if lm.has_lora else None,
+                "vision_name": models.vision_name,
+                "language_model_name": models.language_model_name,
+                "weights": sorted(state),
+            },
+        )
+        return out
 
     @classmethod
-    def from_pretrained(cls, path: str, meta: bool = False) -> PanoramaVLM:
-        from cora.model.build import load_model
+    def from_pretrained(cls, path: str | Path, meta: bool = False) -> PanoramaVLM:
+        """A model saved by :meth:`save_pretrained`: rebuilt from its ``config.yaml`` (base models from
+        their names/folders), LoRA re-applied, the saved weights loaded."""
+        from safetensors.torch import load_file
 
-        return load_model(path, meta=meta)
+        root = Path(path)
+        for name in (SAVED_CONFIG, SAVED_META, SAVED_WEIGHTS):
+            if not (root / name).is_file():
+                raise FileNotFoundError(f"{root}: not a saved CORA model ({name} missing)")
+        config = load_config(root / SAVED_CONFIG)
+        model = cls.from_config(config.models, seed=config.experiment.seed, meta=meta)
+        info = json.loads((root / SAVED_META).read_text())
+        if info.get("lora"):
+            model.language_model.apply_lora(**info["lora"])
+        if not meta:
+            model.load_trainable_state_dict(load_file(str(root / SAVED_WEIGHTS)))
+        return model
+
+
+def _with_absolute_model_paths(models: ModelsConfig) -> ModelsConfig:
+    """Relative local folders (``.cora/kit/vision``) become absolute, so the saved model loads from
+    any working directory; hub names are left alone."""
+    updates = {}
+    for key in ("vision_name", "language_model_name", "tokenizer_name"):
+        value = getattr(models, key)
+        if value and not Path(value).is_absolute() and Path(value).exists():
+            updates[key] = str(Path(value).resolve())
+    return models.model_copy(update=updates) if updates else models

@@ -18,6 +18,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from cora.config.sections.training import StageConfig
+from cora.training.contract import StageModel
 from cora.training.diagnostics import overlap_diagnostics
 from cora.training.losses import build_loss
 from cora.training.schedule import StageSampler, warmup_cosine
@@ -47,7 +48,7 @@ class StagePlan:
 class StageModule(L.LightningModule):
     def __init__(
         self,
-        model: torch.nn.Module,
+        model: StageModel,
         stage_name: str,
         stage_cfg: StageConfig,
         data: StageData,
@@ -145,7 +146,7 @@ class StageModule(L.LightningModule):
                 out.overlap_features,
                 out.tile_geometries,
                 self.stage_cfg.loss.overlap_columns,
-                getattr(out, "resampler_features", None),
+                out.resampler_features,
             )
         for key, value in values.items():
             self._val_sums[key] = self._val_sums.get(key, 0.0) + value

@@ -25,19 +25,21 @@ from typing import Any
 
 import lightning as L
 import torch
-from torch import nn
 
 from cora.config import CoraConfig, save_config
 from cora.config.sections.training import StageConfig
 from cora.training.callbacks import LogLineProgress, StageCheckpoint, checkpoint_payload
 from cora.training.checkpoint import CheckpointError, load_checkpoint, load_trainable, save_checkpoint
+from cora.training.contract import StageModel
 from cora.training.module import StageData, StageModule, StagePlan
 from cora.training.state import StageState
 
 logger = logging.getLogger(__name__)
 
-ModelFactory = Callable[[CoraConfig], nn.Module]
+ModelFactory = Callable[[CoraConfig], StageModel]
 DataFactory = Callable[[CoraConfig, str, StageConfig, Any], StageData]
+#: writes a finished run's model as one loadable folder: (model, folder, run config)
+Exporter = Callable[[StageModel, Path, CoraConfig], None]
 
 
 class RunError(Exception):
@@ -49,7 +51,7 @@ class RunResult:
     run_dir: Path
     stages_run: list[str] = field(default_factory=list)
     summaries: dict[str, dict[str, Any]] = field(default_factory=dict)
-    model: nn.Module | None = None
+    model: StageModel | None = None
 
 
 def run_dir_of(config: CoraConfig) -> Path:
@@ -131,10 +133,19 @@ def _strategy(name: str) -> str:
     return {"auto": "auto", "ddp": "ddp", "fsdp": "fsdp", "deepspeed_stage_2": "deepspeed_stage_2"}[name]
 
 
-def default_model_factory(config: CoraConfig) -> nn.Module:
+def default_model_factory(config: CoraConfig) -> StageModel:
     from cora.model import build_model
 
     return build_model(config)
+
+
+def export_native_model(model: StageModel, out_dir: Path, config: CoraConfig) -> None:
+    """The native model as a saved-model folder (what inference and serving load)."""
+    from cora.model import PanoramaVLM
+
+    if not isinstance(model, PanoramaVLM):
+        raise TypeError(f"export_native_model exports a PanoramaVLM, got {type(model).__name__}")
+    model.save_pretrained(out_dir, run_config=config)
 
 
 def default_data_factory(config: CoraConfig, stage: str, stage_cfg: StageConfig, tokenizer: Any) -> StageData:
@@ -153,8 +164,13 @@ class StageRunner:
         data_factory: DataFactory | None = None,
         callbacks: Sequence[L.Callback] = (),
         trainer_kwargs: dict[str, Any] | None = None,
+        exporter: Exporter | None = None,
     ) -> None:
+        """``model_factory``/``data_factory``: the model and data of each stage (default: the native
+        model and the data pipeline). ``exporter`` writes ``<run>/model`` when the run finishes; with the
+        default model factory it defaults to :func:`export_native_model`, with a custom factory to none."""
         self.config = config
+        self.exporter = exporter if exporter is not None or model_factory is not None else export_native_model
         self.model_factory = model_factory or default_model_factory
         self.data_factory = data_factory or default_data_factory
         self.extra_callbacks = list(callbacks)
@@ -202,7 +218,7 @@ class StageRunner:
             return [s for s in order if s not in state.completed]
         return order
 
-    def _load_previous(self, model: nn.Module, state: StageState, first: str) -> None:
+    def _load_previous(self, model: StageModel, state: StageState, first: str) -> None:
         """Replay the final weights of every stage before ``first`` (their modes, then their weights)."""
         order = list(self.config.training.stages)
         for prev in order[: order.index(first)]:
@@ -256,24 +272,19 @@ class StageRunner:
         L.seed_everything(cfg.experiment.seed, workers=True, verbose=False)
         model = self.model_factory(cfg)
         if cfg.training.gradient_checkpointing:
-            enable = getattr(model, "gradient_checkpointing_enable", None)
-            if enable is None:
-                raise RunError(
-                    "training.gradient_checkpointing is on but the model has no gradient_checkpointing_enable()"
-                )
-            enable()
+            model.enable_gradient_checkpointing()
         self._load_previous(model, state, todo[0])
         for i, name in enumerate(todo):
             payload = self._resume_payload(state, name, resume, first=i == 0)
             result.summaries[name] = self._run_stage(model, state, name, payload)
             result.stages_run.append(name)
         result.model = model
-        if _is_rank_zero() and hasattr(model, "save_pretrained"):
+        if _is_rank_zero() and self.exporter is not None:
             # The trained model as one loadable folder (generation, evaluation, serving).
-            model.save_pretrained(str(self.run_dir / "model"))
+            self.exporter(model, self.run_dir / "model", cfg)
         return result
 
-    def _run_stage(self, model: nn.Module, state: StageState, name: str, payload: dict | None) -> dict[str, Any]:
+    def _run_stage(self, model: StageModel, state: StageState, name: str, payload: dict | None) -> dict[str, Any]:
         cfg = self.config
         stage_cfg = cfg.training.stage_configs[name]
         table = model.set_stage(stage_cfg)
@@ -284,7 +295,7 @@ class StageRunner:
         stage_index = list(cfg.training.stages).index(name)
         if payload is None:
             L.seed_everything(cfg.experiment.seed + stage_index, workers=True, verbose=False)
-        data = self.data_factory(cfg, name, stage_cfg, getattr(model, "tokenizer", None))
+        data = self.data_factory(cfg, name, stage_cfg, model.tokenizer)
         ckpt_cb = StageCheckpoint(
             self.run_dir, state, cfg.training.checkpoint_every_n_steps, cfg.training.keep_checkpoints
         )
@@ -371,7 +382,7 @@ class StageRunner:
 
 def load_run_model(
     config: CoraConfig, run_dir: str | Path | None = None, model_factory: ModelFactory | None = None
-) -> nn.Module:
+) -> StageModel:
     """The trained model of a run: build it, then replay every completed stage's modes and weights in order."""
     run_dir = Path(run_dir) if run_dir is not None else run_dir_of(config)
     state = StageState.load(run_dir)
