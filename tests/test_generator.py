@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 
 import numpy as np
 import pytest
 import torch
 
-from cora.inference import DecodingOptions, PanoramaGenerator
+from cora.inference import AnswerGenerator, DecodingOptions, PanoramaGenerator
 from cora.inference.loading import RunLoadError
 
 OPTIONS = DecodingOptions(max_new_tokens=8)
@@ -113,6 +114,22 @@ def test_sampling_is_an_option(generator, panoramas):
     torch.manual_seed(1)
     a = generator.generate_ids(panoramas[:1], QUERIES[:1], do_sample=True, temperature=1.5, max_new_tokens=6)
     assert len(a[0]) <= 6
+
+
+def test_the_generator_protocol_usage_and_description(generator, panoramas):
+    assert isinstance(generator, AnswerGenerator)
+    ids = generator.generate_ids(panoramas[:1], QUERIES[:1])[0]
+    assert generator.decode(ids) == generator(panoramas[0], QUERIES[0])
+    assert generator.prompt_tokens(QUERIES[0]) == len(generator.formatter.encode_prompt(QUERIES[0]))
+    geometries = generator.views.geometries
+    assert generator.describe() == {
+        "device": "cpu",
+        "views": len(geometries),
+        "view_kinds": sorted({g.kind for g in geometries}),
+        "decoding": asdict(OPTIONS),
+    }
+    with pytest.raises(TypeError, match="max_tokens"):
+        generator.generate_ids(panoramas[:1], QUERIES[:1], max_tokens=3)  # not a DecodingOptions field
 
 
 def test_saved_model_and_run_folder_load_to_the_same_answers(tiny, generator, panoramas, tmp_path):

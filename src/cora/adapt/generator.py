@@ -1,67 +1,60 @@
-"""``AdaptGenerator``: answers from an adapted VLM, shaped like ``cora.inference.PanoramaGenerator``.
+"""``AdaptGenerator``: answers from an adapted VLM, an :class:`~cora.inference.AnswerGenerator` like
+``cora.inference.PanoramaGenerator`` (``cora eval``, ``cora generate``, ``cora serve``).
 
-Used by ``cora eval`` (``generate(images, queries) -> list[str]``) and ``cora generate``
-(``generate_ids``, ``formatter.decode``, ``stream``). Each panorama is shown in the run's input mode,
-the prompt is the family's chat template (generation prompt), decoding is greedy by default and stops
-at the family's end-of-turn token.
+Each panorama is shown in the run's input mode, the prompt is the family's chat template (generation
+prompt), decoding follows the config's ``evaluation:`` section (greedy by default) and stops at the
+family's end-of-turn token.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from cora.adapt.encode import EncodedBatch, encode_batch
-from cora.adapt.inputs import PanoramaInputs
+from cora.adapt.encode import EncodedBatch, build_messages, encode_batch
+from cora.adapt.inputs import PanoramaInputs, native_geometry
 from cora.adapt.runtime import PanoramaAdapter
 from cora.config import CoraConfig, load_config
-from cora.inference.generator import stream_text
+from cora.inference import DecodingOptions, GeneratorBase
+from cora.processors.geometry import ViewGeometry
 
 
-class AnswerDecoder:
-    """Token ids → answer text (the ``formatter.decode`` of the generator protocol)."""
+class AdaptGenerator(GeneratorBase):
+    """Generate text for (panorama, query) pairs with a :class:`PanoramaAdapter` (an adapted HF VLM).
 
-    def __init__(self, tokenizer: Any, stop_token_ids: list[int]) -> None:
-        self.tokenizer, self.stop_token_ids = tokenizer, stop_token_ids
+    ``inputs`` shows a panorama to the VLM (``PanoramaInputs(adapt.input_mode, ...)``); images are
+    anything it accepts (paths, arrays, PIL images, bytes).
+    """
 
-    def decode(self, ids: Sequence[int]) -> str:
-        return self.tokenizer.decode(list(ids), skip_special_tokens=True).strip()
-
-
-class AdaptGenerator:
     def __init__(
         self,
         model: PanoramaAdapter,
         inputs: PanoramaInputs,
         system_prompt: str | None = None,
-        generation_kwargs: dict[str, Any] | None = None,
+        options: DecodingOptions | None = None,
         batch_size: int = 8,
     ) -> None:
         self.model = model.eval()
         self.inputs = inputs
         self.system_prompt = system_prompt
-        self.generation_kwargs = generation_kwargs or {}
+        self.options = options or DecodingOptions()
         self.batch_size = batch_size
-        tok = model.tokenizer
-        stops = {tok.convert_tokens_to_ids(model.family.end_of_turn), tok.eos_token_id}
-        self.formatter = AnswerDecoder(tok, sorted(s for s in stops if s is not None))
-        self.tokenizer = tok
+        self.tokenizer = model.tokenizer
+        stops = {self.tokenizer.convert_tokens_to_ids(model.family.end_of_turn), self.tokenizer.eos_token_id}
+        self.stop_token_ids = sorted(s for s in stops if s is not None)
 
     @classmethod
     def from_model(cls, model: PanoramaAdapter, config: CoraConfig) -> AdaptGenerator:
-        ev, cfg = config.evaluation, config.adapt
-        kwargs: dict[str, Any] = {
-            "max_new_tokens": ev.max_new_tokens,
-            "do_sample": ev.do_sample,
-            "repetition_penalty": ev.repetition_penalty,
-        }
-        if ev.do_sample:
-            kwargs |= {"temperature": ev.temperature, "top_p": ev.top_p, "top_k": ev.top_k}
+        """From a built adapted model and its config (input mode, system prompt, decoding options)."""
+        cfg = config.adapt
+        if cfg is None:
+            raise ValueError("AdaptGenerator needs a config with an adapt: section")
         inputs = PanoramaInputs(cfg.input_mode, config.image_processing, native_height=cfg.native_height)
-        return cls(model, inputs, cfg.system_prompt or config.data.system_prompt, kwargs, ev.batch_size)
+        options = DecodingOptions.from_config(config.evaluation)
+        return cls(model, inputs, cfg.system_prompt or config.data.system_prompt, options, config.evaluation.batch_size)
 
     @classmethod
     def from_run(
@@ -81,43 +74,39 @@ class AdaptGenerator:
         model.to(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         return cls.from_model(model, config or run_config)
 
+    # -- what the model sees ------------------------------------------------------------
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.adapted.model.parameters()).device
+
+    @property
+    def view_geometries(self) -> list[ViewGeometry]:
+        if self.inputs.views is not None:
+            return list(self.inputs.views.geometries)
+        height = self.inputs.native_height  # native mode: the whole ERP, resized to 2h × h
+        return [native_geometry(2 * height, height)]
+
+    def decode(self, ids: Sequence[int]) -> str:
+        return self.tokenizer.decode(list(ids), skip_special_tokens=True).strip()
+
+    def prompt_tokens(self, query: str) -> int:
+        """Tokens of the family's generation prompt, one image placeholder per view as the template writes it
+        (the processor later expands each into the image's tokens)."""
+        messages = build_messages(len(self.view_geometries), query, system_prompt=self.system_prompt)
+        text = self.model.processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
     def prepare(self, images: Sequence[Any], queries: Sequence[str]) -> EncodedBatch:
+        """The family processor's left-padded prompt batch (``input_ids [B, T]``, pixels) on the model's device."""
         if len(images) != len(queries):
             raise ValueError(f"{len(images)} images but {len(queries)} queries")
         adapted = self.model.adapted
         panos = [self.inputs(image) for image in images]
         batch = encode_batch(adapted.family, adapted.processor, panos, list(queries), None, self.system_prompt)
-        device = next(adapted.model.parameters()).device
+        device = self.device
         batch.inputs = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.inputs.items()}
         return batch
 
-    def _kwargs(self, options: dict[str, Any]) -> dict[str, Any]:
-        return {"eos_token_id": self.formatter.stop_token_ids} | self.generation_kwargs | options
-
-    def generate_ids(self, images: Sequence[Any], queries: Sequence[str], **options: Any) -> list[list[int]]:
-        """New token ids per sample, cut before the first stop token."""
-        stops, pad = set(self.formatter.stop_token_ids), self.tokenizer.pad_token_id
-        out: list[list[int]] = []
-        for start in range(0, len(images), self.batch_size):
-            batch = self.prepare(images[start : start + self.batch_size], queries[start : start + self.batch_size])
-            for row in self.model.adapted.generate(batch, **self._kwargs(options)).tolist():
-                cut = next((i for i, t in enumerate(row) if t in stops), len(row))
-                row = row[:cut]
-                while row and row[-1] == pad:
-                    row = row[:-1]
-                out.append(row)
-        return out
-
-    def generate(self, images: Sequence[Any], queries: Sequence[str], **options: Any) -> list[str]:
-        return [self.formatter.decode(ids) for ids in self.generate_ids(images, queries, **options)]
-
-    def __call__(self, image: Any, query: str, **options: Any) -> str:
-        return self.generate([image], [query], **options)[0]
-
-    def stream(self, image: Any, query: str, **options: Any) -> Iterator[str]:
-        """Yield the answer's text as it is generated."""
-        batch = self.prepare([image], [query])
-        kwargs = self._kwargs(options)
-        yield from stream_text(
-            self.tokenizer, lambda streamer: self.model.adapted.generate(batch, **kwargs, streamer=streamer)
-        )
+    def generate_batch(self, batch: EncodedBatch, **kwargs: Any) -> torch.Tensor:
+        """New token ids ``[B, N]`` (``AdaptedVLM.generate`` runs without autograd)."""
+        return self.model.adapted.generate(batch, **kwargs)

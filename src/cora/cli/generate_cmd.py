@@ -58,7 +58,7 @@ def _generate(args: argparse.Namespace) -> int:
     ids = generator.generate_ids([args.image] * len(args.query), args.query)
     seconds = time.perf_counter() - start
     for query, tokens in zip(args.query, ids):
-        answer = generator.formatter.decode(tokens)
+        answer = generator.decode(tokens)
         if args.json:
             print(
                 json.dumps(

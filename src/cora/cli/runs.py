@@ -7,12 +7,15 @@ training: a run that has not been exported yet is rebuilt with training's run lo
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from cora.config import CoraConfig
 
+if TYPE_CHECKING:
+    from cora.inference.protocols import AnswerGenerator
 
-def panorama_generator(run_dir: str | Path, config: CoraConfig | None = None) -> Any:
+
+def panorama_generator(run_dir: str | Path, config: CoraConfig | None = None) -> AnswerGenerator:
     """A CORA run's ``PanoramaGenerator`` (``config`` replaces the run's own around the model)."""
     from cora.inference import PanoramaGenerator
     from cora.training.runner import load_run_model
@@ -20,9 +23,9 @@ def panorama_generator(run_dir: str | Path, config: CoraConfig | None = None) ->
     return PanoramaGenerator.from_run(run_dir, config=config, run_loader=load_run_model)
 
 
-def run_generator(run_dir: str | Path, config: CoraConfig | None = None) -> Any:
-    """An ``AdaptGenerator`` for an adapted off-the-shelf VLM run (its ``config.yaml`` has
-    ``adapt:``, SPEC §9), else :func:`panorama_generator`."""
+def run_generator(run_dir: str | Path, config: CoraConfig | None = None) -> AnswerGenerator:
+    """An ``AdaptGenerator`` for an adapted off-the-shelf VLM run (its ``config.yaml`` has an
+    ``adapt:`` section), else :func:`panorama_generator`."""
     from cora.config import load_config
 
     run_config = Path(run_dir) / "config.yaml"

@@ -36,7 +36,7 @@ def build_app(args: argparse.Namespace):  # -> fastapi.FastAPI
     """The app for the parsed arguments (the model loaded once)."""
     from pathlib import Path
 
-    from cora.cli.runs import panorama_generator
+    from cora.cli.runs import run_generator
     from cora.config import load_config
     from cora.inference.loading import RunLoadError
     from cora.inference.server import create_app
@@ -47,7 +47,7 @@ def build_app(args: argparse.Namespace):  # -> fastapi.FastAPI
     except ImportError as exc:
         raise UserError(f"cora serve needs the serve extra: pip install 'cora[serve]' ({exc})") from exc
     try:
-        generator = panorama_generator(args.checkpoint, load_config(args.config) if args.config else None)
+        generator = run_generator(args.checkpoint, load_config(args.config) if args.config else None)
     except RunLoadError as exc:
         raise UserError(str(exc)) from exc
     run = Path(args.checkpoint).resolve()

@@ -7,11 +7,12 @@ import os
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from cora.evaluation.metrics import DEFAULT_METRICS, check_metric_names, compute_metrics
 from cora.evaluation.predictions import PredictionGroup, PredictionWriter
 from cora.evaluation.samples import EvalSample
+from cora.inference.protocols import BatchGenerator
 from cora.utils.io import atomic_write_json
 
 logger = logging.getLogger(__name__)
@@ -20,17 +21,17 @@ PREDICTIONS = "predictions.csv"
 METRICS_JSON = "metrics.json"
 
 
-class BatchGenerator(Protocol):
-    def generate(self, images: Sequence[Any], queries: Sequence[str]) -> list[str]: ...
-
-
 GenerateFn = Callable[[Sequence[EvalSample]], list[str]]
 
 
 def as_generate_fn(generator: GenerateFn | BatchGenerator) -> GenerateFn:
-    """A callable on samples, from either such a callable or an object with ``generate(images, queries)``."""
-    if hasattr(generator, "generate"):
-        return lambda batch: generator.generate([s.image for s in batch], [s.query for s in batch])
+    """A callable on samples, from either such a callable or a :class:`BatchGenerator` (``generate(images, queries)``).
+
+    A generator is callable too (on one image and query): it is recognised by its ``generate`` first.
+    """
+    if isinstance(generator, BatchGenerator):
+        gen = generator
+        return lambda batch: gen.generate([s.image for s in batch], [s.query for s in batch])
     if callable(generator):
         return generator
     raise TypeError(f"expected a callable or an object with generate(images, queries), got {type(generator).__name__}")

@@ -1,5 +1,17 @@
-"""Inference: :class:`PanoramaGenerator` (batch and streaming generation with a trained model)."""
+"""Inference: :class:`PanoramaGenerator` (batch and streaming generation with a trained model), the
+:class:`AnswerGenerator` protocol the server and evaluation use, and :class:`GeneratorBase`, the generation
+loop every generator shares."""
 
-from cora.inference.generator import DecodingOptions, PanoramaGenerator
+from cora.inference.base import GeneratorBase
+from cora.inference.decoding import DecodingOptions
+from cora.inference.generator import PanoramaGenerator
+from cora.inference.protocols import AnswerGenerator, BatchGenerator, GeneratorInfo
 
-__all__ = ["DecodingOptions", "PanoramaGenerator"]
+__all__ = [
+    "AnswerGenerator",
+    "BatchGenerator",
+    "DecodingOptions",
+    "GeneratorBase",
+    "GeneratorInfo",
+    "PanoramaGenerator",
+]

@@ -13,83 +13,34 @@ from __future__ import annotations
 
 import logging
 import os
-import threading
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, replace
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, Protocol
 
 import torch
 
+from cora.inference.base import GeneratorBase, stream_text
+from cora.inference.decoding import DecodingOptions
+from cora.processors.geometry import ViewGeometry
 from cora.processors.text import ChatFormatter
+
+if TYPE_CHECKING:
+    from cora.config import CoraConfig
+    from cora.inference.loading import RunLoader
+
+__all__ = ["DecodingOptions", "PanoramaGenerator", "PanoramaViewsFn", "stream_text"]
 
 logger = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class DecodingOptions:
-    """Greedy by default (Qwen3's own generation config samples; we do not unless asked)."""
+class PanoramaViewsFn(Protocol):
+    """``views(image or list of images) -> ViewBatch`` for fixed ``geometries`` (e.g. ``PanoramaViews``)."""
 
-    max_new_tokens: int = 128
-    do_sample: bool = False
-    temperature: float = 1.0
-    top_p: float = 1.0
-    top_k: int = 0
-    repetition_penalty: float = 1.0
-    use_cache: bool = True
+    geometries: list[ViewGeometry]
 
-    @classmethod
-    def from_config(cls, ev: Any) -> DecodingOptions:
-        """From an ``EvaluationConfig``."""
-        return cls(
-            max_new_tokens=ev.max_new_tokens,
-            do_sample=ev.do_sample,
-            temperature=ev.temperature,
-            top_p=ev.top_p,
-            top_k=ev.top_k,
-            repetition_penalty=ev.repetition_penalty,
-        )
-
-    def generation_kwargs(self) -> dict[str, Any]:
-        kwargs: dict[str, Any] = {
-            "max_new_tokens": self.max_new_tokens,
-            "do_sample": self.do_sample,
-            "use_cache": self.use_cache,
-            "repetition_penalty": self.repetition_penalty,
-        }
-        if self.do_sample:
-            kwargs.update(temperature=self.temperature, top_p=self.top_p, top_k=self.top_k)
-        else:
-            # neutralise sampling defaults a checkpoint's generation_config may carry (Qwen3's does)
-            kwargs.update(temperature=None, top_p=None, top_k=None)
-        return kwargs
+    def __call__(self, images: Any) -> Any: ...
 
 
-def stream_text(tokenizer: Any, run: Callable[[Any], None]) -> Iterator[str]:
-    """Run ``run(streamer)`` in a thread and yield its text pieces as they come.
-
-    An error in the generation thread ends the stream and is re-raised in the caller's thread.
-    """
-    from transformers import TextIteratorStreamer
-
-    streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True)
-    error: list[BaseException] = []
-
-    def target() -> None:
-        try:
-            run(streamer)
-        except BaseException as exc:  # re-raised below, in the caller's thread
-            error.append(exc)
-            streamer.end()
-
-    thread = threading.Thread(target=target, daemon=True)
-    thread.start()
-    yield from streamer
-    thread.join()
-    if error:
-        raise error[0]
-
-
-class PanoramaGenerator:
+class PanoramaGenerator(GeneratorBase):
     """Generate text for (panorama, query) pairs with a ``PanoramaVLM``.
 
     ``views``: callable ``views(image or list of images) -> ViewBatch`` (``.pixels``
@@ -101,15 +52,18 @@ class PanoramaGenerator:
     def __init__(
         self,
         model: Any,
-        views: Callable[[Any], Any],
+        views: PanoramaViewsFn,
         formatter: ChatFormatter | None = None,
         options: DecodingOptions | None = None,
         batch_size: int = 8,
     ) -> None:
         self.model = model
-        self.views = views
+        self.views: Callable[[Any], Any] = views
+        # kept apart from ``views``, which callers may wrap (the demo's blind run zeroes its pixels)
+        self._geometries = list(views.geometries)
         self.formatter = formatter or ChatFormatter(model.tokenizer)
         self.tokenizer = self.formatter.tokenizer
+        self.stop_token_ids = self.formatter.stop_token_ids
         self.options = options or DecodingOptions()
         self.batch_size = batch_size
         if self.tokenizer.pad_token_id is None:
@@ -117,7 +71,7 @@ class PanoramaGenerator:
 
     # -- construction -------------------------------------------------------------------
     @classmethod
-    def from_model(cls, model: Any, config: Any, batch_size: int | None = None) -> PanoramaGenerator:
+    def from_model(cls, model: Any, config: CoraConfig, batch_size: int | None = None) -> PanoramaGenerator:
         """From a built model and its ``CoraConfig`` (views, system prompt, decoding options)."""
         from cora.processors.views import PanoramaViews
 
@@ -134,7 +88,11 @@ class PanoramaGenerator:
 
     @classmethod
     def from_run(
-        cls, run_dir: Any, config: Any | None = None, device: str | None = None, run_loader: Any | None = None
+        cls,
+        run_dir: str | os.PathLike[str],
+        config: CoraConfig | None = None,
+        device: str | None = None,
+        run_loader: RunLoader | None = None,
     ) -> PanoramaGenerator:
         """From a trained run folder (``runs/<experiment>``): its exported model and config.
 
@@ -145,10 +103,20 @@ class PanoramaGenerator:
         model, config = load_run(run_dir, config=config, device=device, run_loader=run_loader)
         return cls.from_model(model, config)
 
-    # -- inputs -------------------------------------------------------------------------
+    # -- what the model sees ------------------------------------------------------------
     @property
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
+
+    @property
+    def view_geometries(self) -> list[ViewGeometry]:
+        return list(self._geometries)
+
+    def decode(self, ids: Sequence[int]) -> str:
+        return self.formatter.decode(ids)
+
+    def prompt_tokens(self, query: str) -> int:
+        return len(self.formatter.encode_prompt(query))
 
     def prepare(self, images: Sequence[Any], queries: Sequence[str]) -> dict[str, Any]:
         """Model inputs for a batch: ``pixel_values [B, V, 3, S, S]``, ``geometries``, left-padded
@@ -184,49 +152,7 @@ class PanoramaGenerator:
         views.pixels = views.pixels[torch.tensor([unique.index(r) for r in refs])]
         return views
 
-    def _kwargs(self, overrides: dict[str, Any]) -> dict[str, Any]:
-        options = replace(self.options, **overrides) if overrides else self.options
-        kwargs = options.generation_kwargs()
-        kwargs.update(eos_token_id=self.formatter.stop_token_ids, pad_token_id=self.tokenizer.pad_token_id)
-        return kwargs
-
-    # -- generation ---------------------------------------------------------------------
     @torch.inference_mode()
-    def generate_ids(self, images: Sequence[Any], queries: Sequence[str], **options: Any) -> list[list[int]]:
-        """New token ids per sample, cut at the first stop token (which is not included)."""
-        out: list[list[int]] = []
-        for start in range(0, len(images), self.batch_size):
-            batch = self.prepare(images[start : start + self.batch_size], queries[start : start + self.batch_size])
-            ids = self.model.generate(**batch, **self._kwargs(options))
-            out.extend(self._cut(row) for row in ids.tolist())
-        return out
-
-    def _cut(self, row: list[int]) -> list[int]:
-        """``PanoramaVLM.generate`` returns only new tokens (it decodes from embeddings); a finished
-        row of a batch is padded after its stop token."""
-        stops = set(self.formatter.stop_token_ids)
-        for i, token in enumerate(row):
-            if token in stops:
-                return row[:i]
-        pad = self.tokenizer.pad_token_id
-        while row and row[-1] == pad and pad not in stops:
-            row = row[:-1]
-        return row
-
-    def generate(self, images: Sequence[Any], queries: Sequence[str], **options: Any) -> list[str]:
-        """One answer per (image, query); ``options`` override :class:`DecodingOptions` fields."""
-        return [self.formatter.decode(ids) for ids in self.generate_ids(images, queries, **options)]
-
-    def __call__(self, image: Any, query: str, **options: Any) -> str:
-        return self.generate([image], [query], **options)[0]
-
-    def stream(self, image: Any, query: str, **options: Any) -> Iterator[str]:
-        """Yield the answer's text as it is generated (transformers' ``TextIteratorStreamer``)."""
-        batch = self.prepare([image], [query])
-        kwargs = self._kwargs(options)
-
-        def run(streamer: Any) -> None:
-            with torch.inference_mode():
-                self.model.generate(**batch, **kwargs, streamer=streamer)
-
-        yield from stream_text(self.tokenizer, run)
+    def generate_batch(self, batch: dict[str, Any], **kwargs: Any) -> torch.Tensor:
+        """``PanoramaVLM.generate`` returns only the new tokens ``[B, N]`` (it decodes from embeddings)."""
+        return self.model.generate(**batch, **kwargs)

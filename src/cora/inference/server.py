@@ -29,7 +29,6 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +37,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
+from cora.inference.protocols import AnswerGenerator
 from cora.processors.image_io import ImageError, decode_image, load_image
 
 logger = logging.getLogger(__name__)
@@ -96,7 +96,7 @@ class PanoramaService:
 
     def __init__(
         self,
-        generator: Any,
+        generator: AnswerGenerator,
         max_image_bytes: int,
         model_name: str,
         allow_paths: bool,
@@ -176,7 +176,7 @@ class PanoramaService:
         start = time.perf_counter()
         with self.lock:
             ids = self.generator.generate_ids([image], [query], **options)[0]
-        text = self.generator.formatter.decode(ids)
+        text = self.generator.decode(ids)
         limit = options.get("max_new_tokens", self.generator.options.max_new_tokens)
         return {
             "answer": text,
@@ -211,19 +211,10 @@ class PanoramaService:
             yield item
 
     def health(self) -> dict[str, Any]:
-        gen = self.generator
-        geometries = getattr(getattr(gen, "views", None), "geometries", None) or []
-        try:
-            device = str(gen.device)
-        except (AttributeError, StopIteration):
-            device = None
         return {
             "status": "ok",
             "model": self.model_name,
-            "device": device,
-            "views": len(geometries),
-            "view_kinds": sorted({g.kind for g in geometries}),
-            "decoding": asdict(gen.options),
+            **self.generator.describe(),
             "max_image_bytes": self.max_image_bytes,
             "allow_paths": self.allow_paths,
             **self.info,
@@ -236,14 +227,14 @@ def _sse(data: Any, event: str | None = None) -> str:
 
 
 def create_app(
-    generator: Any,
+    generator: AnswerGenerator,
     *,
     max_image_bytes: int = DEFAULT_MAX_IMAGE_BYTES,
     model_name: str = "cora",
     allow_paths: bool = False,
     info: dict[str, Any] | None = None,
 ) -> FastAPI:
-    """A FastAPI app answering about panoramas with ``generator`` (a :class:`PanoramaGenerator`).
+    """A FastAPI app answering about panoramas with ``generator`` (e.g. a :class:`PanoramaGenerator`).
 
     ``max_image_bytes``: the largest encoded image accepted (413 above). ``allow_paths``: let
     JSON requests name a file on the server's disk (off by default: a server reachable by
@@ -350,7 +341,7 @@ def create_app(
                 _chat_chunks(image, query, options, completion_id, created, model), media_type="text/event-stream"
             )
         result = await run_in_threadpool(service.answer, image, query, options)
-        prompt_tokens = len(generator.formatter.encode_prompt(query))
+        prompt_tokens = generator.prompt_tokens(query)
         return {
             "id": completion_id,
             "object": "chat.completion",

@@ -1,0 +1,141 @@
+"""``GeneratorBase``: the generation loop shared by every :class:`~cora.inference.protocols.AnswerGenerator`.
+
+A subclass says how one batch is prepared and run (:meth:`GeneratorBase.prepare`,
+:meth:`GeneratorBase.generate_batch`), how ids become text and what the model sees; batching,
+decoding options, stop tokens, streaming and ``describe`` are written here once.
+"""
+
+from __future__ import annotations
+
+import threading
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, replace
+from typing import Any
+
+import torch
+
+from cora.inference.decoding import DecodingOptions
+from cora.inference.protocols import GeneratorInfo
+from cora.processors.geometry import ViewGeometry
+
+
+def stream_text(tokenizer: Any, run: Callable[[Any], None]) -> Iterator[str]:
+    """Run ``run(streamer)`` in a thread and yield its text pieces as they come.
+
+    An error in the generation thread ends the stream and is re-raised in the caller's thread.
+    """
+    from transformers import TextIteratorStreamer
+
+    streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True)
+    error: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            run(streamer)
+        except BaseException as exc:  # re-raised below, in the caller's thread
+            error.append(exc)
+            streamer.end()
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    yield from streamer
+    thread.join()
+    if error:
+        raise error[0]
+
+
+class GeneratorBase(ABC):
+    """Batched and streamed generation on top of a model-specific :meth:`prepare` + :meth:`generate_batch`.
+
+    Subclasses set ``options`` (the default :class:`DecodingOptions`), ``batch_size``, ``tokenizer``
+    (a Hugging Face tokenizer: pad id, streaming) and ``stop_token_ids`` (ids that end an answer).
+    """
+
+    options: DecodingOptions
+    batch_size: int
+    tokenizer: Any
+    stop_token_ids: list[int]
+
+    # -- what a model provides ----------------------------------------------------------
+    @abstractmethod
+    def prepare(self, images: Sequence[Any], queries: Sequence[str]) -> Any:
+        """The model inputs of one batch of (image, query) pairs, on the model's device."""
+
+    @abstractmethod
+    def generate_batch(self, batch: Any, **kwargs: Any) -> torch.Tensor:
+        """New token ids ``[B, N]`` for a prepared batch (``kwargs``: transformers' ``generate`` options,
+        with ``streamer=`` when streaming). Runs without autograd."""
+
+    @abstractmethod
+    def decode(self, ids: Sequence[int]) -> str:
+        """Token ids → the answer's text."""
+
+    @abstractmethod
+    def prompt_tokens(self, query: str) -> int:
+        """Tokens of the templated prompt for ``query``, image placeholders as written."""
+
+    @property
+    @abstractmethod
+    def device(self) -> torch.device: ...
+
+    @property
+    @abstractmethod
+    def view_geometries(self) -> list[ViewGeometry]:
+        """Where each image the model sees of a panorama looks."""
+
+    # -- shared -------------------------------------------------------------------------
+    def _kwargs(self, overrides: dict[str, Any]) -> dict[str, Any]:
+        """``generate`` keyword arguments: the default options with ``overrides`` (DecodingOptions fields)."""
+        options = replace(self.options, **overrides) if overrides else self.options
+        kwargs = options.generation_kwargs()
+        kwargs.update(eos_token_id=list(self.stop_token_ids), pad_token_id=self.tokenizer.pad_token_id)
+        return kwargs
+
+    def generate_ids(self, images: Sequence[Any], queries: Sequence[str], **options: Any) -> list[list[int]]:
+        """New token ids per (image, query), cut at the first stop token (which is not included)."""
+        if len(images) != len(queries):
+            raise ValueError(f"{len(images)} images but {len(queries)} queries")
+        kwargs = self._kwargs(options)
+        out: list[list[int]] = []
+        for start in range(0, len(images), self.batch_size):
+            batch = self.prepare(images[start : start + self.batch_size], queries[start : start + self.batch_size])
+            out.extend(self._cut(row) for row in self.generate_batch(batch, **kwargs).tolist())
+        return out
+
+    def _cut(self, row: list[int]) -> list[int]:
+        """A row up to its first stop token; a row of a batch that finished early is padded after its stop."""
+        stops = set(self.stop_token_ids)
+        for i, token in enumerate(row):
+            if token in stops:
+                return row[:i]
+        pad = self.tokenizer.pad_token_id
+        while row and row[-1] == pad:
+            row = row[:-1]
+        return row
+
+    def generate(self, images: Sequence[Any], queries: Sequence[str], **options: Any) -> list[str]:
+        """One answer per (image, query); ``options`` override :class:`DecodingOptions` fields."""
+        return [self.decode(ids) for ids in self.generate_ids(images, queries, **options)]
+
+    def __call__(self, image: Any, query: str, **options: Any) -> str:
+        return self.generate([image], [query], **options)[0]
+
+    def stream(self, image: Any, query: str, **options: Any) -> Iterator[str]:
+        """Yield the answer's text as it is generated (transformers' ``TextIteratorStreamer``)."""
+        batch = self.prepare([image], [query])
+        kwargs = self._kwargs(options)
+        yield from stream_text(self.tokenizer, lambda streamer: self.generate_batch(batch, **kwargs, streamer=streamer))
+
+    def describe(self) -> GeneratorInfo:
+        geometries = self.view_geometries
+        try:
+            device: str | None = str(self.device)
+        except StopIteration:  # a model without parameters
+            device = None
+        return {
+            "device": device,
+            "views": len(geometries),
+            "view_kinds": sorted({g.kind for g in geometries}),
+            "decoding": asdict(self.options),
+        }

@@ -1,0 +1,62 @@
+"""What the server and the evaluation need from a generator: the seam between them and the models.
+
+:class:`AnswerGenerator` is implemented by :class:`cora.inference.PanoramaGenerator` (CORA's own model)
+and ``cora.adapt.generator.AdaptGenerator`` (an adapted off-the-shelf VLM), both through
+:class:`cora.inference.base.GeneratorBase`. Images are anything the generator's views accept
+(paths, ``[H, W, 3]`` uint8 arrays, PIL images).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Any, Protocol, TypedDict, runtime_checkable
+
+from cora.inference.decoding import DecodingOptions
+
+
+class GeneratorInfo(TypedDict):
+    """What a generator says about itself (``GET /health``)."""
+
+    device: str | None
+    views: int  # images the model sees per panorama
+    view_kinds: list[str]  # e.g. ["global", "tile"]
+    decoding: dict[str, Any]  # the default DecodingOptions, as a dict
+
+
+@runtime_checkable
+class BatchGenerator(Protocol):
+    """Answers for (image, query) pairs, one per pair: all the evaluation needs."""
+
+    def generate(self, images: Sequence[Any], queries: Sequence[str], **options: Any) -> list[str]: ...
+
+
+@runtime_checkable
+class AnswerGenerator(BatchGenerator, Protocol):
+    """A generator the server can answer with.
+
+    ``options`` are the defaults; the ``**options`` of each call override :class:`DecodingOptions` fields
+    (e.g. ``max_new_tokens=16``).
+    """
+
+    options: DecodingOptions
+
+    def generate_ids(self, images: Sequence[Any], queries: Sequence[str], **options: Any) -> list[list[int]]:
+        """New token ids per pair, without the stop token."""
+        ...
+
+    def __call__(self, image: Any, query: str, **options: Any) -> str: ...
+
+    def stream(self, image: Any, query: str, **options: Any) -> Iterator[str]:
+        """The answer's text, in pieces as they are generated."""
+        ...
+
+    def decode(self, ids: Sequence[int]) -> str:
+        """Token ids of :meth:`generate_ids` → the answer's text."""
+        ...
+
+    def prompt_tokens(self, query: str) -> int:
+        """Tokens of the templated prompt for ``query`` (usage counts): image placeholders count as written,
+        not as the many tokens an image becomes inside the model."""
+        ...
+
+    def describe(self) -> GeneratorInfo: ...
