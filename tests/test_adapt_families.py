@@ -32,7 +32,7 @@ def _inputs(family, processor, n_images):
 
 
 def test_unknown_family_lists_valid_names():
-    with pytest.raises(ValueError, match="adapt.family 'llava' is unknown; valid: .*qwen2_5_vl"):
+    with pytest.raises(ValueError, match="adapt.family: unknown VLM family 'llava'; valid: .*qwen2_5_vl"):
         get_family("llava")
 
 

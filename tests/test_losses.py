@@ -100,7 +100,10 @@ def test_vicreg_identical_strips_only_regularisers_remain():
 
 
 def test_unknown_loss_names_the_valid_ones():
-    with pytest.raises(ValueError, match="'vicregg' is unknown; valid: densecl, infonce, vicreg, vicreg_pairwise"):
+    with pytest.raises(
+        ValueError,
+        match=r"unknown overlap loss 'vicregg' \(did you mean 'vicreg'.*; valid: densecl, infonce, vicreg, vicreg_pair",
+    ):
         build_loss(LossConfig(type="vicregg"))
 
 

@@ -17,7 +17,7 @@ def test_dry_run_tiny(kit_paths, tmp_path, capsys):
     cfg.write_text(
         f"extends: {CONFIGS / 'tiny.yaml'}\nmodels:\n  vision_name: {kit_paths.vision}\n"
         f"  language_model_name: {kit_paths.language_model}\n  resampler_type: bimamba\n"
-        "  resampler: {depth: 1}\n"
+        "  resampler: {depth: 1, d_state: 16}\n"
     )
     assert main(["dry-run", "--config", str(cfg), "--json"]) == 0
     report = json.loads(capsys.readouterr().out)

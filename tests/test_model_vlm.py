@@ -24,7 +24,7 @@ def cfg(tiny_config, kit_paths):
             "resampler_type": "bimamba",
             "vision_name": str(kit_paths.vision),
             "language_model_name": str(kit_paths.language_model),
-            "resampler": tiny_config.models.resampler.model_copy(update={"depth": 1}),
+            "resampler": tiny_config.models.resampler.model_copy(update={"depth": 1, "d_state": 16}),
         }
     )
     return tiny_config.model_copy(update={"models": models})

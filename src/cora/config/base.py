@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict
+from typing import Annotated
+
+from pydantic import AfterValidator, BaseModel, ConfigDict
+
+from cora.registry import Registry
 
 
 class StrictModel(BaseModel):
     """Unknown keys are errors (typos must not be silently ignored)."""
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True, protected_namespaces=())
+
+
+def registered(registry: Registry) -> type[str]:
+    """A ``str`` field whose value must be a name in ``registry`` (error: the closest valid names)."""
+    return Annotated[str, AfterValidator(registry.check)]  # type: ignore[return-value]
 
 
 class ArchSpec(BaseModel):

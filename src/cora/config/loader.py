@@ -132,6 +132,9 @@ def _explain(exc: ValidationError, prov: Provenance, root: Path) -> str:
     for err in exc.errors():
         loc = tuple(err["loc"])
         dotted = ".".join(str(p) for p in loc) or "(top level)"
+        # A section-level check may name the key at fault (ctx "key"): blame the file that set that key.
+        key = (err.get("ctx") or {}).get("key")
+        dotted = f"{dotted}.{key}" if key else dotted
         source = _source(dotted, prov, root)
         if err["type"] == "extra_forbidden":
             valid = _valid_keys(loc[:-1]) or []

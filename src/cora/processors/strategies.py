@@ -1,8 +1,9 @@
 """Crop strategies: each turns the image-processing config into a list of view geometries.
 
-A strategy is a small function ``(cfg) -> list[ViewGeometry]`` registered under its
-``crop_strategy`` name. Geometries only: pixels are sampled later, from these, by
-:mod:`cora.processors.projection`. Indices are set by :func:`cora.processors.views.plan_views`.
+A strategy is a small function ``(cfg) -> list[ViewGeometry]``, named in the crop-strategy
+table of :mod:`cora.registry` (a new one: a function here + one line there). Geometries only:
+pixels are sampled later, from these, by :mod:`cora.processors.projection`. Indices are set by
+:func:`cora.processors.views.plan_views`.
 
 Ordering inside a strategy: rows top to bottom (higher pitch first), yaw increasing (to
 the right) within a row, starting at yaw 0° (the ERP's centre column) for perspective
@@ -17,26 +18,16 @@ from collections.abc import Callable
 
 from cora.config.sections.image import ImageProcessingConfig
 from cora.processors.geometry import ViewGeometry, global_view, perspective_view
+from cora.registry import CROP_STRATEGIES
 
 Strategy = Callable[[ImageProcessingConfig], list[ViewGeometry]]
-STRATEGIES: dict[str, Strategy] = {}
 # Strategies whose SPEC definition includes the global view (include_global applies to these).
 WITH_GLOBAL = {"anyres", "anyres_max", "anyres_e2p"}
 
 
-def register(name: str) -> Callable[[Strategy], Strategy]:
-    def add(fn: Strategy) -> Strategy:
-        STRATEGIES[name] = fn
-        return fn
-
-    return add
-
-
 def get_strategy(name: str) -> Strategy:
-    try:
-        return STRATEGIES[name]
-    except KeyError:
-        raise ValueError(f"unknown crop_strategy {name!r}; valid: {', '.join(sorted(STRATEGIES))}") from None
+    """The strategy registered as ``name`` (an unknown name lists the valid ones)."""
+    return CROP_STRATEGIES.load(name)
 
 
 def closed_loop_yaws(fov_deg: float, overlap_ratio: float) -> list[float]:
@@ -69,17 +60,14 @@ def erp_grid(rows: int, cols: int, size: int) -> list[ViewGeometry]:
     ]
 
 
-@register("resize")
 def resize(cfg: ImageProcessingConfig) -> list[ViewGeometry]:
     return [global_view(cfg.image_size)]
 
 
-@register("e2p")
 def e2p(cfg: ImageProcessingConfig) -> list[ViewGeometry]:
     return [perspective_view(0.0, 0.0, cfg.fov_deg, cfg.image_size)]
 
 
-@register("cubemap")
 def cubemap(cfg: ImageProcessingConfig) -> list[ViewGeometry]:
     """Front, right, back, left at yaw 0/90/180/270 (FOV 90°); with 6 faces also up and down."""
     faces = [perspective_view(yaw, 0.0, 90.0, cfg.image_size) for yaw in (0.0, 90.0, 180.0, 270.0)]
@@ -88,7 +76,6 @@ def cubemap(cfg: ImageProcessingConfig) -> list[ViewGeometry]:
     return faces
 
 
-@register("sliding_window")
 def sliding_window(cfg: ImageProcessingConfig) -> list[ViewGeometry]:
     """ERP crops ``window_deg`` wide, full height, every ``window * (1 - overlap)``, wrapping at 360°."""
     return [
@@ -97,7 +84,6 @@ def sliding_window(cfg: ImageProcessingConfig) -> list[ViewGeometry]:
     ]
 
 
-@register("anyres")
 def anyres(cfg: ImageProcessingConfig) -> list[ViewGeometry]:
     rows, cols = cfg.anyres_grid
     return erp_grid(rows, cols, cfg.image_size)
@@ -112,13 +98,11 @@ def max_grid(budget: int) -> tuple[int, int]:
     return (rows, 2 * rows) if budget >= 2 else (1, 1)
 
 
-@register("anyres_max")
 def anyres_max(cfg: ImageProcessingConfig) -> list[ViewGeometry]:
     rows, cols = max_grid(cfg.anyres_max_patches)
     return erp_grid(rows, cols, cfg.image_size)
 
 
-@register("anyres_e2p")
 def anyres_e2p(cfg: ImageProcessingConfig) -> list[ViewGeometry]:
     """Perspective tiles on a pitch × closed-loop-yaw grid (the global view is added by plan_views)."""
     yaws = closed_loop_yaws(cfg.fov_deg, cfg.overlap_ratio)

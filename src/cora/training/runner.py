@@ -28,9 +28,11 @@ import torch
 
 from cora.config import CoraConfig, save_config
 from cora.config.sections.training import StageConfig
+from cora.registry import LOGGERS
 from cora.training.callbacks import LogLineProgress, StageCheckpoint, checkpoint_payload
 from cora.training.checkpoint import CheckpointError, load_checkpoint, load_trainable, save_checkpoint
 from cora.training.contract import StageModel
+from cora.training.loggers import LoggerUnavailable
 from cora.training.module import StageData, StageModule, StagePlan
 from cora.training.state import StageState
 
@@ -102,30 +104,10 @@ def _is_rank_zero() -> bool:
 
 
 def _build_loggers(config: CoraConfig, run_dir: Path, stage: str) -> list[Any]:
-    from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger, WandbLogger
-
-    loggers: list[Any] = []
-    for name in config.training.loggers:
-        if name == "csv":
-            loggers.append(CSVLogger(run_dir / "logs", name=stage, version=""))
-        elif name == "tensorboard":
-            try:
-                import tensorboard  # noqa: F401
-            except ImportError as exc:
-                raise RunError(
-                    "training.loggers lists 'tensorboard' but it is not installed: "
-                    "pip install tensorboard (or remove it from training.loggers)"
-                ) from exc
-            loggers.append(TensorBoardLogger(run_dir / "logs", name=stage, version="tensorboard"))
-        elif name == "wandb":
-            loggers.append(
-                WandbLogger(
-                    project=config.training.wandb_project or "cora",
-                    name=f"{config.experiment.name}-{stage}",
-                    save_dir=str(run_dir / "logs"),
-                )
-            )
-    return loggers
+    try:
+        return [LOGGERS.load(name)(config, run_dir, stage) for name in config.training.loggers]
+    except LoggerUnavailable as exc:
+        raise RunError(str(exc)) from exc
 
 
 def _strategy(name: str) -> str:

@@ -11,8 +11,9 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from cora.config.base import StrictModel
+from cora.config.base import StrictModel, registered
 from cora.config.sections.training import LoRAConfig
+from cora.registry import VLM_FAMILIES
 
 InputMode = Literal["native", "resize", "cubemap", "anyres_e2p"]
 
@@ -20,7 +21,7 @@ InputMode = Literal["native", "resize", "cubemap", "anyres_e2p"]
 class AdaptConfig(StrictModel):
     """Fine-tune an existing VLM on panoramas given as CORA's views (SPEC §9)."""
 
-    family: str = Field("qwen2_5_vl", description="qwen2_5_vl, qwen3_vl, internvl, gemma3, blip2")
+    family: registered(VLM_FAMILIES) = Field("qwen2_5_vl", description=", ".join(VLM_FAMILIES))
     model_name: str | None = Field(None, description="HF folder or hub id of the checkpoint; None needs tiny: true")
     dtype: Literal["auto", "float32", "bfloat16", "float16"] | None = Field(
         None, description="weights dtype when loading model_name (None: the transformers default)"

@@ -4,9 +4,10 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from cora.config.base import StrictModel
+from cora.config.base import StrictModel, registered
+from cora.registry import CROP_STRATEGIES
 
-CropStrategy = Literal["resize", "e2p", "cubemap", "sliding_window", "anyres", "anyres_max", "anyres_e2p"]
+CropStrategy = registered(CROP_STRATEGIES)
 
 
 class ImageProcessingConfig(StrictModel):

@@ -2,9 +2,11 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, ValidationInfo, field_validator
+from pydantic_core import PydanticCustomError
 
-from cora.config.base import ArchSpec, StrictModel
+from cora.config.base import ArchSpec, StrictModel, registered
+from cora.registry import RESAMPLERS
 
 
 class ResamplerConfig(StrictModel):
@@ -46,10 +48,37 @@ class ModelsConfig(StrictModel):
     language_model_name: str = "Qwen/Qwen3-0.6B"
     language_model_arch: ArchSpec | None = Field(None, description="random-init architecture")
     tokenizer_name: str | None = Field(None, description="defaults to language_model_name")
-    resampler_type: str = "bimamba"
+    resampler_type: registered(RESAMPLERS) = "bimamba"
     latent_dim: int = Field(1024, ge=1)
     resampler: ResamplerConfig = ResamplerConfig()
     projector: ProjectorConfig = ProjectorConfig()
     vision_token: str = "<|vision|>"
     attn_implementation: Literal["sdpa", "eager", "flash_attention_2"] = "sdpa"
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+
+    @field_validator("resampler")
+    @classmethod
+    def _resampler_options_apply(cls, resampler: ResamplerConfig, info: ValidationInfo) -> ResamplerConfig:
+        # One flat options section serves every resampler: an option the chosen one does not take
+        # would be silently dropped, so a value changed from its default must belong to it.
+        kind = info.data.get("resampler_type")
+        if kind is None:  # resampler_type itself is invalid: that error is reported
+            return resampler
+        takes = RESAMPLERS.options[kind]
+        defaults = ResamplerConfig()
+        stray = [
+            k for k in ResamplerConfig.model_fields if k not in takes and getattr(resampler, k) != getattr(defaults, k)
+        ]
+        if stray:
+            raise PydanticCustomError(
+                "option_not_taken",
+                "{options} set, but resampler_type '{kind}' does not take {pronoun} (it takes: {takes})",
+                {
+                    "key": stray[0],
+                    "options": ", ".join(stray),
+                    "kind": kind,
+                    "pronoun": "it" if len(stray) == 1 else "them",
+                    "takes": ", ".join(takes) or "no options",
+                },
+            )
+        return resampler

@@ -4,7 +4,8 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from cora.config.base import StrictModel
+from cora.config.base import StrictModel, registered
+from cora.registry import LOGGERS, LOSSES
 
 Mode = Literal["frozen", "full", "lora", "unused"]
 
@@ -12,7 +13,7 @@ Mode = Literal["frozen", "full", "lora", "unused"]
 class LossConfig(StrictModel):
     """The overlap loss of stage 1 (and stage 2's auxiliary term)."""
 
-    type: str = "vicreg"
+    type: registered(LOSSES) = "vicreg"
     overlap_columns: int | None = Field(None, ge=1, description="k strip columns; None: 25% of grid width")
     sim_weight: float = 25.0
     var_weight: float = 25.0
@@ -109,7 +110,7 @@ class TrainingConfig(StrictModel):
     log_every_n_steps: int = Field(10, ge=1)
     checkpoint_every_n_steps: int = Field(200, ge=1)
     val_check_interval: float | int = 1.0
-    loggers: list[Literal["csv", "tensorboard", "wandb"]] = ["csv", "tensorboard"]
+    loggers: list[registered(LOGGERS)] = ["csv", "tensorboard"]
     wandb_project: str | None = None
     keep_checkpoints: int = Field(2, ge=1, description="intermediate checkpoints kept per stage (final always kept)")
     num_threads: int | None = Field(

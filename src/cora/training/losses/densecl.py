@@ -14,11 +14,9 @@ import torch.nn.functional as F
 
 from cora.config.sections.training import LossConfig
 from cora.processors.geometry import ViewGeometry
-from cora.training.losses import register
 from cora.training.losses.strips import extract_strips
 
 
-@register("densecl")
 def build_densecl(cfg: LossConfig):
     def loss(features: torch.Tensor, tile_geometries: list[ViewGeometry]) -> torch.Tensor:
         batch = features.shape[0]

@@ -15,7 +15,6 @@ import torch.nn.functional as F
 
 from cora.config.sections.training import LossConfig
 from cora.processors.geometry import ViewGeometry
-from cora.training.losses import register
 from cora.training.losses.strips import extract_strips
 
 
@@ -29,7 +28,6 @@ def symmetric_nce(logits: torch.Tensor) -> torch.Tensor:
     )
 
 
-@register("infonce")
 def build_infonce(cfg: LossConfig):
     def loss(features: torch.Tensor, tile_geometries: list[ViewGeometry]) -> torch.Tensor:
         left, right = extract_strips(features.float(), tile_geometries, cfg.overlap_columns)

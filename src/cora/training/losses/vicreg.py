@@ -7,7 +7,6 @@ import torch.nn.functional as F
 
 from cora.config.sections.training import LossConfig
 from cora.processors.geometry import ViewGeometry
-from cora.training.losses import register
 from cora.training.losses.strips import extract_strips
 
 
@@ -54,7 +53,6 @@ def vicreg_loss(cfg: LossConfig, var_dim: int):
     return loss
 
 
-@register("vicreg")
 def build_vicreg(cfg: LossConfig):
     """Batch-wise VICReg: variance over dim 0 of the strips (across pairs and samples)."""
     return vicreg_loss(cfg, var_dim=0)

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 from cora.config.sections.training import LossConfig
-from cora.training.losses import register
 from cora.training.losses.vicreg import vicreg_loss
 
 
-@register("vicreg_pairwise")
 def build_vicreg_pairwise(cfg: LossConfig):
     """Invariance as batch-wise; variance/covariance over the H·k positions of each strip."""
     return vicreg_loss(cfg, var_dim=1)
