@@ -10,7 +10,7 @@ from cora.recipes.demo.plots import read_curve, write_loss_plot
 
 def test_train_corpus_holds_no_test_text():
     from cora.data.synth import SynthPano, split_of
-    from cora.recipes.demo.steps import train_corpus
+    from cora.recipes.demo.corpus import train_corpus
 
     cfg = CoraConfig.model_validate({"data": {"synth": {"n": 20, "seed": 3}}})
     texts = set(train_corpus(cfg))
@@ -37,7 +37,7 @@ def test_loss_plot_draws_one_curve_per_run_and_stage(tmp_path):
 
 
 def test_verdict_needs_a_clear_margin():
-    from cora.recipes.demo.steps import verdict
+    from cora.recipes.demo.summary import verdict
 
     blind = {"heldout_loss": 0.600, "answer_accuracy": 0.30}
     assert "no clear difference" in verdict({"heldout_loss": 0.599, "answer_accuracy": 0.31}, blind)
@@ -46,7 +46,7 @@ def test_verdict_needs_a_clear_margin():
 
 
 def test_type_table_shows_both_runs_per_question_type():
-    from cora.recipes.demo.steps import _type_table
+    from cora.recipes.demo.summary import type_table
 
     vision = {
         "caption": {"loss": 0.5, "questions": 40, "accuracy": None},
@@ -56,7 +56,7 @@ def test_type_table_shows_both_runs_per_question_type():
         "caption": {"loss": 0.51, "questions": 40, "accuracy": None},
         "count": {"loss": 0.75, "questions": 40, "accuracy": 0.3},
     }
-    lines = _type_table(vision, blind)
+    lines = type_table(vision, blind)
     count = next(line for line in lines if line.split()[0] == "count")
     assert count.split() == ["count", "40", "0.600", "0.750", "55%", "30%"]
     caption = next(line for line in lines if line.split()[0] == "caption")

@@ -1,7 +1,6 @@
 """The demo's held-out evaluation of one run: answer loss, answer accuracy, captioning metrics.
 
-(A plain module, not a ``*_cmd``: the CLI is the layer allowed to join training, data,
-inference and evaluation.)
+It joins training (the run loader), data, inference and evaluation, which only a recipe may do.
 """
 
 from __future__ import annotations
@@ -33,8 +32,8 @@ def heldout_loss(model: Any, config: CoraConfig) -> tuple[float, dict[str, float
     from cora.data.synth import question_type
     from cora.recipes.demo.heldout import heldout_lm_loss_by_group
 
-    cfg = config.model_copy(deep=True)
-    cfg.data.val = config.data.test
+    # The test split read as the validation set (teacher-forced, the last stage's texts).
+    cfg = config.model_copy(update={"data": config.data.model_copy(update={"val": config.data.test})}, deep=True)
     module = build_datamodule(cfg, model.tokenizer, cfg.training.stages[-1])
     groups: dict[str, list[int]] = {}
     for i, (record, _refs) in enumerate(module.val.entries):
@@ -49,10 +48,28 @@ def heldout_loss(model: Any, config: CoraConfig) -> tuple[float, dict[str, float
     )
 
 
+def _by_type(loss_by_type: dict[str, float], samples: list, answers: dict[tuple[str, str], str]) -> dict[str, dict]:
+    """Per SynthPano question type: held-out loss, questions, exact-match accuracy (none for captions)."""
+    from cora.data.synth import question_type
+    from cora.recipes.demo.heldout import answer_accuracy
+
+    pairs_by_type: dict[str, list[tuple[str, list[str]]]] = {}
+    for s in samples:
+        pairs_by_type.setdefault(question_type(s.query), []).append((answers[s.key], s.references))
+    by_type = {}
+    for kind, value in loss_by_type.items():
+        pairs = pairs_by_type.get(kind, [])
+        by_type[kind] = {
+            "loss": value,
+            "questions": len(pairs),
+            "accuracy": answer_accuracy(pairs) if pairs and kind != "caption" else None,
+        }
+    return by_type
+
+
 def evaluate_run(config: CoraConfig) -> dict[str, Any]:
     """Predictions + metrics (evaluation API) and the demo's two numbers for one run."""
     from cora.data.records import CAPTION_QUERY
-    from cora.data.synth import question_type
     from cora.evaluation.runner import METRICS_JSON, PREDICTIONS, evaluate
     from cora.evaluation.samples import read_eval_samples
     from cora.inference import PanoramaGenerator
@@ -83,17 +100,7 @@ def evaluate_run(config: CoraConfig) -> dict[str, Any]:
     )
     qa = [(answers[s.key], s.references) for s in samples if s.query != CAPTION_QUERY]
     loss, loss_by_type = heldout_loss(model, config)
-    pairs_by_type: dict[str, list[tuple[str, list[str]]]] = {}
-    for s in samples:
-        pairs_by_type.setdefault(question_type(s.query), []).append((answers[s.key], s.references))
-    by_type = {}
-    for kind, value in loss_by_type.items():
-        pairs = pairs_by_type.get(kind, [])
-        by_type[kind] = {
-            "loss": value,
-            "questions": len(pairs),
-            "accuracy": answer_accuracy(pairs) if pairs and kind != "caption" else None,
-        }
+    by_type = _by_type(loss_by_type, samples, answers)
     return {
         "heldout_loss": loss,
         "answer_accuracy": answer_accuracy(qa),

@@ -63,6 +63,26 @@ def _heldout_loss(model: torch.nn.Module, rows: torch.Tensor, batch: int) -> flo
     return sum(losses) / len(losses)
 
 
+def _fit(model: torch.nn.Module, train: torch.Tensor, cfg: LanguagePriorConfig) -> float:
+    """Next-token training on random batches of ``train`` rows for ``cfg.steps`` steps; returns the seconds taken."""
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    warmup = round(cfg.warmup_ratio * cfg.steps)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: warmup_cosine(s, cfg.steps, warmup))
+    model.train()
+    t0 = time.perf_counter()
+    for step in range(cfg.steps):
+        idx = torch.randint(len(train), (cfg.batch_size,))
+        loss = model(input_ids=train[idx], labels=train[idx]).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        if step % 100 == 0:
+            logger.debug("prior step %d loss %.3f", step, loss.item())
+    return time.perf_counter() - t0
+
+
 def prior_status(lm_dir: str | Path, texts: Sequence[str], cfg: LanguagePriorConfig, seed: int = 0) -> Status:
     """``current`` (trained with these texts and settings), ``stale`` (a prior trained with other
     ones, undone before training again) or ``none`` (base weights)."""
@@ -90,22 +110,7 @@ def train_language_prior(
     n_val = max(1, len(rows) // 20)
     val, train = rows[:n_val], rows[n_val:]
     before = _heldout_loss(model, val, cfg.batch_size)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    warmup = round(cfg.warmup_ratio * cfg.steps)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: warmup_cosine(s, cfg.steps, warmup))
-    model.train()
-    t0 = time.perf_counter()
-    for step in range(cfg.steps):
-        idx = torch.randint(len(train), (cfg.batch_size,))
-        loss = model(input_ids=train[idx], labels=train[idx]).loss
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
-        if step % 100 == 0:
-            logger.debug("prior step %d loss %.3f", step, loss.item())
-    seconds = time.perf_counter() - t0
+    seconds = _fit(model, train, cfg)
     after = _heldout_loss(model, val, cfg.batch_size)
     summary = {
         "skipped": False,

@@ -18,6 +18,7 @@ import json
 import logging
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -127,6 +128,86 @@ def _prior(
     return KitPrior(Path(vision_dir), "vision_prior.json", hashlib.sha256(payload.encode()).hexdigest()[:16])
 
 
+@dataclass(frozen=True)
+class _Tower:
+    """The tower being trained and its linear label head (dropped after training)."""
+
+    backbone: Any
+    head: nn.Linear
+    target: str
+
+    @classmethod
+    def build(cls, vision_dir: str | Path, n_labels: int, target: str) -> _Tower:
+        # The model's own input path: [0, 1] pixels, the tower's normalisation, patch tokens out.
+        backbone = build_vision_backbone(str(vision_dir), dtype=torch.float32)
+        backbone.set_trainable_blocks(-1)
+        return cls(backbone, nn.Linear(backbone.hidden_size, n_labels), target)
+
+    def logits(self, pixels: torch.Tensor) -> torch.Tensor:
+        tokens = self.backbone(pixels)  # [B, P, hidden]
+        # patch: every patch token names what it shows (local features, as a real SigLIP's are);
+        # view: the mean over patches names what the whole view shows.
+        return self.head(tokens) if self.target == "patch" else self.head(tokens.mean(1))
+
+
+def _labels(
+    rows: Sequence[SynthRow], geometries: Sequence[ViewGeometry], grid: int, vocab: Sequence[str], target: str
+) -> torch.Tensor:
+    """Every view's labels, in the order of the pixels: ``[N*V, P, K]`` (patch) or ``[N*V, K]`` (view)."""
+    if target == "patch":
+        return torch.cat([patch_labels(objs, geometries, grid, vocab, size) for _, objs, size in rows])
+    return torch.cat([view_labels(objs, geometries, vocab) for _, objs, _ in rows])
+
+
+@torch.no_grad()
+def _balanced_accuracy(tower: _Tower, pixels: torch.Tensor, labels: torch.Tensor, val: torch.Tensor) -> float:
+    """Balanced accuracy ((TPR + TNR) / 2) of the labels: most labels are 0, plain accuracy hides misses."""
+    tower.backbone.eval()
+    pred = torch.cat([tower.logits(pixels[val[i : i + 256]]) > 0 for i in range(0, len(val), 256)])
+    truth = labels[val].bool()
+    tower.backbone.train()
+    tpr = (pred & truth).sum().item() / max(1, truth.sum().item())
+    tnr = (~pred & ~truth).sum().item() / max(1, (~truth).sum().item())
+    return (tpr + tnr) / 2
+
+
+def _fit(
+    tower: _Tower, pixels: torch.Tensor, labels: torch.Tensor, train: torch.Tensor, cfg: VisionPriorConfig
+) -> float:
+    """Train tower and head on the ``train`` views for ``cfg.steps`` steps; returns the seconds taken."""
+    params = [p for p in tower.backbone.parameters() if p.requires_grad] + list(tower.head.parameters())
+    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    warmup = round(cfg.warmup_ratio * cfg.steps)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: warmup_cosine(s, cfg.steps, warmup))
+    # Objects are small: almost every patch label is 0. Weighting positives by the negatives /
+    # positives ratio (per label, capped) keeps the tower from learning "nothing anywhere".
+    pos_weight = None
+    if cfg.target == "patch":
+        flat = labels[train].flatten(0, -2)
+        pos_weight = ((len(flat) - flat.sum(0)) / flat.sum(0).clamp(min=1)).clamp(1.0, 20.0)
+    t0 = time.perf_counter()
+    for _ in range(cfg.steps):
+        idx = train[torch.randint(len(train), (cfg.batch_size,))]
+        loss = nn.functional.binary_cross_entropy_with_logits(
+            tower.logits(pixels[idx]), labels[idx], pos_weight=pos_weight
+        )
+        loss.backward()
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+    return time.perf_counter() - t0
+
+
+def _save_tower(vision_dir: str | Path, backbone: Any, prior: KitPrior, summary: dict[str, Any]) -> None:
+    # The backbone dropped SigLIP's unused pooling head from its tower; save through a full copy so
+    # the folder keeps every weight it had. Only the weights file changes (written, then renamed).
+    full = AutoModel.from_pretrained(vision_dir, dtype=torch.float32)
+    missing, _ = full.load_state_dict(backbone.tower.state_dict(), strict=False)
+    if any(".head." not in f".{k}" for k in missing):
+        raise RuntimeError(f"vision prior: trained weights do not cover the tower: {missing[:5]}")
+    prior.save(full, summary)
+
+
 def train_vision_prior(
     vision_dir: str | Path,
     jsonl: str | Path,
@@ -153,61 +234,11 @@ def train_vision_prior(
     order = torch.randperm(len(pixels))
     n_val = max(1, len(order) // 10)
     val, train = order[:n_val], order[n_val:]
-    # The model's own input path: [0, 1] pixels, the tower's normalisation, patch tokens out.
-    backbone = build_vision_backbone(str(vision_dir), dtype=torch.float32)
-    backbone.set_trainable_blocks(-1)
-    head = nn.Linear(backbone.hidden_size, len(vocab))
-    if cfg.target == "patch":
-        labels = torch.cat(
-            [patch_labels(objs, geometries, backbone.grid, vocab, size) for _, objs, size in rows]
-        )  # [N*V, P, K]
-    else:
-        labels = torch.cat([view_labels(objs, geometries, vocab) for _, objs, _ in rows])  # [N*V, K]
-
-    def logits(idx: torch.Tensor) -> torch.Tensor:
-        tokens = backbone(pixels[idx])  # [B, P, hidden]
-        # patch: every patch token names what it shows (local features, as a real SigLIP's are);
-        # view: the mean over patches names what the whole view shows.
-        return head(tokens) if cfg.target == "patch" else head(tokens.mean(1))
-
-    @torch.no_grad()
-    def accuracy() -> float:
-        """Balanced accuracy ((TPR + TNR) / 2) of the labels: most labels are 0, plain accuracy hides misses."""
-        backbone.eval()
-        pred = torch.cat([logits(val[i : i + 256]) > 0 for i in range(0, len(val), 256)])
-        truth = labels[val].bool()
-        backbone.train()
-        tpr = (pred & truth).sum().item() / max(1, truth.sum().item())
-        tnr = (~pred & ~truth).sum().item() / max(1, (~truth).sum().item())
-        return (tpr + tnr) / 2
-
-    before = accuracy()
-    params = [p for p in backbone.parameters() if p.requires_grad] + list(head.parameters())
-    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    warmup = round(cfg.warmup_ratio * cfg.steps)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: warmup_cosine(s, cfg.steps, warmup))
-    # Objects are small: almost every patch label is 0. Weighting positives by the negatives /
-    # positives ratio (per label, capped) keeps the tower from learning "nothing anywhere".
-    pos_weight = None
-    if cfg.target == "patch":
-        flat = labels[train].flatten(0, -2)
-        pos_weight = ((len(flat) - flat.sum(0)) / flat.sum(0).clamp(min=1)).clamp(1.0, 20.0)
-    t0 = time.perf_counter()
-    for _ in range(cfg.steps):
-        idx = train[torch.randint(len(train), (cfg.batch_size,))]
-        loss = nn.functional.binary_cross_entropy_with_logits(logits(idx), labels[idx], pos_weight=pos_weight)
-        loss.backward()
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
-    seconds = time.perf_counter() - t0
-    after = accuracy()
-    # The backbone dropped SigLIP's unused pooling head from its tower; save through a full copy so
-    # the folder keeps every weight it had. Only the weights file changes (written, then renamed).
-    full = AutoModel.from_pretrained(vision_dir, dtype=torch.float32)
-    missing, _ = full.load_state_dict(backbone.tower.state_dict(), strict=False)
-    if any(".head." not in f".{k}" for k in missing):
-        raise RuntimeError(f"vision prior: trained weights do not cover the tower: {missing[:5]}")
+    tower = _Tower.build(vision_dir, len(vocab), cfg.target)
+    labels = _labels(rows, geometries, tower.backbone.grid, vocab, cfg.target)
+    before = _balanced_accuracy(tower, pixels, labels, val)
+    seconds = _fit(tower, pixels, labels, train, cfg)
+    after = _balanced_accuracy(tower, pixels, labels, val)
     summary = {
         "skipped": False,
         "steps": cfg.steps,
@@ -217,7 +248,7 @@ def train_vision_prior(
         "heldout_balanced_acc_before": round(before, 4),
         "heldout_balanced_acc_after": round(after, 4),
     }
-    prior.save(full, summary)
+    _save_tower(vision_dir, tower.backbone, prior, summary)
     logger.info(
         "vision prior (%s labels): held-out balanced accuracy %.3f → %.3f in %d steps (%.1fs)",
         cfg.target,
