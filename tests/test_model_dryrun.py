@@ -38,7 +38,7 @@ def test_dry_run_reference_architecture_matches_spec_sizes(capsys):
     report = json.loads(capsys.readouterr().out)
     assert report["vision_tokens"] == {"stride_views": 1408, "unique": 1280, "concat": 2304}
     totals = {r["component"]: r["total"] / 1e6 for r in report["parameters"]}
-    # SPEC §3: ~400M, ~66M (we measure 57.9M: see the README), ~2M, ~1M, ~600M.
+    # The reference design: ~400M, ~66M (we measure 57.9M: see the README), ~2M, ~1M, ~600M.
     assert 380 < totals["vision"] < 420
     assert 55 < totals["resampler"] < 60
     assert 2.0 < totals["vicreg_projector"] < 2.2

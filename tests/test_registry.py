@@ -85,7 +85,8 @@ def test_an_option_the_chosen_resampler_does_not_take_is_an_error_naming_it(tmp_
         "  resampler: {pool_size: 2, d_state: 8}\n"
     )
     with pytest.raises(
-        ConfigError, match=r"bad.yaml: models.resampler.d_state: d_state set, but resampler_type 'spatial_pool' does not take it"
+        ConfigError,
+        match=r"bad.yaml: models.resampler.d_state: d_state set, but resampler_type 'spatial_pool' does not take it",
     ):
         load_config(cfg)
     # Options equal to their defaults (as every saved config.yaml spells them out) are fine.
@@ -99,3 +100,10 @@ def test_a_misspelt_name_in_a_config_file_names_the_file_and_the_closest_name(tm
         load_config(cfg)
     message = str(info.value)
     assert f"{cfg}: models.resampler_type" in message and "did you mean 'spatial_pool'" in message
+
+
+def test_a_key_that_moved_sections_says_where_it_went(tmp_path):
+    cfg = tmp_path / "old.yaml"
+    cfg.write_text(f"extends: {ROOT / 'configs' / 'tiny.yaml'}\ntraining: {{language_prior: {{enabled: true}}}}\n")
+    with pytest.raises(ConfigError, match=r"training.language_prior: unknown key \(it moved to demo.language_prior\)"):
+        load_config(cfg)

@@ -1,4 +1,4 @@
-"""CORA on off-the-shelf VLMs (SPEC §9): Qwen2.5-VL, Qwen3-VL, InternVL3, Gemma 3 and the BLIP-2 baseline.
+"""CORA on off-the-shelf VLMs: Qwen2.5-VL, Qwen3-VL, InternVL3, Gemma 3 and the BLIP-2 baseline.
 
 ``families/``   one file per VLM family (HF class, tiny offline model + processor, aligner features)
 ``inputs``      input modes: native ERP, resized ERP, cubemap faces, CORA's views (multi-image turn)

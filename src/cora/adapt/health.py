@@ -1,4 +1,4 @@
-"""Fail-fast checks on the first batch (SPEC §9): wrong templates and processors fail here, not after an epoch."""
+"""Fail-fast checks on the first batch: wrong templates and processors fail here, not after an epoch."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Input modes: how a panorama is shown to an off-the-shelf VLM (SPEC §9).
+"""Input modes: how a panorama is shown to an off-the-shelf VLM.
 
 ``native``      the ERP as one image (resized to ``2h × h``; the family's processor then applies its own
                 resizing/tiling, e.g. Qwen's dynamic resolution or InternVL's tiles + thumbnail)

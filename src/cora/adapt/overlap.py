@@ -1,4 +1,4 @@
-"""The overlap loss on an off-the-shelf VLM's own vision features (SPEC §9).
+"""The overlap loss on an off-the-shelf VLM's own vision features.
 
 The family gives each image's aligner output on its token grid ``[h, w, D]``; the tiles of each
 sample are stacked to ``[B, T, h, w, D]`` and handed to the project's overlap-loss registry

@@ -1,4 +1,4 @@
-"""PanoRoPE: rotary position ids that know each tile's yaw (SPEC §9).
+"""PanoRoPE: rotary position ids that know each tile's yaw.
 
 All perspective tiles of a panorama are laid on one cylindrical *canvas* whose columns are
 longitude: a tile at yaw ψ with a ``w``-column token grid over ``hfov`` degrees starts at canvas

@@ -1,4 +1,4 @@
-"""Training recipes for adapted VLMs (SPEC §9) and adapter save/load/merge.
+"""Training recipes for adapted VLMs and adapter save/load/merge.
 
 ``aligner``: only the projector/merger trains (LLM and ViT frozen); its weights save alone.
 ``lora``: PEFT LoRA on every linear layer of the LLM, the aligner trained whole through

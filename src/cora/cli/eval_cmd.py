@@ -21,7 +21,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "With an evaluation.judge section in the config, an LLM judge grades the predictions too.",
     )
     parser.add_argument("--checkpoint", metavar="RUN", help="trained run folder (runs/<experiment>)")
-    parser.add_argument("--test-csv", metavar="CSV", help="test CSV: url, query, annotation (SPEC §6)")
+    parser.add_argument("--test-csv", metavar="CSV", help="test CSV: url, query, annotation")
     parser.add_argument("--predictions", metavar="CSV", help="existing predictions CSV to score")
     parser.add_argument("--out", metavar="DIR", required=True, help="output folder")
     parser.add_argument("--config", help="config for the evaluation: section (default: the run's config)")

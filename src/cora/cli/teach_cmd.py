@@ -1,4 +1,4 @@
-"""``cora teach``: pseudo-label panoramas with a teacher VLM endpoint into a training CSV (SPEC §10)."""
+"""``cora teach``: pseudo-label panoramas with a teacher VLM endpoint into a training CSV."""
 
 from __future__ import annotations
 

@@ -33,7 +33,7 @@ def _train(args: argparse.Namespace) -> int:
     from cora.training.runner import RunError, train
 
     config = load_config(args.config)
-    if config.adapt is not None:  # an off-the-shelf VLM (SPEC §9): the same runner with the adapt model and data
+    if config.adapt is not None:  # an off-the-shelf VLM: the same runner with the adapt model and data
         from cora.adapt.run import train_adapt
 
         train = train_adapt

@@ -99,6 +99,13 @@ def _unwrap_models(annotation: Any) -> list[Any]:
     return []
 
 
+# Keys that moved to another section: an old file (or a run folder's saved config.yaml) gets told where.
+MOVED_KEYS = {
+    "training.language_prior": "demo.language_prior",
+    "training.vision_prior": "demo.vision_prior",
+}
+
+
 def _valid_keys(loc: tuple[Any, ...]) -> list[str] | None:
     """The field names allowed at ``loc`` (a path into CoraConfig), if a model lives there."""
     candidates: list[Any] = [CoraConfig]
@@ -140,6 +147,8 @@ def _explain(exc: ValidationError, prov: Provenance, root: Path) -> str:
             valid = _valid_keys(loc[:-1]) or []
             close = difflib.get_close_matches(str(loc[-1]), valid, n=1, cutoff=0.6)
             hint = f" (did you mean '{close[0]}'?)" if close else ""
+            if dotted in MOVED_KEYS:
+                hint = f" (it moved to {MOVED_KEYS[dotted]})"
             lines.append(f"{source}: {dotted}: unknown key{hint}; valid keys here: {', '.join(valid)}")
         else:
             got = err.get("input")

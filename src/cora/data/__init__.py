@@ -1,2 +1,2 @@
-"""Datasets: CSV/JSONL readers with bad-row accounting (SPEC §6), the torch Dataset and
+"""Datasets: CSV/JSONL readers with bad-row accounting, the torch Dataset and
 DataModule, and SynthPano, the built-in synthetic 360° dataset with known answers."""

@@ -1,4 +1,4 @@
-"""The JSONL format of SPEC §6 and the ``norm1000`` geometry text.
+"""The JSONL dataset format (docs/ARCHITECTURE.md, "Data") and the ``norm1000`` geometry text.
 
 One JSON object per line::
 

@@ -1,4 +1,4 @@
-"""Dataset files (SPEC §6) -> :class:`Record` lists, with every bad row accounted for.
+"""Dataset files (CSV/JSONL) -> :class:`Record` lists, with every bad row accounted for.
 
 CSV columns: ``url`` | ``image`` (a path relative to the CSV, or an http(s) URL),
 ``query`` | ``instruction``, ``annotation`` | ``response``; an image-only CSV (stage 1)

@@ -1,6 +1,6 @@
 """Evaluation samples: one per (panorama, query) with all its references (COCO-style grouping).
 
-Test files are read by :mod:`cora.data.readers` (CSV or JSONL, SPEC §6, the same bad-row
+Test files are read by :mod:`cora.data.readers` (CSV or JSONL, ARCHITECTURE.md "Data", the same bad-row
 policy as training data); this module groups them and keeps the image reference as the
 dataset wrote it for the predictions file.
 """

@@ -1,4 +1,4 @@
-"""Pseudo-labelling (SPEC §10): a teacher VLM describes each view, the answers become a panorama caption.
+"""Pseudo-labelling: a teacher VLM describes each view, the answers become a panorama caption.
 
 For each panorama the configured views are cut (:mod:`cora.processors.views`), each view
 is sent to an OpenAI-compatible chat endpoint as a ``data:`` URL with the tile prompt, and

@@ -21,7 +21,7 @@ from cora.processors.geometry import ViewGeometry, global_view, perspective_view
 from cora.registry import CROP_STRATEGIES
 
 Strategy = Callable[[ImageProcessingConfig], list[ViewGeometry]]
-# Strategies whose SPEC definition includes the global view (include_global applies to these).
+# Strategies whose definition includes the global view (include_global applies to these).
 WITH_GLOBAL = {"anyres", "anyres_max", "anyres_e2p"}
 
 

@@ -1,4 +1,4 @@
-"""Chat formatting with the tokenizer's own chat template (SPEC §7).
+"""Chat formatting with the tokenizer's own chat template (docs/ARCHITECTURE.md, "Text").
 
 Nothing here writes a template token by hand. The assistant spans that carry labels are
 found by rendering the conversation twice with the template: once up to the generation

@@ -1,1 +1,2 @@
-"""Training: overlap losses, stage-1 diagnostics, the language prior and the three-stage runner."""
+"""Training: the stage engine (runner, LightningModule, checkpoints, callbacks, loggers), overlap losses and
+stage-1 diagnostics. Recipes built on it (the demo) live in :mod:`cora.recipes`."""

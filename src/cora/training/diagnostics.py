@@ -1,4 +1,4 @@
-"""Stage-1 diagnostics on validation (SPEC §4): is the overlap learnt, and are features collapsing?
+"""Stage-1 diagnostics on validation: is the overlap learnt, and are features collapsing?
 
 Every function takes tensors, runs without gradients in fp32 and returns a Python float.
 :func:`overlap_diagnostics` computes the whole set from the projector output of the tiles

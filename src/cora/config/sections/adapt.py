@@ -1,4 +1,4 @@
-"""CORA on off-the-shelf VLMs (SPEC §9): which VLM, how the panorama is shown, PanoRoPE, LoRA defaults.
+"""CORA on off-the-shelf VLMs: which VLM, how the panorama is shown, PanoRoPE, LoRA defaults.
 
 The stages of an adapt run are ordinary ``training.stages`` / ``training.stage_configs`` (lr, batch,
 steps, ``overlap_loss_weight``, ``loss``): a stage whose ``language_model`` is ``lora`` runs the LoRA
@@ -19,7 +19,7 @@ InputMode = Literal["native", "resize", "cubemap", "anyres_e2p"]
 
 
 class AdaptConfig(StrictModel):
-    """Fine-tune an existing VLM on panoramas given as CORA's views (SPEC §9)."""
+    """Fine-tune an existing VLM on panoramas given as CORA's views (docs/ARCHITECTURE.md, "Adapting ...")."""
 
     family: registered(VLM_FAMILIES) = Field("qwen2_5_vl", description=", ".join(VLM_FAMILIES))
     model_name: str | None = Field(None, description="HF folder or hub id of the checkpoint; None needs tiny: true")

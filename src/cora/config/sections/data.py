@@ -25,7 +25,7 @@ class SynthConfig(StrictModel):
 
 
 class DataConfig(StrictModel):
-    """Dataset files (CSV or JSONL, SPEC §6) and how bad rows are handled."""
+    """Dataset files (CSV or JSONL, docs/ARCHITECTURE.md "Data") and how bad rows are handled."""
 
     train: str | None = Field(None, description="CSV/JSONL for stages 2-3")
     val: str | None = None

@@ -11,7 +11,7 @@ CropStrategy = registered(CROP_STRATEGIES)
 
 
 class ImageProcessingConfig(StrictModel):
-    """How an ERP panorama becomes views (SPEC §2)."""
+    """How an ERP panorama becomes views (docs/ARCHITECTURE.md, "Views")."""
 
     crop_strategy: CropStrategy = "anyres_e2p"
     image_size: int = Field(256, ge=8, description="side of every square view, pixels")

@@ -25,7 +25,8 @@ class ResamplerConfig(StrictModel):
     c_abstractor_pool: bool = Field(False, description="c_abstractor: average-pool by pool_size between its halves")
     chunk_size: int = Field(16, ge=1, description="bimamba: tokens per chunk of the PyTorch selective scan")
     direction_merge: Literal["mean", "linear"] = Field(
-        "mean", description="bimamba: average the two directions (SPEC) or merge them with a Linear(2D→D)"
+        "mean",
+        description="bimamba: average the two directions (the reference design) or merge them with a Linear(2D→D)",
     )
 
 

@@ -1,4 +1,4 @@
-"""Pseudo-labelling (SPEC §10): an OpenAI-compatible chat endpoint describes each view of a panorama.
+"""Pseudo-labelling: an OpenAI-compatible chat endpoint describes each view of a panorama.
 
 ``cora teach`` cuts every panorama into views (the config's ``image_processing``, with the
 overrides below), asks the endpoint to describe each view, merges the answers into one

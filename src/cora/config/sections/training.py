@@ -50,7 +50,7 @@ class StageConfig(StrictModel):
     grad_clip: float | None = Field(1.0, gt=0.0)
 
 
-# The stage table of SPEC §4: the reference presets every config starts from.
+# The reference stage table (docs/ARCHITECTURE.md, "Stages"): the presets every config starts from.
 REFERENCE_STAGES: dict[str, dict[str, Any]] = {
     "vision": {
         "vision_trainable_blocks": 2,
@@ -98,7 +98,7 @@ def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
 
 
 class TrainingConfig(StrictModel):
-    """Stages, per-stage settings and the training engine (SPEC §4)."""
+    """Stages, per-stage settings and the training engine (docs/ARCHITECTURE.md, "Stages")."""
 
     stages: list[str] = ["vision", "resampler", "finetune"]
     stage_configs: dict[str, StageConfig] = Field(default_factory=dict)

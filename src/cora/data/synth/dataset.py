@@ -169,7 +169,7 @@ def write_synth_dataset(
     workers: int | None = None,
 ) -> dict:
     """Write ``images/*.png``, ``{train,val,test}.csv`` (url, query, annotation),
-    ``{split}.jsonl`` (SPEC §6, with ``bbox_2d`` per object), ``{split}_images.csv``
+    ``{split}.jsonl`` (the JSONL dataset format, with ``bbox_2d`` per object), ``{split}_images.csv``
     (image-only, stage 1) and ``synth.json`` (parameters and counts). Returns that summary.
 
     ``workers`` processes render in parallel (default: the CPU count for n >= 64); the bytes

@@ -2,8 +2,8 @@
 
 Linear in→out; ``depth`` blocks, each ``LN(x + (fwd(x) + flip(bwd(flip(x)))) / 2)``; final LN;
 Linear out→out. Token count is kept. ``direction_merge="linear"`` merges the two directions
-with a learned Linear(2·D → D) instead of the mean (SPEC §3 says "averaged"; the Linear
-variant is what brings the reference size from 57.9M to the ~66M the SPEC quotes).
+with a learned Linear(2·D → D) instead of the mean (the reference design averages them; the Linear
+variant is what brings the reference size from 57.9M to ~66M, see the README's "Model" section).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""DenseCL restricted to the overlap (SPEC §4).
+"""DenseCL restricted to the overlap.
 
 Dense contrastive learning with correspondences given by geometry instead of feature
 argmax: a left-strip token's positive is its twin in the right strip; its negatives are

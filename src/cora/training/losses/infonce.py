@@ -1,4 +1,4 @@
-"""InfoNCE on overlap strips, with a within-tile term (SPEC §4).
+"""InfoNCE on overlap strips, with a within-tile term.
 
 Each token of the left strip must pick its geometric twin in the right strip:
 * the **global** term uses every right-strip token of the batch (all pairs, all samples)

@@ -17,7 +17,7 @@ from cora.processors.geometry import ViewGeometry, overlap_strip_columns, wrap_d
 
 
 def default_overlap_columns(width: int) -> int:
-    """25% of the grid width (SPEC §4: 4 of 16 columns), at least one column."""
+    """25% of the grid width (the reference: 4 of 16 columns), at least one column."""
     return max(1, width // 4)
 
 

@@ -1,4 +1,4 @@
-"""VICReg batch-wise (SPEC §4): ``sim·invariance + var·variance over dim 0 + cov·covariance``."""
+"""VICReg batch-wise: ``sim·invariance + var·variance over dim 0 + cov·covariance``."""
 
 from __future__ import annotations
 

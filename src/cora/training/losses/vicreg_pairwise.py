@@ -1,4 +1,4 @@
-"""VICReg pair-wise (SPEC §4): variance over dim 1, i.e. spatial diversity within each strip pair."""
+"""VICReg pair-wise: variance over dim 1, i.e. spatial diversity within each strip pair."""
 
 from __future__ import annotations
 
