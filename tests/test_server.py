@@ -360,7 +360,7 @@ def test_an_error_mid_stream_is_reported_in_the_stream_and_releases_the_model(ge
 
 
 def test_the_teacher_can_use_cora_serve_as_its_endpoint(tiny_config, generator, panoramas, tmp_path):  # noqa: F811
-    """SPEC §10: the project's own server as the pseudo-labelling teacher, over a real socket."""
+    """The project's own server as the pseudo-labelling teacher (an OpenAI-compatible endpoint), over a real socket."""
     from cora.config.sections.teacher import TeacherConfig
     from cora.evaluation.teacher import build_teacher, clean_answer, teach
 

@@ -1,0 +1,33 @@
+"""What the routes share before a body is validated: the service, the body's declared size, its JSON."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+from fastapi import Depends, Request
+
+from cora.inference.server.errors import RequestError
+from cora.inference.server.service import PanoramaService
+
+
+def get_service(request: Request) -> PanoramaService:
+    return request.app.state.service
+
+
+Service = Annotated[PanoramaService, Depends(get_service)]
+
+
+def check_length(request: Request, service: Service) -> None:
+    """A route dependency: runs before the body is read, so an oversized upload is never buffered."""
+    service.check_body_length(request.headers.get("content-length"))
+
+
+async def json_object(request: Request) -> dict[str, Any]:
+    try:
+        body = await request.json()
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise RequestError(400, f"body: not valid JSON ({exc})", "body") from exc
+    if not isinstance(body, dict):
+        raise RequestError(400, f"body: expected a JSON object, got {type(body).__name__}", "body")
+    return body

@@ -1,0 +1,74 @@
+"""``POST /v1/answer``: a panorama and a question, as multipart or JSON; the answer whole or streamed."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+
+import numpy as np
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import StreamingResponse
+from starlette.concurrency import run_in_threadpool
+
+from cora.inference.server.deps import Service, check_length, json_object
+from cora.inference.server.errors import RequestError
+from cora.inference.server.events import sse, stream_error
+from cora.inference.server.schemas import AnswerForm, AnswerJSON, AnswerResponse, DecodingOverrides, parse
+from cora.inference.server.service import PanoramaService
+
+logger = logging.getLogger(__name__)
+router = APIRouter()
+
+
+@router.post("/v1/answer", response_model=AnswerResponse, dependencies=[Depends(check_length)])
+async def answer(request: Request, service: Service) -> AnswerResponse | StreamingResponse:
+    # the fields are validated before the image is decoded: a bad option costs no decoding
+    fields = await _fields(request)
+    image = await _image(fields, service)
+    if fields.stream:
+        events = _events(service, image, fields.query, fields.decoding())
+        return StreamingResponse(events, media_type="text/event-stream")
+    return await run_in_threadpool(service.answer, image, fields.query, fields.decoding())
+
+
+async def _fields(request: Request) -> AnswerForm | AnswerJSON:
+    content_type = request.headers.get("content-type", "")
+    if content_type.startswith("multipart/form-data"):
+        form = await request.form()
+        return parse(AnswerForm, dict(form.items()))
+    if content_type.startswith("application/json"):
+        return parse(AnswerJSON, await json_object(request))
+    raise RequestError(
+        415,
+        f"content-type: {content_type or 'none'}; send multipart/form-data (image, query) or application/json",
+        "content-type",
+    )
+
+
+async def _image(fields: AnswerForm | AnswerJSON, service: PanoramaService) -> np.ndarray:
+    """The panorama ``[H, W, 3]`` uint8, decoded off the event loop (a large JPEG takes a while)."""
+    if isinstance(fields, AnswerForm):
+        data = await fields.image.read(service.max_image_bytes + 1)  # one byte over is enough to refuse it
+        return await run_in_threadpool(service.decode, data, "image")
+    if fields.image is not None:
+        return await run_in_threadpool(service.decode_base64, fields.image, "image")
+    if fields.path is not None:
+        return await run_in_threadpool(service.load_path, fields.path)
+    or_path = ", or path" if service.allow_paths else ""
+    raise RequestError(400, f"image: missing (base64 of the panorama file{or_path})", "image")
+
+
+def _events(service: PanoramaService, image: np.ndarray, query: str, options: DecodingOverrides) -> Iterator[str]:
+    """One ``data: {"text"}`` event per piece, then ``event: done`` with the whole answer (or ``event: error``)."""
+    start = time.perf_counter()
+    pieces: list[str] = []
+    try:
+        for piece in service.stream(image, query, options):
+            pieces.append(piece)
+            yield sse({"text": piece})
+    except Exception as exc:
+        logger.exception("streaming failed")
+        yield sse(stream_error(exc), "error")
+        return
+    yield sse({"answer": "".join(pieces).strip(), "ms": round((time.perf_counter() - start) * 1000.0, 1)}, "done")

@@ -1,0 +1,155 @@
+"""``PanoramaService``: what every request shares — image decoding and limits, the model and its lock."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import queue
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cora.inference.protocols import AnswerGenerator
+from cora.inference.server.errors import RequestError
+from cora.inference.server.schemas import AnswerResponse, DecodingOverrides, HealthResponse
+from cora.processors.image_io import ImageError, decode_image, load_image
+
+DEFAULT_MAX_IMAGE_BYTES = 32 * 1024 * 1024
+_END = object()  # end of a stream
+
+
+class PanoramaService:
+    """The request-independent part: decoding images, limits, the model lock, timing.
+
+    One model answers one request at a time: the model is not thread-safe and, on a CPU,
+    concurrent requests would only compete for the same cores.
+    """
+
+    def __init__(
+        self,
+        generator: AnswerGenerator,
+        max_image_bytes: int = DEFAULT_MAX_IMAGE_BYTES,
+        model_name: str = "cora",
+        allow_paths: bool = False,
+        info: dict[str, Any] | None = None,
+    ) -> None:
+        self.generator = generator
+        self.max_image_bytes = max_image_bytes
+        self.model_name = model_name
+        self.allow_paths = allow_paths
+        self.info = dict(info or {})
+        self.lock = threading.Lock()
+
+    # -- inputs --------------------------------------------------------------------------
+    def check_size(self, size: int, field: str) -> None:
+        if size > self.max_image_bytes:
+            raise RequestError(413, f"{field}: {size} bytes is over the limit of {self.max_image_bytes} bytes", field)
+
+    def check_body_length(self, length: str | None) -> None:
+        """Refuse a body before reading it when its declared length cannot hold an image under the limit."""
+        if length and length.isdigit() and int(length) > 2 * self.max_image_bytes + 65536:
+            raise RequestError(
+                413, f"body: {length} bytes is over the limit (images up to {self.max_image_bytes} bytes)", "image"
+            )
+
+    def decode(self, data: bytes, field: str) -> np.ndarray:
+        """Encoded image bytes → ``[H, W, 3]`` uint8; 413 when too large, 422 when not an image."""
+        self.check_size(len(data), field)
+        if not data:
+            raise RequestError(400, f"{field}: empty", field)
+        try:
+            return decode_image(data, name=field)
+        except ImageError as exc:  # its message starts with the field name
+            raise RequestError(422, str(exc), field) from exc
+
+    def decode_base64(self, text: str, field: str) -> np.ndarray:
+        """Base64 of an encoded image → ``[H, W, 3]`` uint8."""
+        return self.decode(_b64decode(text, field), field)
+
+    def decode_data_url(self, url: str, field: str) -> np.ndarray:
+        """A ``data:image/...;base64,...`` URL → ``[H, W, 3]`` uint8 (the server fetches nothing itself)."""
+        if not url.startswith("data:"):
+            raise RequestError(
+                400, f"{field}: only data: URLs are accepted (data:image/...;base64,...), got {url[:40]!r}", field
+            )
+        header, _, payload = url.partition(",")
+        if ";base64" not in header:
+            raise RequestError(400, f"{field}: the data: URL must be base64 encoded", field)
+        self.check_size(len(payload) * 3 // 4, field)  # before decoding: the base64 of a huge image is huge
+        return self.decode_base64(payload, field)
+
+    def load_path(self, path: str, field: str = "path") -> np.ndarray:
+        """A file on the server's disk → ``[H, W, 3]`` uint8, only where the app allows local paths."""
+        if not self.allow_paths:
+            raise RequestError(
+                403,
+                f"{field}: local paths are not allowed by this server (start it with "
+                "--allow-paths, or upload the image)",
+                field,
+            )
+        if not Path(path).is_file():
+            raise RequestError(400, f"{field}: no such file: {path!r}", field)
+        self.check_size(Path(path).stat().st_size, field)
+        try:
+            return load_image(path)
+        except ImageError as exc:
+            raise RequestError(422, f"{field}: {exc}", field) from exc
+
+    # -- generation (under the lock) -----------------------------------------------------
+    def answer(self, image: np.ndarray, query: str, options: DecodingOverrides) -> AnswerResponse:
+        """The answer about one panorama ``[H, W, 3]``, its length in tokens and the time it took."""
+        start = time.perf_counter()
+        with self.lock:
+            ids = self.generator.generate_ids([image], [query], **options)[0]
+        limit = options.get("max_new_tokens", self.generator.options.max_new_tokens)
+        return AnswerResponse(
+            answer=self.generator.decode(ids),
+            tokens=len(ids),
+            ms=round((time.perf_counter() - start) * 1000.0, 1),
+            finish_reason="length" if len(ids) >= limit else "stop",
+        )
+
+    def stream(self, image: np.ndarray, query: str, options: DecodingOverrides) -> Iterator[str]:
+        """Text pieces as they are generated.
+
+        The generation runs in its own thread, which holds the lock until the answer is
+        complete: a client that leaves mid-stream abandons this iterator without closing it,
+        so a lock held by the iterator itself would never be released.
+        """
+        pieces: queue.Queue[Any] = queue.Queue()
+
+        def work() -> None:
+            try:
+                with self.lock:
+                    for piece in self.generator.stream(image, query, **options):
+                        pieces.put(piece)
+            except BaseException as exc:  # re-raised by the consumer
+                pieces.put(exc)
+            finally:
+                pieces.put(_END)
+
+        threading.Thread(target=work, daemon=True, name="cora-stream").start()
+        while (item := pieces.get()) is not _END:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+
+    def health(self) -> HealthResponse:
+        fields = {
+            "model": self.model_name,
+            **self.generator.describe(),
+            "max_image_bytes": self.max_image_bytes,
+            "allow_paths": self.allow_paths,
+        }
+        return HealthResponse.model_validate(fields | self.info)
+
+
+def _b64decode(data: str, field: str) -> bytes:
+    try:
+        return base64.b64decode(data, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise RequestError(400, f"{field}: not valid base64 ({exc})", field) from exc
