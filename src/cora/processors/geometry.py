@@ -104,6 +104,34 @@ class ViewGeometry:
         # Yaw is a rotation about the vertical axis: it only shifts longitude.
         return self.yaw_deg + lon_local, lat
 
+    def view_coords(self, lon: np.ndarray, lat: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The inverse of :meth:`lonlat`: continuous view coordinates ``(u, v)`` of directions (degrees),
+        and whether the view can see them (in front of a perspective camera; any direction for ERP).
+
+        ``u``/``v`` may fall outside ``0..width``/``0..height`` for directions beside the view.
+        """
+        lon = np.asarray(lon, dtype=np.float64)
+        lat = np.asarray(lat, dtype=np.float64)
+        if self.projection == "erp":
+            u = (wrap_deg(lon - self.yaw_deg) / self.hfov_deg + 0.5) * self.width
+            v = (0.5 - (lat - self.pitch_deg) / self.vfov_deg) * self.height
+            return u, v, np.ones(np.broadcast(u, v).shape, dtype=bool)
+        local, phi, pitch = np.radians(lon - self.yaw_deg), np.radians(lat), np.radians(self.pitch_deg)
+        # World direction (x right, y up, z forward after the yaw), then undo the pitch rotation.
+        x, y, z = np.cos(phi) * np.sin(local), np.sin(phi), np.cos(phi) * np.cos(local)
+        y_cam = y * np.cos(pitch) - z * np.sin(pitch)
+        z_cam = y * np.sin(pitch) + z * np.cos(pitch)
+        visible = z_cam > 1e-9
+        focal = (self.width / 2.0) / np.tan(np.radians(self.hfov_deg) / 2.0)
+        safe = np.where(visible, z_cam, 1.0)
+        return self.width / 2.0 + focal * x / safe, self.height / 2.0 - focal * y_cam / safe, visible
+
+    def grid_position(self, lon: np.ndarray, lat: np.ndarray, rows: int, cols: int) -> tuple[np.ndarray, ...]:
+        """Fractional ``(row, col)`` of directions in a ``rows × cols`` grid laid over the view (0 = centre of
+        the first cell, as :meth:`grid_lonlat` places them) and whether the view sees them."""
+        u, v, visible = self.view_coords(lon, lat)
+        return v * rows / self.height - 0.5, u * cols / self.width - 0.5, visible
+
     def pixel_lonlat(self, wrap: bool = True) -> tuple[np.ndarray, np.ndarray]:
         """(lon, lat) of every pixel centre, arrays of shape ``[height, width]``."""
         return self.grid_lonlat(self.height, self.width, wrap=wrap)

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from scipy.optimize import linear_sum_assignment
 
 from cora.processors.geometry import ViewGeometry
-from cora.training.losses.strips import extract_strips
+from cora.training.losses.strips import Pairing, extract_strips
 
 
 @torch.no_grad()
@@ -48,15 +48,19 @@ def hungarian_acc(left: torch.Tensor, right: torch.Tensor) -> float:
     """Position matching inside each strip pair: Hungarian assignment (scipy ``linear_sum_assignment``)
     of the L left tokens to the L right tokens by cosine cost; fraction assigned to their true position.
 
-    Ideal → 1 (features keep where in the strip they are); chance is 1/L.
+    Ideal → 1 (features keep where in the strip they are); chance is 1/L. The right tokens are shuffled
+    (a fixed seeded permutation per strip) before the assignment: with tied costs (identical, collapsed
+    features) the solver returns the identity, which would otherwise score a perfect 1.
     """
     a = F.normalize(left.float(), dim=-1)
     b = F.normalize(right.float(), dim=-1)
     cost = -(a @ b.transpose(1, 2)).cpu().numpy()
+    rng = np.random.default_rng(0)
     correct = 0
     for c in cost:
-        rows, cols = linear_sum_assignment(c)
-        correct += int((rows == cols).sum())
+        perm = rng.permutation(c.shape[1])  # column j of the shuffled cost is true position perm[j]
+        rows, cols = linear_sum_assignment(c[:, perm])
+        correct += int((perm[cols] == rows).sum())
     return correct / float(cost.shape[0] * cost.shape[1])
 
 
@@ -96,9 +100,11 @@ def overlap_diagnostics(
     tile_geometries: list[ViewGeometry],
     k: int | None = None,
     resampler_features: torch.Tensor | None = None,
+    pairing: Pairing = "columns",
 ) -> dict[str, float]:
-    """All stage-1 diagnostics of one validation batch. ``features [B, T, H, W, D]`` (projector, tiles)."""
-    left, right = extract_strips(features.float(), tile_geometries, k)
+    """All stage-1 diagnostics of one validation batch. ``features [B, T, H, W, D]`` (projector, tiles);
+    ``pairing``: the loss's pairing, so the diagnostics judge the pairs the loss trains on."""
+    left, right = extract_strips(features.float(), tile_geometries, k, pairing)
     out = {
         "adj_cos": adj_cos(left, right),
         "adj_mse": adj_mse(left, right),

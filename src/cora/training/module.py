@@ -147,6 +147,7 @@ class StageModule(L.LightningModule):
                 out.tile_geometries,
                 self.stage_cfg.loss.overlap_columns,
                 out.resampler_features,
+                self.stage_cfg.loss.pairing,
             )
         for key, value in values.items():
             self._val_sums[key] = self._val_sums.get(key, 0.0) + value

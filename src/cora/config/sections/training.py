@@ -15,6 +15,11 @@ class LossConfig(StrictModel):
 
     type: registered(LOSSES) = "vicreg"
     overlap_columns: int | None = Field(None, ge=1, description="k strip columns; None: 25% of grid width")
+    pairing: Literal["columns", "exact"] = Field(
+        "columns",
+        description="how strip tokens of neighbouring tiles are paired: columns (same row index, exact in "
+        "longitude on the middle row) or exact (each token's direction sampled in the neighbour's grid in 2-D)",
+    )
     sim_weight: float = 25.0
     var_weight: float = 25.0
     cov_weight: float = 1.0

@@ -20,7 +20,7 @@ from cora.training.losses.strips import extract_strips
 def build_densecl(cfg: LossConfig):
     def loss(features: torch.Tensor, tile_geometries: list[ViewGeometry]) -> torch.Tensor:
         batch = features.shape[0]
-        left, right = extract_strips(features.float(), tile_geometries, cfg.overlap_columns)
+        left, right = extract_strips(features.float(), tile_geometries, cfg.overlap_columns, cfg.pairing)
         n, length, d = left.shape
         pairs = n // batch
         left = F.normalize(left, dim=-1).reshape(n * length, d)

@@ -30,7 +30,7 @@ def symmetric_nce(logits: torch.Tensor) -> torch.Tensor:
 
 def build_infonce(cfg: LossConfig):
     def loss(features: torch.Tensor, tile_geometries: list[ViewGeometry]) -> torch.Tensor:
-        left, right = extract_strips(features.float(), tile_geometries, cfg.overlap_columns)
+        left, right = extract_strips(features.float(), tile_geometries, cfg.overlap_columns, cfg.pairing)
         left, right = F.normalize(left, dim=-1), F.normalize(right, dim=-1)
         d = left.shape[-1]
         everything = symmetric_nce(left.reshape(-1, d) @ right.reshape(-1, d).T / cfg.temperature)

@@ -46,7 +46,7 @@ def vicreg_loss(cfg: LossConfig, var_dim: int):
     """The weighted VICReg loss on geometry strips ``[B·P, H·k, D]``, variance along ``var_dim``."""
 
     def loss(features: torch.Tensor, tile_geometries: list[ViewGeometry]) -> torch.Tensor:
-        left, right = extract_strips(features.float(), tile_geometries, cfg.overlap_columns)
+        left, right = extract_strips(features.float(), tile_geometries, cfg.overlap_columns, cfg.pairing)
         inv, var, cov = vicreg_terms(left, right, var_dim=var_dim)
         return cfg.sim_weight * inv + cfg.var_weight * var + cfg.cov_weight * cov
 
