@@ -10,6 +10,7 @@ import difflib
 import logging
 import types
 import typing
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -157,10 +158,21 @@ def _explain(exc: ValidationError, prov: Provenance, root: Path) -> str:
     return "invalid configuration:\n  " + "\n  ".join(lines)
 
 
-def load_config(path: str | Path) -> CoraConfig:
-    """Load, merge and validate a YAML config; raise ``ConfigError`` naming file and key."""
+def load_config(path: str | Path, overlays: Sequence[tuple[Mapping[str, Any], str]] = ()) -> CoraConfig:
+    """Load, merge and validate a YAML config; raise ``ConfigError`` naming file and key.
+
+    ``overlays``: ``(delta, source)`` pairs merged on top in order, by the same rules as ``extends``
+    (maps key by key, lists replaced); an error in a delta names its ``source`` (e.g. ``sweep.yaml:
+    rows.resize``).
+    """
     root = Path(path).resolve()
     data, prov = load_raw(root)
+    for delta, source in overlays:
+        if not isinstance(delta, Mapping):
+            raise ConfigError(f"{source}: a config delta must be a mapping of sections, got {type(delta).__name__}")
+        if "extends" in delta:
+            raise ConfigError(f"{source}: extends: is not allowed in a config delta")
+        data, prov = _deep_merge(data, prov, dict(delta), _provenance(dict(delta), Path(source)))
     try:
         return CoraConfig.model_validate(data)
     except ValidationError as exc:

@@ -284,6 +284,12 @@ class PanoramaVLM(nn.Module):
         with atomic_open(out / SAVED_WEIGHTS, "wb") as handle:
             handle.write(save(state))
         models = _with_absolute_model_paths(self.config) if self.config is not None else ModelsConfig()
+        if run_config is None:
+            logger.warning(
+                "save_pretrained(%s) without run_config: its config.yaml gets this model's models: section and "
+                "the default views, prompt and decoding (pass run_config= to keep the run's)",
+                out,
+            )
         run = run_config if run_config is not None else CoraConfig()
         save_config(run.model_copy(update={"models": models}), out / SAVED_CONFIG)
         lm = self.language_model
