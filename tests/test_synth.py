@@ -184,7 +184,7 @@ def test_cli_synth_is_deterministic_and_writes_every_format(tmp_path: Path, caps
     assert {"train.csv", "val.csv", "test.csv", "train.jsonl", "train_images.csv", "synth.json"} <= set(a)
     assert len([k for k in a if k.startswith("images/")]) == 10
     header = a["train.csv"].decode().splitlines()[0]
-    assert header == "url,query,annotation"
+    assert header == "url,query,annotation,type,seam"
     line = json.loads(a["train.jsonl"].decode().splitlines()[0])
     assert line["images"] == ["images/00000.png"] and (line["width"], line["height"]) == (128, 64)
     assert all(len(o["bbox_2d"]) == 4 for o in line["objects"])

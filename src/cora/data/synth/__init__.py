@@ -9,7 +9,7 @@ from cora.data.synth.dataset import (
     synth_corpus,
     write_synth_dataset,
 )
-from cora.data.synth.language import caption, qa_pairs, question_type
+from cora.data.synth.language import caption, needs_seam, qa_pairs, question_type, straddles_seam
 from cora.data.synth.render import erp_bbox, render_directions, render_erp
 from cora.data.synth.scene import DIRECTIONS, Scene, SynthObject, sample_scene
 
@@ -23,12 +23,14 @@ __all__ = [
     "caption",
     "ensure_synth_dataset",
     "erp_bbox",
+    "needs_seam",
     "qa_pairs",
     "question_type",
     "render_directions",
     "render_erp",
     "sample_scene",
     "split_of",
+    "straddles_seam",
     "synth_corpus",
     "write_synth_dataset",
 ]

@@ -24,7 +24,7 @@ import numpy as np
 from PIL import Image
 
 from cora.data.records import CAPTION_QUERY
-from cora.data.synth.language import caption, qa_pairs
+from cora.data.synth.language import caption, needs_seam, qa_pairs, question_type
 from cora.data.synth.render import erp_bbox, render_erp
 from cora.data.synth.scene import Scene, sample_scene
 from cora.utils.io import atomic_open, atomic_write_json, atomic_write_text
@@ -33,6 +33,10 @@ logger = logging.getLogger(__name__)
 
 SPLITS = ("train", "val", "test")
 PNG_COMPRESS_LEVEL = 6  # fixed: the same scene gives the same PNG bytes
+# The layout of the files written, kept in synth.json: a dataset written in an older layout is
+# rewritten by ensure_synth_dataset. 2: the CSVs' type/seam columns and the JSONL qa type/seam.
+FORMAT_VERSION = 2
+CSV_HEADER = ["url", "query", "annotation", "type", "seam"]
 
 
 @dataclass(frozen=True)
@@ -125,6 +129,12 @@ def _csv_text(header: list[str], rows: list[list[str]]) -> str:
     return buffer.getvalue()
 
 
+def _text_rows(sample: SynthSample) -> list[tuple[str, str, str, bool]]:
+    """(query, answer, question type, needs the seam) of the caption and each QA pair."""
+    pairs = [(CAPTION_QUERY, sample.caption), *sample.qa]
+    return [(q, a, question_type(q), needs_seam(sample.scene, q, a)) for q, a in pairs]
+
+
 def _jsonl_record(sample: SynthSample, image_rel: str, width: int, height: int) -> dict:
     objects = []
     for obj, box in zip(sample.scene.objects, sample.bboxes or []):
@@ -138,15 +148,15 @@ def _jsonl_record(sample: SynthSample, image_rel: str, width: int, height: int) 
         "height": height,
         "summary": sample.caption,
         "objects": objects,
-        "qa": [{"query": q, "answer": a} for q, a in sample.qa],
+        "qa": [{"query": q, "answer": a, "type": t, "seam": s} for q, a, t, s in _text_rows(sample)[1:]],
     }
 
 
-def _render_files(pano: SynthPano, index: int) -> tuple[bytes, list[tuple[str, str]], str]:
-    """Panorama ``index`` as (PNG bytes, its text rows, its JSONL line): the per-process unit of work."""
+def _render_files(pano: SynthPano, index: int) -> tuple[bytes, list[list[str]], str]:
+    """Panorama ``index`` as (PNG bytes, its CSV rows, its JSONL line): the per-process unit of work."""
     sample = pano[index]
     rel = f"images/{index:05d}.png"
-    rows = [(CAPTION_QUERY, sample.caption), *sample.qa]
+    rows = [[rel, q, a, t, "1" if s else "0"] for q, a, t, s in _text_rows(sample)]
     line = json.dumps(_jsonl_record(sample, rel, pano.width, pano.height), sort_keys=True)
     return _png_bytes(sample.image), rows, line
 
@@ -168,9 +178,11 @@ def write_synth_dataset(
     max_objects: int = 5,
     workers: int | None = None,
 ) -> dict:
-    """Write ``images/*.png``, ``{train,val,test}.csv`` (url, query, annotation),
-    ``{split}.jsonl`` (the JSONL dataset format, with ``bbox_2d`` per object), ``{split}_images.csv``
-    (image-only, stage 1) and ``synth.json`` (parameters and counts). Returns that summary.
+    """Write ``images/*.png``, ``{train,val,test}.csv`` (url, query, annotation, type, seam: the
+    question type, ``caption`` for the caption row, and ``1``/``0`` for whether it needs the seam,
+    :func:`cora.data.synth.language.needs_seam`), ``{split}.jsonl`` (the JSONL dataset format, with
+    ``bbox_2d`` per object and ``type``/``seam`` per qa entry), ``{split}_images.csv`` (image-only,
+    stage 1) and ``synth.json`` (format version, parameters and counts). Returns that summary.
 
     ``workers`` processes render in parallel (default: the CPU count for n >= 64); the bytes
     written are the same for any number of workers.
@@ -188,22 +200,22 @@ def write_synth_dataset(
             results = pool.map(render, range(n), chunksize=max(1, n // (4 * workers)))
         else:
             results = map(render, range(n))
-        for i, (png, text_rows, line) in enumerate(results):
-            rel = f"images/{i:05d}.png"
-            with atomic_open(out / rel, "wb") as handle:
+        for i, (png, csv_rows, line) in enumerate(results):
+            with atomic_open(out / f"images/{i:05d}.png", "wb") as handle:
                 handle.write(png)
             split = split_of(i, n)
-            rows[split].extend([rel, q, a] for q, a in text_rows)
+            rows[split].extend(csv_rows)
             lines[split].append(line)
     counts = {}
     for split in SPLITS:
-        atomic_write_text(out / f"{split}.csv", _csv_text(["url", "query", "annotation"], rows[split]))
+        atomic_write_text(out / f"{split}.csv", _csv_text(CSV_HEADER, rows[split]))
         atomic_write_text(out / f"{split}.jsonl", "".join(line + "\n" for line in lines[split]))
         images = sorted({r[0] for r in rows[split]})
         atomic_write_text(out / f"{split}_images.csv", _csv_text(["url"], [[im] for im in images]))
         counts[split] = {"panoramas": len(images), "rows": len(rows[split])}
     summary = {
         "generator": "SynthPano",
+        "format": FORMAT_VERSION,
         "n": n,
         "seed": seed,
         "width": width,
@@ -235,10 +247,11 @@ def ensure_synth_dataset(
     max_objects: int = 5,
 ) -> dict:
     """Like :func:`write_synth_dataset`, but reuse ``out`` when it already holds exactly this
-    dataset (same parameters in ``synth.json`` and every file present)."""
+    dataset (same format version and parameters in ``synth.json``, and every file present)."""
     out = Path(out)
     wanted = {
         "generator": "SynthPano",
+        "format": FORMAT_VERSION,
         "n": n,
         "seed": seed,
         "width": width,

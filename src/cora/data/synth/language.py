@@ -115,3 +115,90 @@ def qa_pairs(scene: Scene, rng: np.random.Generator) -> list[tuple[str, str]]:
         opp = opposite(scene, target)
         qa.append((f"Which colour is opposite the {target.name}?", opp.colour if opp else "none"))
     return qa
+
+
+def straddles_seam(obj: SynthObject) -> bool:
+    """Whether the object's horizontal extent, ``yaw_deg ± half_width_deg``, contains the ±180° seam
+    (so the ERP shows it cut in two, at its left and right edges)."""
+    return abs(float(wrap_deg(obj.yaw_deg - 180.0))) <= obj.half_width_deg
+
+
+def _arc_contains_seam(start_deg: float, end_deg: float) -> bool:
+    """Whether turning right (yaw increasing) from ``start_deg`` to ``end_deg`` passes ±180°."""
+    length = (end_deg - start_deg) % 360.0
+    return (180.0 - start_deg) % 360.0 <= length
+
+
+def _turn_contains_seam(start_deg: float, end_deg: float, side: str) -> bool:
+    """The arc turning ``side`` ("left" or "right") from ``start_deg`` to ``end_deg``."""
+    return _arc_contains_seam(start_deg, end_deg) if side == "right" else _arc_contains_seam(end_deg, start_deg)
+
+
+def _named(scene: Scene, text: str) -> list[SynthObject]:
+    """The scene's objects whose name ("red sphere") occurs in ``text``, in scene order."""
+    return [o for o in scene.objects if re.search(rf"\b{re.escape(o.name)}\b", text)]
+
+
+def _of_colour(scene: Scene, colour: str) -> SynthObject | None:
+    return next((o for o in scene.objects if o.colour == colour.strip().lower()), None)
+
+
+def _involved(scene: Scene, kind: str, query: str, answer: str) -> list[SynthObject]:
+    """The objects a question names, answers or counts."""
+    if kind in ("count", "caption"):
+        return list(scene.objects)
+    if kind == "count_shape":
+        shape = re.fullmatch(r"How many (\w+)s are there\?", query)
+        return [o for o in scene.objects if shape and o.shape == shape.group(1)]
+    objects = _named(scene, query) + _named(scene, answer)
+    if kind == "opposite":
+        opp = _of_colour(scene, answer)
+        objects += [opp] if opp else []
+    return objects
+
+
+def _arc_needs_seam(scene: Scene, kind: str, query: str, answer: str) -> bool:
+    """Whether the arc of yaw the question is about, or turns through, contains ±180°."""
+    if kind == "behind":
+        return True
+    if kind == "direction":
+        sector = DIRECTIONS.index(query.removeprefix("What is ").removesuffix("?"))
+        return _arc_contains_seam(45.0 * sector - 22.5, 45.0 * sector + 22.5)
+    named = _named(scene, query)
+    if kind == "next_to":
+        target = _named(scene, answer)
+        side = "left" if query.startswith("What is to the left") else "right"
+        return bool(named and target) and _turn_contains_seam(named[0].yaw_deg, target[0].yaw_deg, side)
+    if kind == "opposite":
+        opp = _of_colour(scene, answer)
+        if not (named and opp):
+            return False
+        # the shorter way round from the object to its opposite
+        side = "right" if float(wrap_deg(opp.yaw_deg - named[0].yaw_deg)) >= 0 else "left"
+        return _turn_contains_seam(named[0].yaw_deg, opp.yaw_deg, side)
+    return False
+
+
+def needs_seam(scene: Scene, query: str, answer: str) -> bool:
+    """Whether answering ``query`` about ``scene`` (with ``answer``) needs the ±180° seam.
+
+    A question needs the seam when it names or answers an object that straddles the seam
+    (:func:`straddles_seam`), or when the arc of yaw it is about or turns through contains ±180°:
+
+    - "What is behind you?": its sector is centred on the seam, always;
+    - "What is {direction}?": the sector's 45° arc;
+    - "What is to the left/right of X?": the arc from X turning that way to the answer;
+    - "Which colour is opposite X?": the shorter arc from X to the answer object (the one of that
+      colour), when there is one ("none" has no arc);
+    - "How many objects ...?": any object straddles; "How many {shape}s ...?": any object of that shape;
+    - the caption: any object straddles (it names them all);
+    - "Where is X?", "Which object is nearest/farthest?" and unknown questions: only the objects
+      they name or answer.
+
+    A pure function of the scene and the text: objects are found by their names in the query and
+    answer (unique within a scene), the question by :func:`question_type`.
+    """
+    kind = question_type(query)
+    if any(straddles_seam(o) for o in _involved(scene, kind, query, answer)):
+        return True
+    return _arc_needs_seam(scene, kind, query, answer)
