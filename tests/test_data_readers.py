@@ -213,3 +213,97 @@ def test_binary_or_unknown_files_are_clear_errors(tmp_path: Path) -> None:
     (tmp_path / "d.parquet").write_text("x")
     with pytest.raises(DataError, match=r"unknown dataset format '\.parquet'"):
         read_records(tmp_path / "d.parquet")
+
+
+TYPED_CSV = """url,query,annotation,type,seam
+a.png,q1,x,behind,1
+a.png,q2,y,count,0
+a.png,q3,z,,TRUE
+a.png,q4,w,where,no
+a.png,q5,v,caption,
+a.png,q6,u,next_to,maybe
+a.png,q7,t,opposite, Yes
+"""
+
+
+def test_csv_type_and_seam_columns_are_kept(tmp_path: Path) -> None:
+    _png(tmp_path / "a.png")
+    (tmp_path / "d.csv").write_text(TYPED_CSV.replace("a.png,q6,u,next_to,maybe\n", ""))
+    recs, log = read_records(tmp_path / "d.csv")
+    assert log.ok
+    assert [(r.query, r.question_type, r.seam) for r in recs] == [
+        ("q1", "behind", True),
+        ("q2", "count", False),
+        ("q3", None, True),
+        ("q4", "where", False),
+        ("q5", "caption", None),
+        ("q7", "opposite", True),
+    ]
+    (tmp_path / "plain.csv").write_text("url,query,annotation\na.png,q,x\n")
+    plain = read_records(tmp_path / "plain.csv")[0][0]
+    assert (plain.question_type, plain.seam) == (None, None)
+
+
+def test_bad_seam_value_is_a_bad_row_named_and_counted(tmp_path: Path) -> None:
+    _png(tmp_path / "a.png")
+    (tmp_path / "d.csv").write_text(TYPED_CSV)
+    with pytest.raises(DataError, match=r"d\.csv:7: bad seam: 'maybe' is not one of 1/0/true/false/yes/no"):
+        read_records(tmp_path / "d.csv", policy="error")
+    recs, log = read_records(tmp_path / "d.csv", policy="skip")
+    assert len(recs) == 6 and [(b.line, b.kind) for b in log.rows] == [(7, "bad seam")]
+    assert log.summary()["by_reason"] == {"bad seam": 1}
+    # an image-only read (stage 1) does not read the text columns
+    assert len(read_records(tmp_path / "d.csv", image_only=True)[0]) == 1
+
+
+def test_jsonl_turns_carry_type_and_seam(tmp_path: Path) -> None:
+    _png(tmp_path / "a.png", 200, 100)
+    row = {
+        "images": ["a.png"],
+        "width": 200,
+        "height": 100,
+        "summary": "A room.",
+        "objects": [
+            {"bbox_2d": [190, 10, 10, 50], "desc": "red door"},  # wraps across the seam
+            {"bbox_2d": [20, 10, 60, 50], "desc": "blue door"},
+            {"quad": [0, 0, 100, 0, 100, 50, 0, 50], "desc": "sign"},
+        ],
+        "qa": [
+            {"query": "What is behind you?", "answer": "a door", "type": "behind", "seam": True},
+            {"query": "How many?", "answer": "two", "seam": "0"},
+            {"query": "Plain?", "answer": "yes"},
+        ],
+    }
+    bad = {**row, "qa": [{"query": "q", "answer": "a", "seam": "sometimes"}]}
+    (tmp_path / "d.jsonl").write_text(json.dumps(row) + "\n" + json.dumps(bad) + "\n")
+    recs, log = read_records(tmp_path / "d.jsonl", policy="skip")
+    assert [(r.query, r.question_type, r.seam) for r in recs] == [
+        ("Describe the panorama.", "caption", None),
+        ("What is behind you?", "behind", True),
+        ("How many?", None, False),
+        ("Plain?", None, None),
+        ("Locate the red door.", "grounding", True),
+        ("Locate the blue door.", "grounding", False),
+        ("Locate the sign.", "grounding", None),
+    ]
+    assert [(b.line, b.kind) for b in log.rows] == [(2, "bad seam")]
+    assert "qa[0].seam 'sometimes' is not one of" in log.rows[0].reason
+
+
+def test_synth_files_read_back_with_their_types_and_seam_flags(tmp_path: Path) -> None:
+    from cora.data.dataset import group_references
+    from cora.data.synth import SynthPano, needs_seam, question_type, write_synth_dataset
+
+    write_synth_dataset(tmp_path, 4, seed=5, width=64, height=32, workers=1)
+    scenes = {f"{i:05d}.png": SynthPano(4, seed=5).scene(i) for i in range(4)}
+    csv_recs, _ = read_records(tmp_path / "train.csv")
+    jsonl_recs, _ = read_records(tmp_path / "train.jsonl", jsonl_tasks=("summary", "qa"))
+    for rec in csv_recs + jsonl_recs:
+        assert rec.question_type == question_type(rec.query)
+    jsonl_captions = [r for r in jsonl_recs if r.question_type == "caption"]
+    assert jsonl_captions and all(r.seam is None for r in jsonl_captions)  # a JSONL summary has no seam flag
+    for rec in csv_recs + [r for r in jsonl_recs if r.question_type != "caption"]:
+        assert rec.seam is needs_seam(scenes[Path(rec.image).name], rec.query, rec.answer)
+    assert {r.seam for r in csv_recs} == {True, False}
+    grouped = group_references(csv_recs)
+    assert [(r.question_type, r.seam) for r, _ in grouped] == [(r.question_type, r.seam) for r in csv_recs]

@@ -6,13 +6,16 @@ One JSON object per line::
      "objects": [{"bbox_2d": [x1, y1, x2, y2], "desc": "..."},
                  {"quad": [x1, y1, ..., x4, y4], "desc": "..."},
                  {"line": [x1, y1, x2, y2, ...], "desc": "..."}],
-     "qa": [{"query": "...", "answer": "..."}]}
+     "qa": [{"query": "...", "answer": "...", "type": "...", "seam": true}]}
 
 Image paths are relative to the JSONL file; geometry is in pixels of the first image
 (``x1 > x2`` in a ``bbox_2d`` means the box wraps across the ERP seam). Text turns are
 made from the row according to ``tasks``: ``summary`` (the caption query -> summary),
 ``qa`` (each pair), ``grounding`` ("Locate the {desc}." -> the object's geometry in
-0-1000 integers, ``{"bbox_2d": [...]}``).
+0-1000 integers, ``{"bbox_2d": [...]}``). Each turn has a question type and a seam flag (whether
+it needs the ±180° seam; None when unknown): ``qa`` entries give theirs as optional ``type`` and
+``seam``, summaries are ``caption`` (seam unknown), grounding turns are ``grounding``, needing the
+seam when the ``bbox_2d`` wraps.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from cora.data.fetch import image_size, is_url
-from cora.data.records import CAPTION_QUERY, BadRowLog, DataError, Record
+from cora.data.records import CAPTION_QUERY, BadRowLog, DataError, Record, parse_flag
 
 JSONL_TASKS = ("summary", "qa", "grounding")
 GEOMETRY_KEYS = ("bbox_2d", "quad", "line")
@@ -64,18 +67,46 @@ def _geometry_problem(obj: object, index: int) -> str | None:
     return None
 
 
-def _turns(row: dict, tasks: Sequence[str], width: int | None, height: int | None) -> list[tuple[str, str]]:
-    turns: list[tuple[str, str]] = []
+def wraps_seam(obj: dict) -> bool | None:
+    """Whether an object's ``bbox_2d`` wraps across the ERP seam (``x1 > x2``); None for other geometry."""
+    box = obj.get("bbox_2d")
+    return box[0] > box[2] if isinstance(box, list) and len(box) == 4 else None
+
+
+# (query, answer, question type, seam) of one text turn of a row.
+Turn = tuple[str, str, str | None, bool | None]
+
+
+def _turns(row: dict, tasks: Sequence[str], width: int | None, height: int | None) -> list[Turn]:
+    turns: list[Turn] = []
     if "summary" in tasks and str(row.get("summary") or "").strip():
-        turns.append((CAPTION_QUERY, row["summary"].strip()))
+        turns.append((CAPTION_QUERY, row["summary"].strip(), "caption", None))
     if "qa" in tasks:
         for pair in row.get("qa") or []:
-            turns.append((str(pair["query"]).strip(), str(pair["answer"]).strip()))
+            kind = str(pair.get("type") or "").strip() or None
+            query, answer = str(pair["query"]).strip(), str(pair["answer"]).strip()
+            turns.append((query, answer, kind, parse_flag(pair.get("seam"))))
     if "grounding" in tasks and width and height:
         for obj in row.get("objects") or []:
             if str(obj.get("desc") or "").strip():
-                turns.append((f"Locate the {obj['desc'].strip()}.", geometry_text(obj, width, height)))
+                query = f"Locate the {obj['desc'].strip()}."
+                turns.append((query, geometry_text(obj, width, height), "grounding", wraps_seam(obj)))
     return turns
+
+
+def _qa_problem(qa: object) -> str | None:
+    if not isinstance(qa, list) or not all(
+        isinstance(p, dict) and str(p.get("query") or "").strip() and str(p.get("answer") or "").strip() for p in qa
+    ):
+        return "qa must be a list of {query, answer} with non-empty texts"
+    for i, pair in enumerate(qa):
+        if pair.get("type") is not None and not isinstance(pair["type"], str):
+            return f"bad type: qa[{i}].type must be a string, got {pair['type']!r}"
+        try:
+            parse_flag(pair.get("seam"))
+        except ValueError as exc:
+            return f"bad seam: qa[{i}].seam {exc}"
+    return None
 
 
 def _row_problem(row: object) -> str | None:
@@ -94,12 +125,7 @@ def _row_problem(row: object) -> str | None:
         problem = _geometry_problem(obj, i)
         if problem:
             return problem
-    qa = row.get("qa", [])
-    if not isinstance(qa, list) or not all(
-        isinstance(p, dict) and str(p.get("query") or "").strip() and str(p.get("answer") or "").strip() for p in qa
-    ):
-        return "qa must be a list of {query, answer} with non-empty texts"
-    return None
+    return _qa_problem(row.get("qa", []))
 
 
 def read_jsonl(
@@ -152,5 +178,8 @@ def read_jsonl(
                 )
                 continue
             objects = tuple(row.get("objects") or ())
-            records.extend(Record(images, q, a, str(path), line_no, objects, width, height) for q, a in turns)
+            records.extend(
+                Record(images, q, a, str(path), line_no, objects, width, height, question_type=kind, seam=seam)
+                for q, a, kind, seam in turns
+            )
     return records

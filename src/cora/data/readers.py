@@ -1,8 +1,9 @@
 """Dataset files (CSV/JSONL) -> :class:`Record` lists, with every bad row accounted for.
 
 CSV columns: ``url`` | ``image`` (a path relative to the CSV, or an http(s) URL),
-``query`` | ``instruction``, ``annotation`` | ``response``; an image-only CSV (stage 1)
-needs only the image column. JSONL: see :mod:`cora.data.jsonl`.
+``query`` | ``instruction``, ``annotation`` | ``response``, and optionally ``type`` (the question
+type) and ``seam`` (whether the question needs the ±180° seam); an image-only CSV (stage 1) needs
+only the image column. JSONL: see :mod:`cora.data.jsonl`.
 """
 
 from __future__ import annotations
@@ -10,17 +11,20 @@ from __future__ import annotations
 import csv
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from cora.data.fetch import image_size, is_url
 from cora.data.jsonl import JSONL_TASKS, read_jsonl
-from cora.data.records import BadRowLog, BadRowPolicy, DataError, Record
+from cora.data.records import BadRowLog, BadRowPolicy, DataError, Record, parse_flag
 
 logger = logging.getLogger(__name__)
 
 IMAGE_COLUMNS = ("url", "image")
 QUERY_COLUMNS = ("query", "instruction")
 ANSWER_COLUMNS = ("annotation", "response")
+TYPE_COLUMNS = ("type",)
+SEAM_COLUMNS = ("seam",)
 
 
 def resolve_image(ref: str, base_dir: Path) -> str:
@@ -66,8 +70,73 @@ def _pick(header: list[str], names: Sequence[str]) -> int | None:
     return None
 
 
+class _BadRow(Exception):
+    """A row problem; the message is the reason reported for the row."""
+
+
+@dataclass(frozen=True)
+class _Columns:
+    image: int
+    query: int | None
+    answer: int | None
+    type: int | None
+    seam: int | None
+
+
+def _columns(path: Path, header: list[str], image_only: bool) -> _Columns:
+    image, query, answer = (_pick(header, names) for names in (IMAGE_COLUMNS, QUERY_COLUMNS, ANSWER_COLUMNS))
+    needed = [("url' or 'image", image)] + (
+        [] if image_only else [("query' or 'instruction", query), ("annotation' or 'response", answer)]
+    )
+    missing = [name for name, col in needed if col is None]
+    if missing or image is None:
+        raise DataError(
+            f"{path}: missing column(s) " + ", ".join(f"'{m}'" for m in missing) + f"; the header has {header}"
+        )
+    return _Columns(image, query, answer, _pick(header, TYPE_COLUMNS), _pick(header, SEAM_COLUMNS))
+
+
+def _text_fields(row: list[str], header: list[str], cols: _Columns) -> tuple[str, str, str | None, bool | None]:
+    """(query, answer, question type, seam) of a text row; raises :class:`_BadRow`."""
+    query, answer = row[cols.query].strip(), row[cols.answer].strip()
+    if not query:
+        raise _BadRow(f"empty {header[cols.query]}")
+    if not answer:
+        raise _BadRow(f"empty {header[cols.answer]}")
+    kind = (row[cols.type].strip() or None) if cols.type is not None else None
+    seam = None
+    if cols.seam is not None:
+        try:
+            seam = parse_flag(row[cols.seam])
+        except ValueError as exc:
+            raise _BadRow(f"bad {header[cols.seam]}: {exc}") from None
+    return query, answer, kind, seam
+
+
+def _csv_record(
+    row: list[str], header: list[str], cols: _Columns, image_only: bool, base: Path, check: _ImageChecks
+) -> tuple[str, str | None, str | None, str | None, bool | None]:
+    """(image ref, query, answer, question type, seam) of one CSV row; raises :class:`_BadRow`."""
+    if len(row) != len(header):
+        raise _BadRow(f"malformed row: {len(row)} fields, the header has {len(header)}")
+    image = row[cols.image].strip()
+    if not image:
+        raise _BadRow(f"empty {header[cols.image]}")
+    fields = (None, None, None, None) if image_only else _text_fields(row, header, cols)
+    ref = resolve_image(image, base)
+    problem = check(ref)
+    if problem:
+        raise _BadRow(problem)
+    return (ref, *fields)
+
+
 def read_csv(path: str | Path, log: BadRowLog, image_only: bool = False) -> list[Record]:
-    """Records of a CSV file. A missing required column is a :class:`DataError` for the whole file."""
+    """Records of a CSV file. A missing required column is a :class:`DataError` for the whole file.
+
+    The optional columns ``type`` (question type) and ``seam`` (``1/0/true/false/yes/no``, empty
+    for unknown) fill :attr:`Record.question_type` and :attr:`Record.seam`; any other seam value
+    makes the row bad.
+    """
     path = Path(path)
     records: list[Record] = []
     check = _ImageChecks()
@@ -77,43 +146,18 @@ def read_csv(path: str | Path, log: BadRowLog, image_only: bool = False) -> list
             header = [h.strip().lower() for h in next(reader)]
         except StopIteration:
             raise DataError(f"{path}: empty file (expected a header row)") from None
-        img_col = _pick(header, IMAGE_COLUMNS)
-        q_col, a_col = _pick(header, QUERY_COLUMNS), _pick(header, ANSWER_COLUMNS)
-        needed = [("url' or 'image", img_col)] + (
-            [] if image_only else [("query' or 'instruction", q_col), ("annotation' or 'response", a_col)]
-        )
-        missing = [name for name, col in needed if col is None]
-        if missing:
-            raise DataError(
-                f"{path}: missing column(s) " + ", ".join(f"'{m}'" for m in missing) + f"; the header has {header}"
-            )
+        cols = _columns(path, header, image_only)
         line = reader.line_num + 1
         for row in reader:
             start, line = line, reader.line_num + 1
             if not any(cell.strip() for cell in row):
                 continue  # blank line
-            if len(row) != len(header):
-                log.report(str(path), start, f"malformed row: {len(row)} fields, the header has {len(header)}")
+            try:
+                ref, query, answer, kind, seam = _csv_record(row, header, cols, image_only, path.parent, check)
+            except _BadRow as bad:
+                log.report(str(path), start, str(bad))
                 continue
-            image = row[img_col].strip()
-            if not image:
-                log.report(str(path), start, f"empty {header[img_col]}")
-                continue
-            query = answer = None
-            if not image_only:
-                query, answer = row[q_col].strip(), row[a_col].strip()
-                if not query:
-                    log.report(str(path), start, f"empty {header[q_col]}")
-                    continue
-                if not answer:
-                    log.report(str(path), start, f"empty {header[a_col]}")
-                    continue
-            ref = resolve_image(image, path.parent)
-            problem = check(ref)
-            if problem:
-                log.report(str(path), start, problem)
-                continue
-            records.append(Record((ref,), query, answer, str(path), start))
+            records.append(Record((ref,), query, answer, str(path), start, question_type=kind, seam=seam))
     return records
 
 

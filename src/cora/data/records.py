@@ -24,12 +24,30 @@ class DataError(ValueError):
     """A dataset problem, with the file (and line) it comes from in the message."""
 
 
+_FLAGS = {"1": True, "true": True, "yes": True, "0": False, "false": False, "no": False}
+
+
+def parse_flag(value: object) -> bool | None:
+    """A yes/no column (``seam``): ``1/0/true/false/yes/no`` in any case, a JSON boolean, or empty
+    (``""`` or null) for unknown, which is None. Anything else is a ValueError saying what was found."""
+    if value is None or isinstance(value, bool):
+        return value
+    text = str(value).strip().lower() if isinstance(value, str | int) else None
+    if text == "":
+        return None
+    if text not in _FLAGS:
+        raise ValueError(f"{value!r} is not one of 1/0/true/false/yes/no (empty: unknown)")
+    return _FLAGS[text]
+
+
 @dataclass(frozen=True)
 class Record:
     """One training/evaluation example: panorama(s) + optional question and answer.
 
     ``images`` are absolute local paths or http(s) URLs. ``line`` is the 1-based line of
-    the row in ``source`` (for CSV, the line where the row starts).
+    the row in ``source`` (for CSV, the line where the row starts). ``question_type`` (e.g. a
+    SynthPano template, ``caption``, ``grounding``) and ``seam`` (whether answering needs the ±180°
+    seam) are None when the file does not say; evaluation reports subsets by them.
     """
 
     images: tuple[str, ...]
@@ -40,6 +58,8 @@ class Record:
     objects: tuple[dict, ...] = ()
     width: int | None = None
     height: int | None = None
+    question_type: str | None = None
+    seam: bool | None = None
 
     @property
     def image(self) -> str:
