@@ -137,3 +137,78 @@ def test_read_eval_samples_groups_references_and_aliases(tmp_path):
     path.write_text("url,annotation\nimg/a.png,x\n")
     with pytest.raises(ValueError, match=r"test.csv: missing column\(s\) 'query' or 'instruction'"):
         read_eval_samples(path)
+
+
+def _synth_test_split(tmp_path):
+    from cora.data.synth import write_synth_dataset
+
+    write_synth_dataset(tmp_path / "synth", 20, seed=2, width=64, height=32, workers=1)
+    return tmp_path / "synth"
+
+
+class FromReferences:
+    """Answers right (the first reference) when the question needs the seam, wrong otherwise."""
+
+    def __call__(self, batch):
+        return [s.references[0] if s.seam else "I do not know" for s in batch]
+
+
+def test_metrics_json_reports_types_and_seam_subsets_of_a_synth_test_split(tmp_path):
+    samples = read_eval_samples(_synth_test_split(tmp_path) / "test.csv")
+    assert all(s.question_type is not None and s.seam is not None for s in samples)
+    result = evaluate(FromReferences(), samples, tmp_path / "ev", metrics=[])
+    on_disk = json.loads((tmp_path / "ev" / "metrics.json").read_text())
+    assert on_disk == result
+    questions = [s for s in samples if s.question_type != "caption"]
+    seam = [s for s in questions if s.seam]
+    assert 0 < len(seam) < len(questions)
+    assert result["exact_match"] == pytest.approx(len(seam) / len(questions))
+    assert result["seam"] == {"n": len(seam), "exact_match": 1.0}
+    assert result["no_seam"] == {"n": len(questions) - len(seam), "exact_match": 0.0}
+    assert result["by_type"]["caption"] == {"n": 2, "exact_match": None}
+    assert result["by_type"]["behind"] == {"n": 2, "exact_match": 1.0}  # behind always needs the seam
+    assert set(result["by_type"]) == {s.question_type for s in samples}
+    assert "yaw_error_deg" not in result  # no grounding answers in the CSV
+    lines = [json.loads(line) for line in (tmp_path / "ev" / "per_question.jsonl").read_text().splitlines()]
+    assert [(x["url"], x["query"]) for x in lines] == [s.key for s in samples]
+    assert set(lines[0]) == {"url", "query", "type", "seam", "prediction", "exact_match", "yaw_error_deg"}
+    assert [x["seam"] for x in lines] == [s.seam for s in samples]
+    assert [x["exact_match"] for x in lines] == [None if s.question_type == "caption" else s.seam for s in samples]
+
+
+class ShiftedBoxes:
+    """Grounding answers: the reference box moved 10 norm1000 units (3.6°) to the right, or no box at all."""
+
+    def __call__(self, batch):
+        out = []
+        for i, s in enumerate(batch):
+            box = json.loads(s.references[0]).get("bbox_2d") if s.question_type == "grounding" else None
+            if box is None or i % 3 == 0:
+                out.append("somewhere")
+            else:
+                out.append(json.dumps({"bbox_2d": [(box[0] + 10) % 1000, box[1], (box[2] + 10) % 1000, box[3]]}))
+        return out
+
+
+def test_yaw_error_of_grounding_answers_and_unparsed_ones(tmp_path):
+    samples = read_eval_samples(_synth_test_split(tmp_path) / "test.jsonl")
+    grounding = [s for s in samples if s.question_type == "grounding"]
+    assert grounding and {s.seam for s in samples if s.question_type == "caption"} == {None}
+    result = evaluate(ShiftedBoxes(), samples, tmp_path / "ev", batch_size=len(samples), metrics=[])
+    unparsed = sum(i % 3 == 0 for i, s in enumerate(samples) if s.question_type == "grounding")
+    assert result["yaw_error_deg"] == {"n": len(grounding), "mean": pytest.approx(3.6), "unparsed": unparsed}
+    lines = [json.loads(line) for line in (tmp_path / "ev" / "per_question.jsonl").read_text().splitlines()]
+    errors = [x["yaw_error_deg"] for x in lines if x["type"] == "grounding"]
+    assert errors.count(None) == unparsed and all(e == pytest.approx(3.6) for e in errors if e is not None)
+
+
+def test_plain_csv_gives_todays_metrics_plus_exact_match(tmp_path):
+    from cora.evaluation.runner import score_predictions
+
+    result = evaluate(Recorder(), _samples(3), tmp_path / "ev", metrics=[])
+    assert set(result) == {"n_samples", "n_references", "n_without_references", "seconds", "exact_match", "predictions"}
+    assert result["exact_match"] == 0.0
+    # scoring a predictions file alone: the same, no subsets (they need the samples' types and flags)
+    again = score_predictions(tmp_path / "ev" / "predictions.csv", tmp_path / "again", metrics=[])
+    assert {k: v for k, v in again.items() if k != "seconds"} == {k: v for k, v in result.items() if k != "seconds"}
+    assert len((tmp_path / "again" / "per_question.jsonl").read_text().splitlines()) == 3

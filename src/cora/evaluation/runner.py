@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import time
@@ -9,16 +10,18 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from cora.evaluation.answers import QuestionScore, answer_metrics, score_question
 from cora.evaluation.metrics import DEFAULT_METRICS, check_metric_names, compute_metrics
-from cora.evaluation.predictions import PredictionGroup, PredictionWriter
+from cora.evaluation.predictions import PredictionGroup, PredictionWriter, read_predictions
 from cora.evaluation.samples import EvalSample
 from cora.inference.protocols import BatchGenerator
-from cora.utils.io import atomic_write_json
+from cora.utils.io import atomic_write_json, atomic_write_text
 
 logger = logging.getLogger(__name__)
 
 PREDICTIONS = "predictions.csv"
 METRICS_JSON = "metrics.json"
+PER_QUESTION = "per_question.jsonl"
 
 
 GenerateFn = Callable[[Sequence[EvalSample]], list[str]]
@@ -83,7 +86,9 @@ def evaluate(
     resume: bool = True,
     judge: Any | None = None,
 ) -> dict[str, Any]:
-    """Predict (writing ``out_dir/predictions.csv`` incrementally), score, write ``metrics.json``.
+    """Predict (writing ``out_dir/predictions.csv`` incrementally), score, write ``metrics.json``
+    and ``per_question.jsonl`` (see :func:`score_predictions`; the samples' question types and seam
+    flags give the subsets).
 
     Re-running after an interruption continues where the file ends; no sample is predicted
     twice. ``judge`` (a :class:`cora.evaluation.judge.Judge`) adds an LLM-as-judge score.
@@ -92,7 +97,7 @@ def evaluate(
     out = Path(out_dir)
     predictions_path = out / PREDICTIONS
     predict(generator, samples, predictions_path, batch_size=batch_size, flush_every=flush_every, resume=resume)
-    return score_predictions(predictions_path, out, metrics=metrics, judge=judge)
+    return score_predictions(predictions_path, out, metrics=metrics, judge=judge, samples=samples)
 
 
 def score_predictions(
@@ -101,9 +106,19 @@ def score_predictions(
     *,
     metrics: Sequence[str] = DEFAULT_METRICS,
     judge: Any | None = None,
+    samples: Sequence[EvalSample] | None = None,
 ) -> dict[str, Any]:
-    """Metrics (and the judge's score) of a predictions CSV, written to ``out_dir/metrics.json``."""
-    result = compute_metrics(predictions_path, metrics)
+    """Metrics (and the judge's score) of a predictions CSV, written to ``out_dir/metrics.json``.
+
+    After the caption metrics come the answer metrics (:func:`cora.evaluation.answers.answer_metrics`):
+    ``exact_match`` always, ``yaw_error_deg`` when references are boxes, and, from ``samples``
+    (their question types and seam flags), ``by_type`` and ``seam``/``no_seam``; without samples
+    there are no subsets. ``out_dir/per_question.jsonl`` gets one line per sample.
+    """
+    groups = read_predictions(predictions_path)
+    result = compute_metrics(groups, metrics)
+    scores = question_scores(groups, samples)
+    result.update(answer_metrics(scores))
     if judge is not None:
         from cora.evaluation.judge import judge_predictions
 
@@ -111,5 +126,20 @@ def score_predictions(
         if result["judge"] is None:
             result.setdefault("unavailable", {})["judge"] = "no judge answer held a 0-10 grade"
     result["predictions"] = str(predictions_path)
+    atomic_write_text(Path(out_dir) / PER_QUESTION, "".join(json.dumps(s.to_json()) + "\n" for s in scores))
     atomic_write_json(Path(out_dir) / METRICS_JSON, result)
     return result
+
+
+def question_scores(
+    groups: Sequence[PredictionGroup], samples: Sequence[EvalSample] | None = None
+) -> list[QuestionScore]:
+    """Each predicted sample scored, in the predictions file's order; question type and seam flag from
+    the sample of the same (url, query), when given."""
+    by_key = {s.key: s for s in samples or ()}
+    scores = []
+    for g in groups:
+        sample = by_key.get(g.key)
+        kind, seam = (sample.question_type, sample.seam) if sample else (None, None)
+        scores.append(score_question(g.url, g.query, g.prediction, g.references, kind, seam))
+    return scores

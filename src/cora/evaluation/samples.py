@@ -18,12 +18,15 @@ from cora.data.readers import read_records
 
 @dataclass(frozen=True)
 class EvalSample:
-    """``url``: the predictions key (relative to the dataset file where possible); ``image``: a local path."""
+    """``url``: the predictions key (relative to the dataset file where possible); ``image``: a local path;
+    ``question_type`` and ``seam``: from the dataset when it gives them (evaluation's subsets), else None."""
 
     url: str
     query: str
     references: tuple[str, ...] = ()
     image: str = ""
+    question_type: str | None = None
+    seam: bool | None = None
 
     @property
     def key(self) -> tuple[str, str]:
@@ -49,6 +52,13 @@ def read_eval_samples(
     for rec, refs in group_references(records):
         image = rec.image
         samples.append(
-            EvalSample(_display(image, path.parent), rec.query or "", tuple(refs), str(local_path(image, cache_dir)))
+            EvalSample(
+                _display(image, path.parent),
+                rec.query or "",
+                tuple(refs),
+                str(local_path(image, cache_dir)),
+                question_type=rec.question_type,
+                seam=rec.seam,
+            )
         )
     return samples

@@ -51,7 +51,7 @@ def heldout_loss(model: Any, config: CoraConfig) -> tuple[float, dict[str, float
 def _by_type(loss_by_type: dict[str, float], samples: list, answers: dict[tuple[str, str], str]) -> dict[str, dict]:
     """Per SynthPano question type: held-out loss, questions, exact-match accuracy (none for captions)."""
     from cora.data.synth import question_type
-    from cora.recipes.demo.heldout import answer_accuracy
+    from cora.evaluation.answers import answer_accuracy
 
     pairs_by_type: dict[str, list[tuple[str, list[str]]]] = {}
     for s in samples:
@@ -70,11 +70,11 @@ def _by_type(loss_by_type: dict[str, float], samples: list, answers: dict[tuple[
 def evaluate_run(config: CoraConfig) -> dict[str, Any]:
     """Predictions + metrics (evaluation API) and the demo's two numbers for one run."""
     from cora.data.records import CAPTION_QUERY
+    from cora.evaluation.answers import answer_accuracy
     from cora.evaluation.runner import METRICS_JSON, PREDICTIONS, evaluate
     from cora.evaluation.samples import read_eval_samples
     from cora.inference import PanoramaGenerator
     from cora.inference.loading import load_run
-    from cora.recipes.demo.heldout import answer_accuracy
     from cora.training.runner import load_run_model, run_dir_of
 
     if config.data.test is None:

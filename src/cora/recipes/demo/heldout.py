@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
 from torch.utils.data import DataLoader, Dataset, Subset
+
+# Answer normalisation and exact match live in evaluation; kept importable from here for the demo's callers.
+from cora.evaluation.answers import answer_accuracy, normalise_answer
+
+__all__ = ["answer_accuracy", "heldout_lm_loss", "heldout_lm_loss_by_group", "normalise_answer"]
 
 IGNORE_INDEX = -100
 
@@ -77,18 +81,3 @@ def heldout_lm_loss(
     ``blind``: pixels are zeroed, as in the blind ablation's training.
     """
     return heldout_lm_loss_by_group(model, dataset, collate, {"all": range(len(dataset))}, batch_size, blind)[0]
-
-
-def normalise_answer(text: str) -> str:
-    """Lower case, punctuation and articles' surrounding space removed, whitespace collapsed."""
-    text = re.sub(r"[^\w\s]", " ", text.lower())
-    return " ".join(text.split())
-
-
-def answer_accuracy(pairs: Iterable[tuple[str, Sequence[str]]]) -> float:
-    """Fraction of (prediction, references) whose normalised prediction equals a normalised reference."""
-    pairs = list(pairs)
-    if not pairs:
-        raise ValueError("no predictions to score")
-    hits = sum(normalise_answer(p) in {normalise_answer(r) for r in refs} for p, refs in pairs)
-    return hits / len(pairs)
