@@ -148,11 +148,16 @@ def _step_plot(run: DemoRun) -> str:
     return str(out)
 
 
-STEPS = [
+# What every run on the tiny kit needs first (the sweep recipe runs these once too).
+PREPARE_STEPS = [
     ("SynthPano data", _step_data),
     ("tiny-model kit", _step_kit),
     ("vision prior", _step_vision_prior),
     ("language prior", _step_language_prior),
+]
+
+STEPS = [
+    *PREPARE_STEPS,
     ("training (3 stages)", _step_train),
     ("blind training (no pixels)", _step_blind),
     ("held-out evaluation", _step_eval),
