@@ -157,3 +157,28 @@ def test_paired_statistic_by_hand():
     assert _stat(pairs, idx, "loss") == pytest.approx((-4 / 6 - 1) / 2)
     # Seam subset (questions 0 and 2): seed 1: 1/2 − 0; seed 2: 1 − 1/2 → +1/2.
     assert _stat(pairs, idx, "seam_em") == pytest.approx(0.5)
+
+
+@pytest.mark.slow
+def test_a_sweep_of_an_adapted_vlm(tmp_path, synth):
+    base = tmp_path / "adapt.yaml"
+    base.write_text(f"""extends: {ROOT / "configs" / "adapt-qwen2_5_vl-tiny.yaml"}
+data: {{train: {synth / "train.csv"}, val: null, test: {synth / "test.csv"}}}
+training:
+  progress_bar: false
+  loggers: [csv]
+  stage_configs: {{aligner: {{max_steps: 1}}, lora: {{max_steps: 1}}}}
+evaluation: {{metrics: [bleu4], max_new_tokens: 3, batch_size: 8}}
+""")
+    sweep = tmp_path / "sweep.yaml"
+    sweep.write_text(
+        f"name: vlm\nbase: adapt.yaml\noutput_dir: {tmp_path / 'runs'}\nseeds: [0]\nreference: views\n"
+        "rows:\n  views: {}\n  no_panorope: {adapt: {panorope: false}}\n"
+    )
+    outcomes = run_sweep(sweep)
+    assert [o.status for o in outcomes] == ["finished", "finished"], [o.detail for o in outcomes]
+    agg = aggregate(load_sweep(sweep))
+    measures = agg["rows"]["views"]["measures"]
+    assert "exact_match" in measures and "bleu4" in measures and "answer_loss" not in measures
+    cmp = agg["rows"]["no_panorope"]["vs_reference"]
+    assert np.isnan(cmp["loss"]["diff"]) and not np.isnan(cmp["em"]["diff"])

@@ -75,7 +75,9 @@ def _stat(pairs: list[tuple[dict, dict]], idx: np.ndarray, what: str) -> float:
     """Mean over paired seeds of (row − reference) on the questions ``idx``."""
     diffs = []
     for row, ref in pairs:
-        if what == "loss":
+        if what == "loss" and not (row["tokens"][idx].sum() and ref["tokens"][idx].sum()):
+            diffs.append(np.nan)  # no teacher-forced loss (adapted VLMs): nothing to compare
+        elif what == "loss":
             diffs.append(
                 row["loss"][idx].sum() / row["tokens"][idx].sum() - ref["loss"][idx].sum() / ref["tokens"][idx].sum()
             )

@@ -91,18 +91,33 @@ def summarise(questions: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def measure_run(model: Any, config: CoraConfig, run_dir: Path) -> dict[str, Any]:
-    """Predictions, captioning metrics and per-question measures of a trained run (into ``run_dir/eval``)."""
-    from cora.evaluation.answers import exact_match
-    from cora.evaluation.runner import evaluate
-    from cora.evaluation.samples import read_eval_samples
+def _generator(model: Any, config: CoraConfig) -> Any:
+    """The run's answer generator: an adapted VLM's own (its input mode and chat template), else CORA's."""
+    if config.adapt is not None:
+        from cora.adapt.generator import AdaptGenerator
+
+        return AdaptGenerator.from_model(model, config)
     from cora.inference import PanoramaGenerator
 
-    if config.data.test is None:
-        raise ValueError("data.test is not set: a sweep evaluates every run on the held-out test split")
     generator = PanoramaGenerator.from_model(model, config)
     if config.training.blind:
         generator.views = _ZeroViews(generator.views)
+    return generator
+
+
+def measure_run(model: Any, config: CoraConfig, run_dir: Path) -> dict[str, Any]:
+    """Predictions, captioning metrics and per-question measures of a trained run (into ``run_dir/eval``).
+
+    An adapted VLM's teacher-forced loss goes through its own processor's batches, which this recipe does
+    not rebuild per question: its answer loss is left out (None), the generation measures are all there.
+    """
+    from cora.evaluation.answers import exact_match
+    from cora.evaluation.runner import evaluate
+    from cora.evaluation.samples import read_eval_samples
+
+    if config.data.test is None:
+        raise ValueError("data.test is not set: a sweep evaluates every run on the held-out test split")
+    generator = _generator(model, config)
     samples = read_eval_samples(config.data.test, config.data.bad_row_policy, config.data.cache_dir)
     out_dir = run_dir / "eval"
     if out_dir.exists():
@@ -116,7 +131,7 @@ def measure_run(model: Any, config: CoraConfig, run_dir: Path) -> dict[str, Any]
 
     ev = config.evaluation
     metrics = evaluate(generate, samples, out_dir, batch_size=ev.batch_size, metrics=ev.metrics)
-    losses = question_losses(model, config)
+    losses = question_losses(model, config) if config.adapt is None else {}
     questions = []
     for s in samples:
         key = _key(s.image, s.query)

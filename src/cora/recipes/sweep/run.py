@@ -55,14 +55,20 @@ def _train_and_measure(config: CoraConfig, run_dir: Path) -> dict[str, Any]:
     import torch
 
     from cora.recipes.sweep.measure import measure_run
-    from cora.training.runner import load_run_model, train
+    from cora.training import runner
 
     if config.training.num_threads:
         torch.set_num_threads(config.training.num_threads)
     t0 = time.perf_counter()
-    result = train(config, resume="auto")
+    if config.adapt is not None:  # an off-the-shelf VLM: the same runner with the adapt model and data
+        from cora.adapt.run import load_adapt_run, train_adapt
+
+        result = train_adapt(config, resume="auto")
+        model = load_adapt_run(run_dir, config) if result.model is None else result.model.eval()
+    else:
+        result = runner.train(config, resume="auto")
+        model = runner.load_run_model(config, run_dir) if result.model is None else result.model.eval()
     train_seconds = time.perf_counter() - t0
-    model = load_run_model(config, run_dir) if result.model is None else result.model.eval()
     t1 = time.perf_counter()
     measured = measure_run(model, config, run_dir)
     return {**measured, "train_seconds": round(train_seconds, 1), "eval_seconds": round(time.perf_counter() - t1, 1)}
