@@ -78,3 +78,25 @@ def test_hungarian_scores_identical_features_at_chance():
     tiles = [perspective_view(i * 45.0, 0.0, 90.0, 64, i) for i in range(8)]
     collapsed = diagnostics.overlap_diagnostics(torch.ones(4, 8, H, W, D), tiles, 2)
     assert collapsed["hungarian_acc"] < 0.2
+
+
+def test_validation_skips_overlap_diagnostics_when_the_stage_has_no_overlap_loss():
+    """Cube faces (FOV 90° every 90°) never overlap: a stage without an overlap loss must still validate."""
+    from types import SimpleNamespace
+
+    from cora.config.sections.training import StageConfig
+    from cora.training.module import StageData, StageModule, StagePlan
+
+    faces = [perspective_view(90.0 * i, 0.0, 90.0, 64, i) for i in range(4)]
+
+    class FaceModel(torch.nn.Module):
+        def forward(self, pixel_values, geometries, input_ids=None, attention_mask=None, labels=None):
+            loss = pixel_values.mean() * 0 + 1.0
+            return SimpleNamespace(loss=loss, logits=None, overlap_features=torch.randn(2, 4, H, W, D),
+                                   tile_geometries=faces, resampler_features=None)  # fmt: skip
+
+    stage = StageConfig(vicreg_projector="frozen", overlap_loss_weight=0.0)
+    module = StageModule(FaceModel(), "resampler", stage, StageData([], None, list), StagePlan(1))
+    batch = {"pixel_values": torch.rand(2, 4, 3, 8, 8), "geometries": faces, "labels": torch.zeros(2, 3)}
+    module.validation_step(batch, 0)
+    assert module._val_sums == {"val_loss": 1.0, "val_lm_loss": 1.0}

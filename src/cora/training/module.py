@@ -141,7 +141,9 @@ class StageModule(L.LightningModule):
             return
         loss, parts, out = self.losses(batch)
         values = {"val_loss": float(loss)} | {f"val_{k}": float(v) for k, v in parts.items()}
-        if self.stage_cfg.vicreg_projector != "unused" and out.overlap_features is not None:
+        # The stage-1 diagnostics judge the overlap this stage learns: none without an overlap loss
+        # (cube faces, a resized ERP: there may be no overlapping tiles to pair at all).
+        if self.overlap_loss is not None and out.overlap_features is not None:
             values |= overlap_diagnostics(
                 out.overlap_features,
                 out.tile_geometries,
