@@ -58,6 +58,17 @@ def test_every_implementation_in_the_code_is_registered():
     assert _modules("cora.model.resamplers", {"base", "mamba", "scan"}) == registered[RESAMPLERS.kind]
     assert _modules("cora.training.losses", {"strips"}) == registered[LOSSES.kind]
     assert _modules("cora.adapt.families", {"base"}) == registered[VLM_FAMILIES.kind]
+    # Crop strategies and loggers are functions of one module each: every public one returning views /
+    # a logger is registered.
+    import cora.processors.strategies as strategies
+    import cora.training.loggers as loggers
+
+    views = {n for n, f in vars(strategies).items() if inspect.isfunction(f) and f.__module__ == strategies.__name__
+             and inspect.signature(f).return_annotation == "list[ViewGeometry]" and not n.startswith("_")
+             and list(inspect.signature(f).parameters) == ["cfg"]}  # fmt: skip
+    assert views == set(CROP_STRATEGIES)
+    factories = {n.removesuffix("_logger") for n in vars(loggers) if n.endswith("_logger")}
+    assert factories == set(LOGGERS)
 
 
 def test_resampler_options_match_the_constructors():

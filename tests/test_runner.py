@@ -142,7 +142,8 @@ def test_load_run_model_rebuilds_the_final_weights(tmp_path):
 def test_heldout_measures():
     from torch.utils.data import Subset
 
-    from cora.recipes.demo.heldout import answer_accuracy, heldout_lm_loss, heldout_lm_loss_by_group
+    from cora.evaluation.answers import answer_accuracy
+    from cora.recipes.demo.heldout import heldout_lm_loss, heldout_lm_loss_by_group
     from tests.standin import StandinData, collate
 
     model = standin_model(None)

@@ -38,6 +38,9 @@ class Registry:
     def __iter__(self) -> Iterator[str]:
         return iter(sorted(self.entries))
 
+    def __len__(self) -> int:
+        return len(self.entries)
+
     def names(self) -> list[str]:
         return sorted(self.entries)
 

@@ -13,19 +13,19 @@ family processor gets them back as uint8 images (:func:`panorama_from_pixels`).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, get_args
 
 import cv2
 import numpy as np
 import torch
 
 from cora.config.schema import ImageProcessingConfig
+from cora.config.sections.adapt import InputMode
 from cora.processors.geometry import ViewGeometry
 from cora.processors.image_io import load_image
 from cora.processors.views import PanoramaViews, ViewBatch
 
-InputMode = Literal["native", "resize", "cubemap", "anyres_e2p"]
-INPUT_MODES: tuple[str, ...] = ("native", "resize", "cubemap", "anyres_e2p")
+INPUT_MODES: tuple[str, ...] = get_args(InputMode)
 MULTI_IMAGE_MODES = ("cubemap", "anyres_e2p")
 
 

@@ -18,9 +18,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from cora.model.vlm import SAVED_CONFIG, SAVED_META
+
 logger = logging.getLogger(__name__)
 
-SAVED_MODEL_MARKER = "cora_model.json"  # written by PanoramaVLM.save_pretrained
+SAVED_MODEL_MARKER = SAVED_META  # written by PanoramaVLM.save_pretrained
 
 
 class RunLoadError(ValueError):
@@ -58,7 +60,6 @@ def load_run(
     if saved is not None:
         from cora.config import load_config
         from cora.model import load_model
-        from cora.model.vlm import SAVED_CONFIG
 
         model = load_model(saved)
         logger.info("loaded the saved model in %s", saved)

@@ -18,7 +18,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
 from transformers import AutoModel, AutoModelForCausalLM, GenerationConfig, SiglipImageProcessorPil
 
 from cora.config.schema import KitConfig
@@ -26,6 +25,7 @@ from cora.kit.corpus import scene_corpus
 from cora.kit.tokenizer import train_tokenizer
 from cora.model.arch import hf_config_from_arch
 from cora.utils.io import atomic_write_json
+from cora.utils.rng import seeded
 
 logger = logging.getLogger(__name__)
 
@@ -83,7 +83,6 @@ def build_kit(
             elif sub.exists():
                 sub.unlink()
     paths.root.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(seed)
 
     tokenizer = train_tokenizer(
         [*scene_corpus(seed=seed), *extra],
@@ -93,11 +92,6 @@ def build_kit(
     )
 
     vision_cfg = hf_config_from_arch(kit.vision)
-    vision = AutoModel.from_config(vision_cfg)
-    vision.save_pretrained(paths.vision)
-    size = int(getattr(vision_cfg, "image_size", 224))
-    SiglipImageProcessorPil(size={"height": size, "width": size}).save_pretrained(paths.vision)
-
     lm_cfg = hf_config_from_arch(
         kit.language_model,
         vocab_size=len(tokenizer),
@@ -105,7 +99,12 @@ def build_kit(
         pad_token_id=tokenizer.pad_token_id,
         bos_token_id=None,
     )
-    lm = AutoModelForCausalLM.from_config(lm_cfg)
+    with seeded(seed):  # the kit's weights follow from the seed; the caller's RNG goes on untouched
+        vision = AutoModel.from_config(vision_cfg)
+        lm = AutoModelForCausalLM.from_config(lm_cfg)
+    vision.save_pretrained(paths.vision)
+    size = int(getattr(vision_cfg, "image_size", 224))
+    SiglipImageProcessorPil(size={"height": size, "width": size}).save_pretrained(paths.vision)
     # Greedy by default: evaluation must be deterministic (Qwen3's own default samples).
     lm.generation_config = GenerationConfig(
         do_sample=False, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id

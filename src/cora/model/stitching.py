@@ -14,13 +14,15 @@ from __future__ import annotations
 import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import get_args
 
 import numpy as np
 import torch
 
+from cora.config.sections.models import StitchingMode
 from cora.processors.geometry import ViewGeometry, wrap_deg
 
-STITCHING_MODES = ("stride_views", "unique", "concat")
+STITCHING_MODES: tuple[str, ...] = get_args(StitchingMode)
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from cora.config import CoraConfig, load_config, save_config
-from cora.config.sections.models import ModelsConfig
+from cora.config.sections.models import DType, ModelsConfig
 from cora.config.sections.training import StageConfig
 from cora.model.fusion import LanguageFusion, to_left_padding
 from cora.model.language import LanguageModel, build_language_model
@@ -25,6 +25,7 @@ from cora.model.stitching import plan_stitching
 from cora.model.vision import VisionBackbone, build_vision_backbone
 from cora.processors.geometry import ViewGeometry
 from cora.utils.io import atomic_open, atomic_write_json
+from cora.utils.rng import seeded
 
 logger = logging.getLogger(__name__)
 
@@ -250,7 +251,12 @@ class PanoramaVLM(nn.Module):
         parameter counts of reference-size models).
         """
         m = models
-        dtype = {"auto": None, "float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+        dtype: dict[DType, torch.dtype | None] = {
+            "auto": None,
+            "float32": torch.float32,
+            "bfloat16": torch.bfloat16,
+            "float16": torch.float16,
+        }
         vision = build_vision_backbone(m.vision_name, m.vision_arch, dtype=dtype[m.dtype], meta=meta)
         language = build_language_model(
             m.language_model_name,
@@ -261,8 +267,7 @@ class PanoramaVLM(nn.Module):
             m.dtype,
             meta=meta,
         )
-        with torch.random.fork_rng(devices=[]), torch.device("meta") if meta else contextlib.nullcontext():
-            torch.manual_seed(seed)
+        with seeded(seed), torch.device("meta") if meta else contextlib.nullcontext():
             resampler = build_resampler(m.resampler_type, vision.hidden_size, m.latent_dim, **m.resampler.model_dump())
             p = m.projector
             vicreg = VICRegProjector(m.latent_dim, p.vicreg_hidden_dim, p.vicreg_out_dim, p.vicreg_dropout)
@@ -276,6 +281,8 @@ class PanoramaVLM(nn.Module):
         (LoRA settings, weight names) and ``config.yaml``: ``run_config`` when given (what inference
         needs around the model: views, prompt, decoding), else a config holding this model's section.
         The base models are referenced by name or absolute folder, not copied."""
+        if self.config is None:
+            raise ValueError("save_pretrained needs the models: section the model was built from (config is None)")
         from safetensors.torch import save
 
         out = Path(out_dir)
@@ -283,7 +290,7 @@ class PanoramaVLM(nn.Module):
         state = {k: v.detach().cpu().contiguous() for k, v in self.trainable_state_dict().items()}
         with atomic_open(out / SAVED_WEIGHTS, "wb") as handle:
             handle.write(save(state))
-        models = _with_absolute_model_paths(self.config) if self.config is not None else ModelsConfig()
+        models = _with_absolute_model_paths(self.config)
         if run_config is None:
             logger.warning(
                 "save_pretrained(%s) without run_config: its config.yaml gets this model's models: section and "

@@ -4,7 +4,7 @@ The native :class:`cora.model.PanoramaVLM` and the adapted :class:`cora.adapt.ru
 both satisfy :class:`StageModel` structurally: neither imports this module (the model layer never
 imports training), and the runner never probes a model for optional methods. A new model kind
 that implements these methods trains, resumes and checkpoints in the same runner (see
-``docs/ARCHITECTURE.md``, "Adding a model kind").
+``docs/ARCHITECTURE.md``, "Where to add a part").
 """
 
 from __future__ import annotations

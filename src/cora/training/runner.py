@@ -110,11 +110,6 @@ def _build_loggers(config: CoraConfig, run_dir: Path, stage: str) -> list[Any]:
         raise RunError(str(exc)) from exc
 
 
-def _strategy(name: str) -> str:
-    # Lightning's registry names; the YAML values are the same words on purpose.
-    return {"auto": "auto", "ddp": "ddp", "fsdp": "fsdp", "deepspeed_stage_2": "deepspeed_stage_2"}[name]
-
-
 def default_model_factory(config: CoraConfig) -> StageModel:
     from cora.model import build_model
 
@@ -288,7 +283,7 @@ class StageRunner:
             dict(
                 accelerator=cfg.training.accelerator,
                 devices=cfg.training.devices,
-                strategy=_strategy(cfg.training.strategy),
+                strategy=cfg.training.strategy,  # the YAML values are Lightning's names
                 precision=resolve_precision(cfg.training.precision, cfg.training.accelerator),
                 max_epochs=1,
                 accumulate_grad_batches=stage_cfg.accumulate_grad_batches,

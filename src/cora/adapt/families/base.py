@@ -14,6 +14,8 @@ from typing import Any, ClassVar, Literal
 import torch
 from transformers import PretrainedConfig, PreTrainedModel, ProcessorMixin
 
+from cora.utils.rng import seeded
+
 RopeKind = Literal["mrope", "1d", "none"]
 
 
@@ -22,7 +24,7 @@ class AdaptConfigError(ValueError):
 
 
 class VLMFamily(ABC):
-    """One VLM family. Subclasses are stateless; the registry holds one instance each."""
+    """One VLM family. Subclasses are stateless; ``get_family`` returns a fresh instance of the registered class."""
 
     name: ClassVar[str]
     #: ``mrope``: Qwen's 3-D (t, h, w) ids; ``1d``: ordinary RoPE ids; ``none``: PanoRoPE unsupported.
@@ -92,9 +94,9 @@ class VLMFamily(ABC):
         """A random tiny model and its processor (tests, dry runs)."""
         processor = self.offline_processor(image_size)
         config = self.tiny_config(processor, image_size)
-        torch.manual_seed(seed)
-        model = self.model_class(config)
-        self._init_tiny(model)
+        with seeded(seed):
+            model = self.model_class(config)
+            self._init_tiny(model)
         model.eval()
         return model, processor
 

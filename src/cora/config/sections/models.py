@@ -8,6 +8,9 @@ from pydantic_core import PydanticCustomError
 from cora.config.base import ArchSpec, StrictModel, registered
 from cora.registry import RESAMPLERS
 
+StitchingMode = Literal["stride_views", "unique", "concat"]
+DType = Literal["auto", "float32", "bfloat16", "float16"]
+
 
 class ResamplerConfig(StrictModel):
     """Options of the resampler; each resampler reads the ones it uses."""
@@ -36,7 +39,7 @@ class ProjectorConfig(StrictModel):
     vicreg_hidden_dim: int = 1024
     vicreg_out_dim: int = 1024
     vicreg_dropout: float = Field(0.0, ge=0.0, lt=1.0, description="0 for VICReg, 0.1 for contrastive")
-    stitching: Literal["stride_views", "unique", "concat"] = "stride_views"
+    stitching: StitchingMode = "stride_views"
     positional_encoding: Literal["sinusoidal", "none"] = "sinusoidal"
     max_freq: float = Field(32.0, ge=1.0, description="highest sinusoid frequency (cycles per 360° of yaw)")
 
@@ -55,7 +58,7 @@ class ModelsConfig(StrictModel):
     projector: ProjectorConfig = ProjectorConfig()
     vision_token: str = "<|vision|>"
     attn_implementation: Literal["sdpa", "eager", "flash_attention_2"] = "sdpa"
-    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    dtype: DType = "auto"
 
     @field_validator("resampler")
     @classmethod

@@ -8,6 +8,7 @@ from cora.config.base import StrictModel, registered
 from cora.registry import LOGGERS, LOSSES
 
 Mode = Literal["frozen", "full", "lora", "unused"]
+Pairing = Literal["columns", "exact"]
 
 
 class LossConfig(StrictModel):
@@ -15,7 +16,7 @@ class LossConfig(StrictModel):
 
     type: registered(LOSSES) = "vicreg"
     overlap_columns: int | None = Field(None, ge=1, description="k strip columns; None: 25% of grid width")
-    pairing: Literal["columns", "exact"] = Field(
+    pairing: Pairing = Field(
         "columns",
         description="how strip tokens of neighbouring tiles are paired: columns (same row index, exact in "
         "longitude on the middle row) or exact (each token's direction sampled in the neighbour's grid in 2-D)",

@@ -13,7 +13,7 @@ import torch
 from cora.config import CoraConfig
 
 
-class _ZeroViews:
+class ZeroViews:
     """The blind run's views: same geometry, every pixel zero (as in its training)."""
 
     def __init__(self, views: Any) -> None:
@@ -83,7 +83,7 @@ def evaluate_run(config: CoraConfig) -> dict[str, Any]:
     model, _ = load_run(run_dir_of(config), config=config, device="cpu", run_loader=load_run_model)
     generator = PanoramaGenerator.from_model(model, config)
     if config.training.blind:
-        generator.views = _ZeroViews(generator.views)
+        generator.views = ZeroViews(generator.views)
     samples = read_eval_samples(config.data.test, config.data.bad_row_policy, config.data.cache_dir)
     out_dir = run_dir_of(config) / "eval"
     if out_dir.exists():

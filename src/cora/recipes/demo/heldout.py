@@ -8,10 +8,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
-# Answer normalisation and exact match live in evaluation; kept importable from here for the demo's callers.
-from cora.evaluation.answers import answer_accuracy, normalise_answer
-
-__all__ = ["answer_accuracy", "heldout_lm_loss", "heldout_lm_loss_by_group", "normalise_answer"]
+__all__ = ["heldout_lm_loss", "heldout_lm_loss_by_group"]
 
 IGNORE_INDEX = -100
 

@@ -25,19 +25,6 @@ from cora.utils.io import atomic_write_text
 QUESTIONS = "questions.jsonl"
 
 
-class _ZeroViews:
-    """A blind run's views: the same geometry with every pixel zero, as in its training."""
-
-    def __init__(self, views: Any) -> None:
-        self.views = views
-        self.geometries = getattr(views, "geometries", None)
-
-    def __call__(self, images: Any) -> Any:
-        batch = self.views(images)
-        batch.pixels = torch.zeros_like(batch.pixels)
-        return batch
-
-
 def _key(image: str, query: str) -> tuple[str, str]:
     return (str(Path(image).resolve()), query)
 
@@ -98,10 +85,11 @@ def _generator(model: Any, config: CoraConfig) -> Any:
 
         return AdaptGenerator.from_model(model, config)
     from cora.inference import PanoramaGenerator
+    from cora.recipes.demo.evaluation import ZeroViews
 
     generator = PanoramaGenerator.from_model(model, config)
     if config.training.blind:
-        generator.views = _ZeroViews(generator.views)
+        generator.views = ZeroViews(generator.views)
     return generator
 
 

@@ -10,23 +10,21 @@ never paired. Two pairings (``loss.pairing``):
   between columns). Exact in longitude on the middle row only: a perspective tile's rows bend, so
   the other rows are off by a few degrees (more when the tiles are pitched).
 - ``exact``: every chosen token's true direction is projected into tile i+1's token grid and
-  sampled there by bilinear interpolation over rows and columns; per row, the ``k`` tokens that
-  tile i+1 sees whose angles to the two optical axes are the most equal (the middle of the
-  overlap). :func:`pairing_error` measures both.
+  sampled there by bilinear interpolation over rows and columns; the chosen tokens are the
+  ``rows × k`` (as many as ``columns`` takes) that tile i+1 sees whose angles to the two optical
+  axes are the most equal (the middle of the overlap). :func:`pairing_error` measures both.
 """
 
 from __future__ import annotations
 
 import itertools
 from functools import lru_cache
-from typing import Literal
 
 import numpy as np
 import torch
 
+from cora.config.sections.training import Pairing
 from cora.processors.geometry import ViewGeometry, overlap_strip_columns, wrap_deg
-
-Pairing = Literal["columns", "exact"]
 
 
 def default_overlap_columns(width: int) -> int:
@@ -97,23 +95,13 @@ def _exact_pairs(geoms: tuple[ViewGeometry, ...], rows: int, cols: int, k: int) 
 
 @lru_cache(maxsize=64)
 def _pairs(geoms: tuple[ViewGeometry, ...], rows: int, cols: int, k: int) -> tuple[tuple[int, int, tuple, tuple], ...]:
-    by_pitch: dict[float, list[int]] = {}
-    for pos, g in enumerate(geoms):
-        by_pitch.setdefault(round(g.pitch_deg, 6), []).append(pos)
     pairs = []
-    for members in by_pitch.values():
-        first = geoms[members[0]].yaw_deg
-        members.sort(key=lambda p: float(wrap_deg(geoms[p].yaw_deg - first)) % 360.0)
-        if len(members) < 2:
+    for a, b in _neighbours(geoms):  # the closing pair across the seam is kept only if the tiles overlap
+        try:
+            idx_a, pos_b = overlap_strip_columns(geoms[a], geoms[b], cols, k, rows=rows)
+        except ValueError:
             continue
-        # Closed loop: the last tile meets the first across the seam (only kept if they overlap).
-        candidates = list(itertools.pairwise(members)) + ([(members[-1], members[0])] if len(members) > 2 else [])
-        for a, b in candidates:
-            try:
-                idx_a, pos_b = overlap_strip_columns(geoms[a], geoms[b], cols, k, rows=rows)
-            except ValueError:
-                continue
-            pairs.append((a, b, tuple(int(i) for i in idx_a), tuple(float(p) for p in pos_b)))
+        pairs.append((a, b, tuple(int(i) for i in idx_a), tuple(float(p) for p in pos_b)))
     return tuple(pairs)
 
 
