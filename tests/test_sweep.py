@@ -182,3 +182,24 @@ evaluation: {{metrics: [bleu4], max_new_tokens: 3, batch_size: 8}}
     assert "exact_match" in measures and "bleu4" in measures and "answer_loss" not in measures
     cmp = agg["rows"]["no_panorope"]["vs_reference"]
     assert np.isnan(cmp["loss"]["diff"]) and not np.isnan(cmp["em"]["diff"])
+
+
+def test_summarise_weights_loss_by_tokens_and_reports_seam_and_yaw():
+    from cora.recipes.sweep.measure import summarise
+
+    def q(kind, seam, em, loss, tokens, yaw=None, grounding=False):
+        return {"type": kind, "seam": seam, "exact_match": em, "loss_sum": loss, "tokens": tokens,
+                "grounding": grounding, "yaw_error_deg": yaw}  # fmt: skip
+
+    rows = [
+        q("caption", True, None, 6.0, 6),
+        q("behind", True, True, 1.0, 2),
+        q("count", False, False, 3.0, 2),
+        q("grounding", False, False, 2.0, 4, yaw=3.6, grounding=True),
+        q("grounding", True, False, 2.0, 4, yaw=None, grounding=True),  # no box in the answer: unparsed
+    ]
+    out = summarise(rows)
+    assert out["all"] == {"n": 5, "answer_loss": 14.0 / 18, "exact_match": 0.25}
+    assert out["seam"]["n"] == 3 and out["seam"]["exact_match"] == 0.5 and out["no_seam"]["exact_match"] == 0.0
+    assert out["by_type"]["caption"]["exact_match"] is None
+    assert out["yaw_error_deg"] == {"n": 2, "unparsed": 1, "mean": 3.6}

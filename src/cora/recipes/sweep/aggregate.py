@@ -49,6 +49,7 @@ def _row_measures(results: dict[int, dict]) -> dict[str, Any]:
         "exact_match": get(("measures", "all", "exact_match")),
         "seam_exact_match": get(("measures", "seam", "exact_match")),
         "no_seam_exact_match": get(("measures", "no_seam", "exact_match")),
+        "yaw_error_deg": get(("measures", "yaw_error_deg", "mean")),
         **{m: get(("metrics", m)) for m in CAPTION_METRICS},
     }
     types = sorted({t for r in results.values() for t in r.get("measures", {}).get("by_type", {})})
@@ -162,6 +163,8 @@ def table_rows(agg: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
         "no-seam EM %",
         *[m.upper() for m in metrics],
     ]
+    yaw = any("yaw_error_deg" in r["measures"] for r in agg["rows"].values())
+    header += ["yaw error °"] if yaw else []
     if ref:
         header += [f"Δ loss vs {ref} [95% CI]", f"Δ EM pts vs {ref} [95% CI]", f"Δ seam EM pts vs {ref} [95% CI]"]
     header += [t.removeprefix("type:") + " EM %" for t in types]
@@ -171,6 +174,7 @@ def table_rows(agg: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
         cells = [name, str(len(r["seeds"])), _pm(m.get("answer_loss"), 3), _pm(m.get("exact_match"), 1, 100),
                  _pm(m.get("seam_exact_match"), 1, 100), _pm(m.get("no_seam_exact_match"), 1, 100),
                  *[_pm(m.get(k), 3) for k in metrics]]  # fmt: skip
+        cells += [_pm(m.get("yaw_error_deg"), 1)] if yaw else []
         if ref:
             cmp = r.get("vs_reference")
             label = "(reference)" if name == ref else None

@@ -71,6 +71,13 @@ def summarise(questions: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
     for r in rows:
         by_type.setdefault(r["type"] or "other", []).append(r)
     out = {"all": block(rows), "by_type": {t: block(v) for t, v in sorted(by_type.items())}}
+    grounding = [r for r in rows if r.get("grounding")]
+    if grounding:  # a box answer's yaw error; a prediction with no box is counted, not given an error
+        errors = [r["yaw_error_deg"] for r in grounding if r["yaw_error_deg"] is not None]
+        out["yaw_error_deg"] = {
+            "n": len(grounding), "unparsed": len(grounding) - len(errors),
+            "mean": sum(errors) / len(errors) if errors else None,
+        }  # fmt: skip
     for name, flag in (("seam", True), ("no_seam", False)):
         subset = [r for r in rows if r["seam"] is flag]
         if subset:
@@ -99,7 +106,7 @@ def measure_run(model: Any, config: CoraConfig, run_dir: Path) -> dict[str, Any]
     An adapted VLM's teacher-forced loss goes through its own processor's batches, which this recipe does
     not rebuild per question: its answer loss is left out (None), the generation measures are all there.
     """
-    from cora.evaluation.answers import exact_match
+    from cora.evaluation.answers import box_yaw_deg, exact_match, yaw_error_deg
     from cora.evaluation.runner import evaluate
     from cora.evaluation.samples import read_eval_samples
 
@@ -125,10 +132,12 @@ def measure_run(model: Any, config: CoraConfig, run_dir: Path) -> dict[str, Any]
         key = _key(s.image, s.query)
         loss_sum, tokens = losses.get(key, (0.0, 0))
         caption = s.question_type == "caption"
+        grounding = bool(s.references) and box_yaw_deg(s.references[0]) is not None
         questions.append({
             "url": s.url, "query": s.query, "type": s.question_type, "seam": s.seam,
             "exact_match": None if caption else bool(exact_match(answers[key], s.references)),
-            "loss_sum": loss_sum, "tokens": tokens,
+            "loss_sum": loss_sum, "tokens": tokens, "grounding": grounding,
+            "yaw_error_deg": yaw_error_deg(answers[key], s.references[0]) if grounding else None,
         })  # fmt: skip
     atomic_write_text(out_dir / QUESTIONS, "".join(json.dumps(q) + "\n" for q in questions))
     captioning = {k: v for k, v in metrics.items() if isinstance(v, int | float) and math.isfinite(v)}
