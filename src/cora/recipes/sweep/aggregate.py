@@ -149,25 +149,22 @@ def _delta(cmp: dict | None, what: str, digits: int, scale: float = 1.0) -> str:
     return f"{d:+.{digits}f} [{lo * scale:+.{digits}f}, {hi * scale:+.{digits}f}]"
 
 
-def table_rows(agg: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
-    """Header and cells of the main table (exact match in percent)."""
-    types = sorted({k for r in agg["rows"].values() for k in r["measures"] if k.startswith("type:")})
-    metrics = [m for m in CAPTION_METRICS if any(m in r["measures"] for r in agg["rows"].values())]
+def _columns(agg: dict[str, Any]) -> tuple[list[str], list[str], bool]:
+    rows = agg["rows"].values()
+    types = sorted({k for r in rows for k in r["measures"] if k.startswith("type:")})
+    metrics = [m for m in CAPTION_METRICS if any(m in r["measures"] for r in rows)]
+    return types, metrics, any("yaw_error_deg" in r["measures"] for r in rows)
+
+
+def table_rows(agg: dict[str, Any], per_type: bool = True) -> tuple[list[str], list[list[str]]]:
+    """Header and cells of the table (exact match in percent); ``per_type``: a column per question type."""
+    types, metrics, yaw = _columns(agg)
     ref = agg["reference"]
-    header = [
-        "row",
-        "seeds",
-        "answer loss",
-        "exact match %",
-        "seam EM %",
-        "no-seam EM %",
-        *[m.upper() for m in metrics],
-    ]
-    yaw = any("yaw_error_deg" in r["measures"] for r in agg["rows"].values())
-    header += ["yaw error °"] if yaw else []
+    header = ["row", "seeds", "answer loss", "exact match %", "seam EM %", "no-seam EM %"]
+    header += [m.upper() for m in metrics] + (["yaw error °"] if yaw else [])
     if ref:
         header += [f"Δ loss vs {ref} [95% CI]", f"Δ EM pts vs {ref} [95% CI]", f"Δ seam EM pts vs {ref} [95% CI]"]
-    header += [t.removeprefix("type:") + " EM %" for t in types]
+    header += [t.removeprefix("type:") + " EM %" for t in types] if per_type else []
     body = []
     for name, r in agg["rows"].items():
         m = r["measures"]
@@ -180,29 +177,45 @@ def table_rows(agg: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
             label = "(reference)" if name == ref else None
             cells += [label or _delta(cmp, "loss", 3), label or _delta(cmp, "em", 1, 100),
                       label or _delta(cmp, "seam_em", 1, 100)]  # fmt: skip
-        cells += [_pm(m.get(t), 1, 100) for t in types]
+        cells += [_pm(m.get(t), 1, 100) for t in types] if per_type else []
         body.append(cells)
     return header, body
 
 
-def render(agg: dict[str, Any], fmt: str = "md") -> str:
-    """The sweep table as Markdown, LaTeX (booktabs) or CSV."""
-    if fmt not in FORMATS:
-        raise ValueError(f"unknown format {fmt!r}; valid: {list(FORMATS)}")
-    header, body = table_rows(agg)
-    if fmt == "csv":
-        buffer = io.StringIO()
-        csv.writer(buffer, lineterminator="\n").writerows([header, *body])
-        return buffer.getvalue()
-    if fmt == "md":
-        lines = ["| " + " | ".join(header) + " |", "|---|" + "---:|" * (len(header) - 1)]
-        lines += ["| " + " | ".join(cells) + " |" for cells in body]
-        return "\n".join(lines) + "\n"
+def type_rows(agg: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    """Exact match (%) per question type, one row per sweep row."""
+    types, _, _ = _columns(agg)
+    header = ["row", *[t.removeprefix("type:") for t in types]]
+    return header, [[name, *[_pm(r["measures"].get(t), 1, 100) for t in types]] for name, r in agg["rows"].items()]
+
+
+def _markdown(header: list[str], body: list[list[str]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|---|" + "---:|" * (len(header) - 1)]
+    return lines + ["| " + " | ".join(cells) + " |" for cells in body]
+
+
+def _latex(header: list[str], body: list[list[str]]) -> list[str]:
     from cora.evaluation.report import _latex_escape
 
     def tex(text: str) -> str:
         return _latex_escape(text).replace("±", r"$\pm$").replace("Δ", r"$\Delta$").replace("–", "--")
 
     lines = [r"\begin{tabular}{l" + "r" * (len(header) - 1) + "}", r"\toprule", " & ".join(map(tex, header)) + r" \\"]
-    lines += ["\\midrule", *[" & ".join(map(tex, cells)) + r" \\" for cells in body], r"\bottomrule", r"\end{tabular}"]
-    return "\n".join(lines) + "\n"
+    return [*lines, "\\midrule", *[" & ".join(map(tex, c)) + r" \\" for c in body], r"\bottomrule", r"\end{tabular}"]
+
+
+def render(agg: dict[str, Any], fmt: str = "md") -> str:
+    """The sweep as Markdown or LaTeX (the main table, then exact match per question type) or CSV (one
+    wide table)."""
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown format {fmt!r}; valid: {list(FORMATS)}")
+    if fmt == "csv":
+        buffer = io.StringIO()
+        header, body = table_rows(agg)
+        csv.writer(buffer, lineterminator="\n").writerows([header, *body])
+        return buffer.getvalue()
+    write = _markdown if fmt == "md" else _latex
+    main, types = write(*table_rows(agg, per_type=False)), write(*type_rows(agg))
+    title = "Exact match per question type (%, mean ± std over seeds):"
+    between = ["", title, ""] if fmt == "md" else ["", "% " + title]
+    return "\n".join([*main, *between, *types]) + "\n"
