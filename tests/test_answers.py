@@ -28,12 +28,6 @@ def test_normalise_and_exact_match() -> None:
         answer_accuracy([])
 
 
-def test_the_demo_still_imports_the_moved_functions() -> None:
-    from cora.recipes.demo import heldout
-
-    assert heldout.answer_accuracy is answer_accuracy and heldout.normalise_answer is normalise_answer
-
-
 @pytest.mark.parametrize(
     ("text", "yaw"),
     [
