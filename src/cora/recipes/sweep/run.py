@@ -38,10 +38,13 @@ class RunOutcome:
 
 
 def _resolved(spec: SweepSpec, row: str, seed: int) -> CoraConfig:
+    config = spec.run_config(row, seed)
+    if spec.prepare != "demo":
+        return config
     from cora.recipes.demo.resolve import resolve_config
 
-    # Unset data paths point at the SynthPano files, as in the demo (a no-op where they are set).
-    return resolve_config(spec.run_config(row, seed))
+    # Unset data paths point at the SynthPano files the preparation wrote, as in the demo.
+    return resolve_config(config)
 
 
 def _finished(run_dir: Path, digest: str) -> bool:
