@@ -2,17 +2,33 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+import typing
+from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict
+from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationInfo, field_validator
 
 from cora.registry import Registry
 
 
-class StrictModel(BaseModel):
-    """Unknown keys are errors (typos must not be silently ignored)."""
+def _takes_bool(annotation: Any) -> bool:
+    if annotation is bool or annotation is Any:
+        return True
+    return any(_takes_bool(arg) for arg in typing.get_args(annotation))
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, protected_namespaces=())
+
+class StrictModel(BaseModel):
+    """Unknown keys are errors (typos must not be silently ignored); so are booleans where a number is
+    expected (pydantic would read ``max_steps: true`` as 1) and infinite or NaN numbers."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, protected_namespaces=(), allow_inf_nan=False)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_bool_for_numbers(cls, value: Any, info: ValidationInfo) -> Any:
+        takes_bool = info.field_name is None or _takes_bool(cls.model_fields[info.field_name].annotation)
+        if isinstance(value, bool) and not takes_bool:
+            raise ValueError(f"expected a number or a name, got the boolean {str(value).lower()}")
+        return value
 
 
 def registered(registry: Registry) -> type[str]:

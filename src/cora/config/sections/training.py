@@ -1,8 +1,11 @@
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable
 from typing import Any, Literal
 
 from pydantic import Field, model_validator
+from pydantic_core import PydanticCustomError
 
 from cora.config.base import StrictModel, registered
 from cora.registry import LOGGERS, LOSSES
@@ -145,9 +148,27 @@ class TrainingConfig(StrictModel):
 
     @model_validator(mode="after")
     def _stages_are_configured(self) -> TrainingConfig:
+        # Errors carry the key at fault (ctx "key"), so the loader blames the file that set that key.
         missing = [s for s in self.stages if s not in self.stage_configs]
         if missing:
-            raise ValueError(
-                f"training.stages names {missing} but training.stage_configs has only {sorted(self.stage_configs)}"
-            )
+            raise PydanticCustomError(
+                "unknown_stage",
+                "{missing} {verb} no stage config{hint}; configured stages: {known}",
+                {"key": "stages", "missing": ", ".join(map(repr, missing)), "verb": "has" if len(missing) == 1
+                 else "have", "hint": _closest(missing[0], self.stage_configs), "known": ", ".join(self.stage_configs)},
+            )  # fmt: skip
+        known = [*self.stages, *(s for s in REFERENCE_STAGES if s not in self.stages)]
+        stray = [name for name in self.stage_configs if name not in known]
+        if stray:
+            raise PydanticCustomError(
+                "unknown_stage_config",
+                "{name!r} is neither in training.stages nor a reference stage{hint}; stages: {known}",
+                {"key": f"stage_configs.{stray[0]}", "name": stray[0], "hint": _closest(stray[0], known),
+                 "known": ", ".join(known)},
+            )  # fmt: skip
         return self
+
+
+def _closest(name: str, names: Iterable[str]) -> str:
+    close = difflib.get_close_matches(name, list(names), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
