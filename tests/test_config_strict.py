@@ -53,3 +53,8 @@ def test_non_finite_numbers_are_config_errors(tmp_path, value):
 def test_the_shipped_configs_still_load():
     for path in sorted((ROOT / "configs").glob("*.yaml")):
         load_config(path)
+
+
+def test_a_stage_config_for_a_stage_not_run_is_fine(tmp_path):
+    cfg, load = _load(tmp_path, "training:\n  stages: [finetune]\n  stage_configs:\n    warmup: {lr: 1.0e-3}\n")
+    assert load().training.stages == ["finetune"]

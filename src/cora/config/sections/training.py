@@ -157,15 +157,17 @@ class TrainingConfig(StrictModel):
                 {"key": "stages", "missing": ", ".join(map(repr, missing)), "verb": "has" if len(missing) == 1
                  else "have", "hint": _closest(missing[0], self.stage_configs), "known": ", ".join(self.stage_configs)},
             )  # fmt: skip
+        # A config for a stage this run does not use is fine (a base config may define more stages than a
+        # derived one runs); one whose name is a near miss of a used or reference stage is a typo.
         known = [*self.stages, *(s for s in REFERENCE_STAGES if s not in self.stages)]
-        stray = [name for name in self.stage_configs if name not in known]
-        if stray:
+        typos = [(name, hint) for name in self.stage_configs if name not in known and (hint := _closest(name, known))]
+        if typos:
+            name, hint = typos[0]
             raise PydanticCustomError(
                 "unknown_stage_config",
-                "{name!r} is neither in training.stages nor a reference stage{hint}; stages: {known}",
-                {"key": f"stage_configs.{stray[0]}", "name": stray[0], "hint": _closest(stray[0], known),
-                 "known": ", ".join(known)},
-            )  # fmt: skip
+                "'{name}' is neither in training.stages nor a reference stage{hint}; stages: {known}",
+                {"key": f"stage_configs.{name}", "name": name, "hint": hint, "known": ", ".join(known)},
+            )
         return self
 
 
