@@ -68,7 +68,8 @@ class AdaptGenerator(GeneratorBase):
         config_file = Path(run_dir) / "config.yaml"
         run_config = load_config(config_file)
         try:
-            model = load_adapt_run(run_dir, run_config)
+            allow = (config or run_config).evaluation.allow_incomplete_run
+            model = load_adapt_run(run_dir, run_config, allow_incomplete=allow)
         except RunError as exc:
             raise RunLoadError(f"{exc} (train it first: `cora train --config {config_file}`)") from exc
         model.to(device or ("cuda" if torch.cuda.is_available() else "cpu"))

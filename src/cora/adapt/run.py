@@ -50,9 +50,12 @@ def train_adapt(
         raise RunError(str(exc)) from exc
 
 
-def load_adapt_run(run_dir: str | Path, config: CoraConfig | None = None) -> PanoramaAdapter:
+def load_adapt_run(
+    run_dir: str | Path, config: CoraConfig | None = None, allow_incomplete: bool = False
+) -> PanoramaAdapter:
     """The adapted model of a run: the base, then each completed stage's recipe and trained weights in order
-    (training's own replay, with the adapt model factory)."""
+    (training's own replay, with the adapt model factory); a run with unfinished stages only when
+    ``allow_incomplete``."""
     run = Path(run_dir)
     config = config or load_config(run / "config.yaml")
-    return load_run_model(config, run, model_factory=build_adapter)
+    return load_run_model(config, run, model_factory=build_adapter, allow_incomplete=allow_incomplete)

@@ -20,7 +20,11 @@ def panorama_generator(run_dir: str | Path, config: CoraConfig | None = None) ->
     from cora.inference import PanoramaGenerator
     from cora.training.runner import load_run_model
 
-    return PanoramaGenerator.from_run(run_dir, config=config, run_loader=load_run_model)
+    def run_loader(run_config: CoraConfig, run: Path):  # -> PanoramaVLM
+        allow = (config or run_config).evaluation.allow_incomplete_run
+        return load_run_model(run_config, run, allow_incomplete=allow)
+
+    return PanoramaGenerator.from_run(run_dir, config=config, run_loader=run_loader)
 
 
 def run_generator(run_dir: str | Path, config: CoraConfig | None = None) -> AnswerGenerator:

@@ -30,6 +30,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _train(args: argparse.Namespace) -> int:
     from cora.training.checkpoint import CheckpointError
+    from cora.training.module import TrainingDiverged
     from cora.training.runner import RunError, train
 
     config = load_config(args.config)
@@ -39,7 +40,7 @@ def _train(args: argparse.Namespace) -> int:
         train = train_adapt
     try:
         result = train(config, stage=args.stage, resume=args.resume)
-    except (RunError, CheckpointError) as exc:
+    except (RunError, CheckpointError, TrainingDiverged) as exc:
         raise UserError(str(exc)) from exc
     for name, summary in result.summaries.items():
         print(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import logging
 from collections.abc import Sequence
@@ -288,8 +289,9 @@ class PanoramaVLM(nn.Module):
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         state = {k: v.detach().cpu().contiguous() for k, v in self.trainable_state_dict().items()}
+        data = save(state)
         with atomic_open(out / SAVED_WEIGHTS, "wb") as handle:
-            handle.write(save(state))
+            handle.write(data)
         models = _with_absolute_model_paths(self.config)
         if run_config is None:
             logger.warning(
@@ -308,6 +310,7 @@ class PanoramaVLM(nn.Module):
                 "vision_name": models.vision_name,
                 "language_model_name": models.language_model_name,
                 "weights": sorted(state),
+                "sha256": hashlib.sha256(data).hexdigest(),
             },
         )
         return out
@@ -316,8 +319,6 @@ class PanoramaVLM(nn.Module):
     def from_pretrained(cls, path: str | Path, meta: bool = False) -> PanoramaVLM:
         """A model saved by :meth:`save_pretrained`: rebuilt from its ``config.yaml`` (base models from
         their names/folders), LoRA re-applied, the saved weights loaded."""
-        from safetensors.torch import load_file
-
         root = Path(path)
         for name in (SAVED_CONFIG, SAVED_META, SAVED_WEIGHTS):
             if not (root / name).is_file():
@@ -328,8 +329,24 @@ class PanoramaVLM(nn.Module):
         if info.get("lora"):
             model.language_model.apply_lora(**info["lora"])
         if not meta:
-            model.load_trainable_state_dict(load_file(str(root / SAVED_WEIGHTS)))
+            model.load_trainable_state_dict(_read_weights(root / SAVED_WEIGHTS, info.get("sha256")))
         return model
+
+
+def _read_weights(path: Path, sha256: str | None) -> dict[str, torch.Tensor]:
+    """The saved weights, refused when their bytes do not match the recorded checksum (a damaged or changed
+    file) or when a tensor holds an infinite or NaN value (a diverged run's weights answer nothing)."""
+    from safetensors.torch import load
+
+    data = path.read_bytes()
+    if sha256 is not None and (actual := hashlib.sha256(data).hexdigest()) != sha256:
+        raise ValueError(f"{path}: checksum mismatch (cora_model.json records {sha256[:12]}…, the file is "
+                         f"{actual[:12]}…): the weights were changed or damaged since they were saved")  # fmt: skip
+    state = load(data)
+    for name, tensor in state.items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise ValueError(f"{path}: {name}: weights not finite (inf or NaN); refusing to load them")
+    return state
 
 
 def _with_absolute_model_paths(models: ModelsConfig) -> ModelsConfig:

@@ -24,6 +24,10 @@ from cora.training.losses import build_loss
 from cora.training.schedule import StageSampler, warmup_cosine
 
 
+class TrainingDiverged(RuntimeError):
+    """A training step whose loss is not finite: the stage stops there instead of training on garbage."""
+
+
 @dataclass
 class StageData:
     """What a stage trains and validates on; ``collate`` builds the batch dict of the data contract."""
@@ -114,6 +118,13 @@ class StageModule(L.LightningModule):
         if batch is None:  # every image of the batch was unreadable and skipped (bad_row_policy: skip)
             return None
         loss, parts, _ = self.losses(batch)
+        if not torch.isfinite(loss):
+            step = self.plan.start_step + self.trainer.global_step + 1
+            values = ", ".join(f"{k} {float(v):.4g}" for k, v in parts.items())
+            raise TrainingDiverged(
+                f"stage {self.stage_name}: the loss is {float(loss)} at step {step} of {self.plan.total_steps} "
+                f"({values}); the stage stops here (lower its lr, or check the data for non-finite inputs)"
+            )
         bs = batch["pixel_values"].shape[0]
         self.log("loss", loss.detach(), prog_bar=True, batch_size=bs)
         for name, value in parts.items():

@@ -358,13 +358,30 @@ class StageRunner:
 
 
 def load_run_model(
-    config: CoraConfig, run_dir: str | Path | None = None, model_factory: ModelFactory | None = None
+    config: CoraConfig,
+    run_dir: str | Path | None = None,
+    model_factory: ModelFactory | None = None,
+    allow_incomplete: bool = False,
 ) -> StageModel:
-    """The trained model of a run: build it, then replay every completed stage's modes and weights in order."""
+    """The trained model of a run: build it, then replay every completed stage's modes and weights in order.
+
+    A run whose stages did not all finish (killed, or still training) is an error naming them, unless
+    ``allow_incomplete``: then it loads what finished, with a warning naming the last finished stage.
+    """
     run_dir = Path(run_dir) if run_dir is not None else run_dir_of(config)
     state = StageState.load(run_dir)
     if state is None or not state.completed:
         raise RunError(f"{run_dir} has no completed stage to load (no stage_state.json or nothing completed)")
+    stages = list(config.training.stages)
+    finished = [s for s in stages if s in state.checkpoints]
+    if len(finished) < len(stages):
+        missing = [s for s in stages if s not in finished]
+        what = (f"{run_dir} finished {len(finished)} of its {len(stages)} stages ({', '.join(finished)}); "
+                f"not finished: {', '.join(missing)}")  # fmt: skip
+        if not allow_incomplete:
+            raise RunError(f"{what}: resume it (`cora train --config {run_dir / 'config.yaml'} --resume auto`), or "
+                           "set evaluation.allow_incomplete_run: true to use it as it is")  # fmt: skip
+        logger.warning("%s: loading it anyway; last finished stage: %s", what, finished[-1])
     # Same seed as training: weights no stage trains (random-init, frozen) come out identical.
     L.seed_everything(config.experiment.seed, workers=True, verbose=False)
     model = (model_factory or default_model_factory)(config)

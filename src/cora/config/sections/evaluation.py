@@ -30,3 +30,8 @@ class EvaluationConfig(StrictModel):
     top_k: int = Field(0, ge=0, description="sampling: keep the k most likely tokens (0 = off)")
     repetition_penalty: float = Field(1.0, gt=0.0)
     judge: JudgeConfig | None = None
+    allow_incomplete_run: bool = Field(
+        False,
+        description="generate/eval/serve a run whose stages did not all finish (with a warning naming the "
+        "last finished one) instead of refusing it",
+    )
