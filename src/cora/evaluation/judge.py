@@ -10,6 +10,7 @@ answers that hold no grade are counted, never scored as 0.
 from __future__ import annotations
 
 import hashlib
+import http.client
 import json
 import logging
 import os
@@ -90,8 +91,9 @@ class Judge:
         """The assistant's text for ``messages`` (from the cache when asked before)."""
         payload = self._payload(messages)
         cache = self._cache_path(payload)
-        if cache is not None and cache.is_file():
-            return json.loads(cache.read_text(encoding="utf-8"))["content"]
+        cached = _cached_text(cache) if cache is not None else None
+        if cached is not None:
+            return cached
         content = self._post(payload)
         if cache is not None:
             atomic_write_json(cache, {"request": _without_image_data(payload), "content": content})
@@ -110,22 +112,15 @@ class Judge:
             request = urllib.request.Request(endpoint, data=data, headers=headers, method="POST")
             try:
                 with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
-                    body = json.loads(response.read().decode("utf-8"))
+                    return _reply_text(response.read())
             except urllib.error.HTTPError as exc:
                 detail = exc.read().decode("utf-8", "replace")[:300]
                 last = f"HTTP {exc.code}: {detail}"
                 if exc.code not in RETRY_STATUS:
                     raise JudgeError(f"{self.role} endpoint {endpoint} refused the request: {last}") from exc
-            except (urllib.error.URLError, TimeoutError, ConnectionError, json.JSONDecodeError) as exc:
+            except (OSError, http.client.HTTPException, UnicodeDecodeError, json.JSONDecodeError, _NoText) as exc:
+                # A dropped connection, a cut or garbled body, an answer without text: all worth another try.
                 last = f"{type(exc).__name__}: {getattr(exc, 'reason', exc)}"
-            else:
-                try:
-                    return body["choices"][0]["message"]["content"] or ""
-                except (KeyError, IndexError, TypeError) as exc:
-                    raise JudgeError(
-                        f"{self.role} endpoint {endpoint} answered without choices[0].message.content: "
-                        f"{str(body)[:300]}"
-                    ) from exc
             logger.warning("%s request failed (attempt %d/%d): %s", self.role, attempt + 1, self.max_retries + 1, last)
         raise JudgeError(f"{self.role} endpoint {endpoint} failed after {self.max_retries + 1} attempts: {last}")
 
@@ -133,6 +128,31 @@ class Judge:
         """(grade 0–10 or None when the answer holds none, the raw answer)."""
         answer = self.complete(judge_messages(query, prediction, references))
         return parse_grade(answer), answer
+
+
+class _NoText(ValueError):
+    """A well-formed reply whose ``choices[0].message.content`` is missing or not a string."""
+
+
+def _reply_text(raw: bytes) -> str:
+    """The assistant's text of a chat-completions reply body; anything else raises (and is retried)."""
+    body = json.loads(raw.decode("utf-8"))
+    try:
+        content = body["choices"][0]["message"]["content"]
+    except (KeyError, IndexError, TypeError):
+        raise _NoText(f"no choices[0].message.content in {str(body)[:200]}") from None
+    if not isinstance(content, str):
+        raise _NoText(f"choices[0].message.content is {content!r}, not text")
+    return content
+
+
+def _cached_text(path: Path) -> str | None:
+    """A cached answer, or None when there is none or it is not text (an older version cached null/7)."""
+    try:
+        content = json.loads(path.read_text(encoding="utf-8"))["content"]
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError):
+        return None
+    return content if isinstance(content, str) else None
 
 
 def _without_image_data(payload: dict[str, Any]) -> dict[str, Any]:

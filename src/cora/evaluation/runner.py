@@ -119,15 +119,23 @@ def score_predictions(
     result = compute_metrics(groups, metrics)
     scores = question_scores(groups, samples)
     result.update(answer_metrics(scores))
+    failure: Exception | None = None
     if judge is not None:
-        from cora.evaluation.judge import judge_predictions
+        from cora.evaluation.judge import JudgeError, judge_predictions
 
-        result.update(judge_predictions(judge, predictions_path))
-        if result["judge"] is None:
+        try:
+            result.update(judge_predictions(judge, predictions_path))
+        except JudgeError as exc:  # the metrics computed so far are still written, then the failure is raised
+            failure = exc
+            result["judge"] = None
+            result.setdefault("unavailable", {})["judge"] = f"the judge failed: {exc}"
+        if result["judge"] is None and failure is None:
             result.setdefault("unavailable", {})["judge"] = "no judge answer held a 0-10 grade"
     result["predictions"] = str(predictions_path)
     atomic_write_text(Path(out_dir) / PER_QUESTION, "".join(json.dumps(s.to_json()) + "\n" for s in scores))
     atomic_write_json(Path(out_dir) / METRICS_JSON, result)
+    if failure is not None:
+        raise failure
     return result
 
 
