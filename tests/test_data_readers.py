@@ -182,7 +182,9 @@ def test_validate_cli_reports_and_strict_exit_code(tmp_path: Path, capsys) -> No
     (tmp_path / "d.csv").write_text(BAD_CSV + "broken.png,What?,Bad image.\ncut.png,What?,Cut image.\n")
     assert main(["data", "validate", str(tmp_path / "d.csv")]) == 0
     out = capsys.readouterr().out
-    assert "examples: 3 usable; bad rows: 5" in out
+    # The cut image's row is a bad row too (its pixels do not decode): 2 usable, 6 bad.
+    assert "examples: 2 usable; bad rows: 6" in out
+    assert f"{tmp_path / 'd.csv'}:10: unreadable image: " in out
     assert "images: 2 referenced, 1 readable, 1 bad" in out
     assert "64x32 (1)" in out and "2.00:1 (1)" in out
     assert f"{tmp_path / 'd.csv'}:4: empty annotation" in out
@@ -208,7 +210,7 @@ def test_validate_unusable_file_exits_2_and_urls_offline_are_bad_images(tmp_path
 
 def test_binary_or_unknown_files_are_clear_errors(tmp_path: Path) -> None:
     (tmp_path / "bin.csv").write_bytes(b"url,query,annotation\n\xff\xfe\x00bad\n")
-    with pytest.raises(DataError, match=r"bin\.csv: not UTF-8 text"):
+    with pytest.raises(DataError, match=r"bin\.csv:2: not UTF-8 text in column 'url' \(byte 0xff\)"):
         read_records(tmp_path / "bin.csv")
     (tmp_path / "d.parquet").write_text("x")
     with pytest.raises(DataError, match=r"unknown dataset format '\.parquet'"):

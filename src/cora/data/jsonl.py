@@ -26,7 +26,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from cora.data.fetch import image_size, is_url
-from cora.data.records import CAPTION_QUERY, BadRowLog, DataError, Record, parse_flag
+from cora.data.records import CAPTION_QUERY, BadRowLog, DataError, Record, parse_flag, undecodable_byte
 
 JSONL_TASKS = ("summary", "qa", "grounding")
 GEOMETRY_KEYS = ("bbox_2d", "quad", "line")
@@ -140,9 +140,12 @@ def read_jsonl(
     if unknown:
         raise ValueError(f"unknown JSONL task(s) {sorted(unknown)}; valid: {list(JSONL_TASKS)}")
     records: list[Record] = []
-    with open(path, encoding="utf-8") as handle:
+    with open(path, encoding="utf-8", errors="surrogateescape") as handle:
         for line_no, text in enumerate(handle, start=1):
             if not text.strip():
+                continue
+            if (byte := undecodable_byte(text)) is not None:
+                log.report(str(path), line_no, f"not UTF-8 text (byte {byte:#04x})")
                 continue
             try:
                 row = json.loads(text)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from cora.data.fetch import image_size, is_url
 from cora.data.jsonl import JSONL_TASKS, read_jsonl
-from cora.data.records import BadRowLog, BadRowPolicy, DataError, Record, parse_flag
+from cora.data.records import BadRowLog, BadRowPolicy, DataError, Record, parse_flag, undecodable_byte
 
 logger = logging.getLogger(__name__)
 
@@ -117,6 +117,9 @@ def _csv_record(
     row: list[str], header: list[str], cols: _Columns, image_only: bool, base: Path, check: _ImageChecks
 ) -> tuple[str, str | None, str | None, str | None, bool | None]:
     """(image ref, query, answer, question type, seam) of one CSV row; raises :class:`_BadRow`."""
+    for name, cell in zip(header, row):
+        if (byte := undecodable_byte(cell)) is not None:
+            raise _BadRow(f"not UTF-8 text in column {name!r} (byte {byte:#04x})")
     if len(row) != len(header):
         raise _BadRow(f"malformed row: {len(row)} fields, the header has {len(header)}")
     image = row[cols.image].strip()
@@ -140,12 +143,14 @@ def read_csv(path: str | Path, log: BadRowLog, image_only: bool = False) -> list
     path = Path(path)
     records: list[Record] = []
     check = _ImageChecks()
-    with open(path, newline="", encoding="utf-8-sig") as handle:
+    with open(path, newline="", encoding="utf-8-sig", errors="surrogateescape") as handle:
         reader = csv.reader(handle)
         try:
             header = [h.strip().lower() for h in next(reader)]
         except StopIteration:
             raise DataError(f"{path}: empty file (expected a header row)") from None
+        if any(undecodable_byte(h) is not None for h in header):
+            raise DataError(f"{path}:1: the header row is not UTF-8 text")
         cols = _columns(path, header, image_only)
         line = reader.line_num + 1
         for row in reader:

@@ -115,3 +115,12 @@ class BadRowLog:
     def summary(self) -> dict:
         """For logs and the run summary: total, per reason, and the first rows in full."""
         return {"bad_rows": len(self.rows), "by_reason": self.counts(), "examples": [str(r) for r in self.rows[:20]]}
+
+
+def undecodable_byte(text: str) -> int | None:
+    """The first byte a ``surrogateescape`` read could not decode as UTF-8 (files are read that way so one
+    bad byte makes one bad row, not an unreadable file), or None."""
+    for char in text:
+        if "\udc80" <= char <= "\udcff":
+            return ord(char) - 0xDC00
+    return None

@@ -38,19 +38,28 @@ def validate_file(path: str | Path, cache_dir: str | Path = ".cora/cache") -> Va
     except DataError as exc:
         report.fatal, report.bad_rows = str(exc), log.rows
         return report
-    report.records, report.bad_rows = len(records), log.rows
     images = list(dict.fromkeys(img for rec in records for img in rec.images))
     report.images = len(images)
+    failures: dict[str, str] = {}
     for ref in images:
         try:
             pixels = load_image(local_path(ref, cache_dir))
         except (DataError, ImageError) as exc:
-            report.bad_images.append(str(exc))  # names the file or URL
+            failures[ref] = str(exc)  # names the file or URL
             continue
         height, width = pixels.shape[:2]
         report.readable += 1
         report.sizes[f"{width}x{height}"] += 1
         report.aspects[f"{width / height:.2f}"] += 1
+    report.bad_images = list(failures.values())
+    # A row whose image cannot be decoded or fetched is as unusable as one whose image is missing: it is a
+    # bad row with its own line, counted once, and not an example.
+    for rec in records:
+        reason = next((failures[img] for img in rec.images if img in failures), None)
+        if reason is not None:
+            log.rows.append(BadRow(rec.source, rec.line, f"unreadable image: {reason}"))
+    report.records = sum(1 for rec in records if not any(img in failures for img in rec.images))
+    report.bad_rows = sorted(log.rows, key=lambda b: (b.file, b.line))
     return report
 
 
@@ -59,7 +68,7 @@ def _looks_image_only(path: str | Path) -> bool:
     path = Path(path)
     if path.suffix.lower() != ".csv" or not path.is_file():
         return False
-    with open(path, encoding="utf-8-sig") as handle:
+    with open(path, encoding="utf-8-sig", errors="replace") as handle:
         header = {h.strip().lower() for h in handle.readline().split(",")}
     return not header & {"query", "instruction", "annotation", "response"}
 
