@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import logging
 import urllib.error
 import urllib.request
@@ -27,8 +28,19 @@ def cache_path(url: str, cache_dir: str | Path) -> Path:
     return Path(cache_dir) / "images" / (hashlib.sha256(url.encode()).hexdigest()[:32] + suffix)
 
 
+# URLs that failed in this process, with their error: a dataset draws a row many times, and a dead
+# link must cost one timeout, not one per draw. (A new process, e.g. a rerun, tries again.)
+_FAILED: dict[str, str] = {}
+
+
+def forget_failures() -> None:
+    """Try every failed URL again on next use."""
+    _FAILED.clear()
+
+
 def fetch_url(url: str, cache_dir: str | Path, timeout: float = 30.0) -> Path:
-    """The local copy of ``url``, downloading it on first use only.
+    """The local copy of ``url``, downloading it on first use only; only a file that decodes as an image is
+    cached (a login page answered with 200 must not become a cached "image" forever).
 
     Raises :class:`DataError` naming the URL and the cache path when the download fails
     (e.g. no network): the user can put the file there by hand.
@@ -36,6 +48,20 @@ def fetch_url(url: str, cache_dir: str | Path, timeout: float = 30.0) -> Path:
     target = cache_path(url, cache_dir)
     if target.is_file():
         return target
+    if url in _FAILED:
+        raise DataError(_FAILED[url])
+    try:
+        data = _download(url, target, timeout)
+    except DataError as exc:
+        _FAILED[url] = str(exc)
+        raise
+    with atomic_open(target, "wb") as handle:
+        handle.write(data)
+    logger.info("cached %s -> %s (%d bytes)", url, target, len(data))
+    return target
+
+
+def _download(url: str, target: Path, timeout: float) -> bytes:
     try:
         with urllib.request.urlopen(url, timeout=timeout) as response:
             data = response.read()
@@ -44,10 +70,12 @@ def fetch_url(url: str, cache_dir: str | Path, timeout: float = 30.0) -> Path:
         raise DataError(
             f"cannot download {url}: {reason} (is the network reachable? copy the file to {target} or use a local path)"
         ) from exc
-    with atomic_open(target, "wb") as handle:
-        handle.write(data)
-    logger.info("cached %s -> %s (%d bytes)", url, target, len(data))
-    return target
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            image.load()
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+        raise DataError(f"{url}: not an image ({type(exc).__name__}: {exc}; {len(data)} bytes received)") from exc
+    return data
 
 
 def local_path(ref: str, cache_dir: str | Path) -> Path:
