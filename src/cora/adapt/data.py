@@ -18,7 +18,7 @@ from cora.adapt.families.base import VLMFamily
 from cora.adapt.inputs import PanoramaInputs, panorama_from_pixels
 from cora.config.schema import CoraConfig
 from cora.config.sections.training import StageConfig
-from cora.data.dataset import PanoramaDataset, kept_items
+from cora.data.dataset import PanoramaDataset, kept_items, skipped_rows
 from cora.data.readers import read_records
 from cora.data.records import BadRowLog, DataError
 from cora.training.module import StageData
@@ -35,10 +35,10 @@ class AdaptCollator:
         self.family, self.processor = family, processor
         self.system_prompt, self.max_length = system_prompt, max_length
 
-    def __call__(self, items: Sequence[dict[str, Any] | None]) -> dict[str, Any] | None:
-        kept = kept_items(items)
+    def __call__(self, items: Sequence[Any]) -> dict[str, Any]:
+        kept, skipped = kept_items(items), skipped_rows(items)
         if not kept:
-            return None
+            return {"skipped": skipped}
         geometries = kept[0]["geometries"]
         missing = [
             item["meta"]["source"] for item in kept if not item["meta"]["query"] or not item["meta"]["references"]
@@ -66,6 +66,7 @@ class AdaptCollator:
             "pixel_values": torch.stack([item["pixel_values"] for item in kept]),
             "geometries": geometries,
             "meta": [item["meta"] for item in kept],
+            "skipped": skipped,
             "input_ids": inputs["input_ids"],
             "attention_mask": inputs["attention_mask"],
             "labels": inputs["labels"],

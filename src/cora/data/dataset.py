@@ -12,13 +12,14 @@ from __future__ import annotations
 import logging
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import torch
 from torch.utils.data import Dataset
 
 from cora.data.fetch import local_path
-from cora.data.records import BadRowLog, BadRowPolicy, DataError, Record
+from cora.data.records import BadRow, BadRowLog, BadRowPolicy, DataError, Record
 from cora.processors.image_io import ImageError
 
 logger = logging.getLogger(__name__)
@@ -118,7 +119,7 @@ class PanoramaDataset(Dataset):
     def __len__(self) -> int:
         return len(self.entries)
 
-    def __getitem__(self, index: int) -> dict[str, Any] | None:
+    def __getitem__(self, index: int) -> dict[str, Any] | SkippedItem:
         rec, refs = self.entries[index]
         batch = self._cache.get(rec.image)
         if batch is None:
@@ -128,7 +129,7 @@ class PanoramaDataset(Dataset):
                 if self.log.policy == "error":
                     raise DataError(f"{rec.where}: {exc}") from exc
                 logger.warning("skipped sample %s: %s", rec.where, exc)
-                return None
+                return SkippedItem(BadRow(rec.source, rec.line, f"unreadable image: {exc}"))
             if self.view_cache:
                 self._cache[rec.image] = batch
                 if len(self._cache) > self.view_cache:
@@ -147,12 +148,30 @@ class PanoramaDataset(Dataset):
         return item
 
 
-def kept_items(items: Sequence[dict[str, Any] | None]) -> list[dict[str, Any]]:
-    """The items a batch keeps: ``None`` (a skipped image) dropped and counted in the log.
+@dataclass(frozen=True)
+class SkippedItem:
+    """What a dataset returns for a row it skips (``bad_row_policy: skip``) when its image does not decode:
+    the bad row travels with the batch (also out of loader workers) so the trainer counts it."""
+
+    bad_row: BadRow
+
+
+def skipped_rows(items: Sequence[Any]) -> list[BadRow]:
+    """The bad rows of the items a batch drops."""
+    return [item.bad_row for item in items if isinstance(item, SkippedItem)]
+
+
+def is_empty(batch: dict[str, Any] | None) -> bool:
+    """A batch with no sample left (every image of it skipped): it carries only ``skipped``."""
+    return batch is None or "pixel_values" not in batch
+
+
+def kept_items(items: Sequence[Any]) -> list[dict[str, Any]]:
+    """The items a batch keeps: skipped ones (:class:`SkippedItem`, or ``None``) dropped.
 
     Every kept item must share the first one's view geometries (one views config per batch).
     """
-    kept = [item for item in items if item is not None]
+    kept = [item for item in items if isinstance(item, dict)]
     if len(kept) < len(items):
         logger.warning("batch: %d of %d samples skipped (unreadable images)", len(items) - len(kept), len(items))
     if any(item["geometries"] != kept[0]["geometries"] for item in kept[1:]):
@@ -165,21 +184,23 @@ class Collator:
 
     Returns ``pixel_values [B, V, 3, S, S]``, ``geometries`` (one list for the batch),
     ``input_ids``/``attention_mask``/``labels [B, T]`` for text items, and ``meta``.
-    Items that are ``None`` (skipped images) are dropped; a batch with none left is ``None``.
+    Skipped items are dropped and their bad rows listed under ``skipped``; a batch with no sample left is
+    ``{"skipped": [...]}`` alone (see :func:`is_empty`).
     """
 
     def __init__(self, pad_id: int) -> None:
         self.pad_id = pad_id
 
-    def __call__(self, items: Sequence[dict[str, Any] | None]) -> dict[str, Any] | None:
-        kept = kept_items(items)
+    def __call__(self, items: Sequence[Any]) -> dict[str, Any]:
+        kept, skipped = kept_items(items), skipped_rows(items)
         if not kept:
-            return None
+            return {"skipped": skipped}
         geometries = kept[0]["geometries"]
         batch: dict[str, Any] = {
             "pixel_values": torch.stack([item["pixel_values"] for item in kept]),
             "geometries": geometries,
             "meta": [item["meta"] for item in kept],
+            "skipped": skipped,
         }
         if "input_ids" in kept[0]:
             length = max(len(item["input_ids"]) for item in kept)

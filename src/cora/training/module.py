@@ -18,6 +18,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from cora.config.sections.training import StageConfig
+from cora.data.dataset import is_empty
 from cora.training.contract import StageModel
 from cora.training.diagnostics import overlap_diagnostics
 from cora.training.losses import build_loss
@@ -71,6 +72,10 @@ class StageModule(L.LightningModule):
         self._val_sums: dict[str, float] = {}
         self._val_count = 0
         self.val_metrics: dict[str, float] = {}
+        # What this rank trained on, and the rows it skipped (file, line) -> "file:line: reason", each once.
+        self.samples_seen = 0
+        self.skipped_samples = 0
+        self.bad_rows: dict[tuple[str, int], str] = {}
 
     # -- forward + losses ------------------------------------------------------------
     def _forward(self, batch: dict[str, Any]):
@@ -114,8 +119,20 @@ class StageModule(L.LightningModule):
             )
         return total, parts, out
 
+    def _count(self, batch: dict[str, Any] | None) -> bool:
+        """Record the batch's skipped rows (each once) and trained samples; False when no sample is left."""
+        if batch is None:
+            return False
+        for bad in batch.get("skipped") or ():
+            self.skipped_samples += 1
+            self.bad_rows.setdefault((bad.file, bad.line), str(bad))
+        if is_empty(batch):
+            return False
+        self.samples_seen += batch["pixel_values"].shape[0]
+        return True
+
     def training_step(self, batch: dict[str, Any] | None, batch_idx: int) -> torch.Tensor | None:
-        if batch is None:  # every image of the batch was unreadable and skipped (bad_row_policy: skip)
+        if not self._count(batch):  # every image of the batch was unreadable and skipped (bad_row_policy: skip)
             return None
         loss, parts, _ = self.losses(batch)
         if not torch.isfinite(loss):
@@ -133,7 +150,7 @@ class StageModule(L.LightningModule):
         return loss
 
     def on_train_batch_end(self, outputs: Any, batch: dict[str, Any] | None, batch_idx: int) -> None:
-        if batch is None:
+        if is_empty(batch):
             return
         now = time.perf_counter()
         if self._t_last is not None:
@@ -148,7 +165,7 @@ class StageModule(L.LightningModule):
         self._val_sums, self._val_count = {}, 0
 
     def validation_step(self, batch: dict[str, Any] | None, batch_idx: int) -> None:
-        if batch is None:
+        if is_empty(batch):
             return
         loss, parts, out = self.losses(batch)
         values = {"val_loss": float(loss)} | {f"val_{k}": float(v) for k, v in parts.items()}

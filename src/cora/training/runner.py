@@ -322,13 +322,16 @@ class StageRunner:
         t0 = time.perf_counter()
         trainer.fit(module)
         seconds = time.perf_counter() - t0
-        steps_done = total - start
-        samples = steps_done * stage_cfg.batch_size * stage_cfg.accumulate_grad_batches * trainer.world_size
+        # Samples actually trained on (a skipped row is not one); every rank draws a shard of the same size.
+        samples = module.samples_seen * trainer.world_size
         summary = {
             "stage": name,
             "steps": total,
             "resumed_at": start,
             "samples": samples,
+            "skipped_samples": module.skipped_samples * trainer.world_size,
+            "skipped_rows": len(module.bad_rows),
+            "bad_rows": sorted(module.bad_rows.values())[:50],
             "seconds": round(seconds, 2),
             "samples_per_s": round(samples / max(seconds, 1e-9), 2),
             "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),

@@ -8,6 +8,8 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
+from cora.data.dataset import is_empty
+
 __all__ = ["heldout_lm_loss", "heldout_lm_loss_by_group"]
 
 IGNORE_INDEX = -100
@@ -19,7 +21,7 @@ def _answer_loss_sum(
     """(sum of answer-token cross-entropies, answer tokens) over ``dataset``."""
     total, count = 0.0, 0
     for batch in DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate):
-        if batch is None:
+        if is_empty(batch):
             continue
         pixels = torch.zeros_like(batch["pixel_values"]) if blind else batch["pixel_values"]
         out = model(

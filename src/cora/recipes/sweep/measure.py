@@ -20,6 +20,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from cora.config import CoraConfig
+from cora.data.dataset import is_empty
 from cora.utils.io import atomic_write_text
 
 QUESTIONS = "questions.jsonl"
@@ -43,7 +44,7 @@ def question_losses(model: Any, config: CoraConfig) -> dict[tuple[str, str], tup
     try:
         loader = DataLoader(module.val, batch_size=1, shuffle=False, collate_fn=module.collate)
         for (record, _refs), batch in zip(module.val.entries, loader, strict=True):
-            if batch is None:
+            if is_empty(batch):
                 continue
             pixels = torch.zeros_like(batch["pixel_values"]) if config.training.blind else batch["pixel_values"]
             result = model(pixels, batch["geometries"], batch["input_ids"], batch["attention_mask"], batch["labels"])
