@@ -38,14 +38,14 @@ def test_a_typo_in_the_stage_list_blames_the_file_that_has_it(tmp_path):
     ],
 )
 def test_booleans_are_not_integers(tmp_path, text, key):
-    cfg, load = _load(tmp_path, text)
+    _cfg, load = _load(tmp_path, text)
     with pytest.raises(ConfigError, match=rf"{key}: .*boolean"):
         load()
 
 
 @pytest.mark.parametrize("value", [".inf", "-.inf", ".nan"])
 def test_non_finite_numbers_are_config_errors(tmp_path, value):
-    cfg, load = _load(tmp_path, f"training:\n  stage_configs:\n    finetune: {{lr: {value}}}\n")
+    _cfg, load = _load(tmp_path, f"training:\n  stage_configs:\n    finetune: {{lr: {value}}}\n")
     with pytest.raises(ConfigError, match=r"training.stage_configs.finetune.lr: .*finite"):
         load()
 
@@ -56,5 +56,5 @@ def test_the_shipped_configs_still_load():
 
 
 def test_a_stage_config_for_a_stage_not_run_is_fine(tmp_path):
-    cfg, load = _load(tmp_path, "training:\n  stages: [finetune]\n  stage_configs:\n    warmup: {lr: 1.0e-3}\n")
+    _cfg, load = _load(tmp_path, "training:\n  stages: [finetune]\n  stage_configs:\n    warmup: {lr: 1.0e-3}\n")
     assert load().training.stages == ["finetune"]

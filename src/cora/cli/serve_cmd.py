@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 
 from cora.cli.main import UserError
 
@@ -26,8 +27,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     parser.add_argument(
         "--allow-paths",
-        action="store_true",
-        help="let JSON requests name an image file on this machine (off: uploads only)",
+        metavar="DIR",
+        help="let JSON requests name image files under DIR (resolved; nothing outside it); off: uploads only",
+    )
+    parser.add_argument(
+        "--api-key-env",
+        metavar="NAME",
+        help="require 'Authorization: Bearer KEY' on /v1/ requests, KEY read from the environment variable NAME",
     )
     parser.set_defaults(func=_serve)
 
@@ -51,7 +57,17 @@ def build_app(args: argparse.Namespace):  # -> fastapi.FastAPI
     except RunLoadError as exc:
         raise UserError(str(exc)) from exc
     run = Path(args.checkpoint).resolve()
-    return create_app(generator, model_name=run.name, allow_paths=args.allow_paths, info={"run": str(run)})
+    api_key = None
+    if args.api_key_env:
+        api_key = os.environ.get(args.api_key_env)
+        if not api_key:
+            raise UserError(f"--api-key-env {args.api_key_env}: that environment variable is not set or empty")
+    if args.allow_paths is not None and not Path(args.allow_paths).is_dir():
+        raise UserError(f"--allow-paths {args.allow_paths}: not a folder")
+    # /health names the run, never a path on this machine.
+    return create_app(
+        generator, model_name=run.name, allow_paths=args.allow_paths, info={"run": run.name}, api_key=api_key
+    )
 
 
 def _serve(args: argparse.Namespace) -> int:

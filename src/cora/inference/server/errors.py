@@ -22,7 +22,8 @@ class RequestError(Exception):
         self.param = param
 
     def payload(self) -> dict[str, Any]:
-        return error_payload(self.message, "invalid_request_error" if self.status < 500 else "server_error", self.param)
+        kind = {401: "authentication_error"}.get(self.status, "invalid_request_error")
+        return error_payload(self.message, kind if self.status < 500 else "server_error", self.param)
 
 
 def error_payload(message: str, kind: str, param: str | None = None) -> dict[str, Any]:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+import io
+import os
 import queue
 import threading
 import time
@@ -12,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from PIL import Image, UnidentifiedImageError
 
 from cora.inference.protocols import AnswerGenerator
 from cora.inference.server.errors import RequestError
@@ -19,6 +22,10 @@ from cora.inference.server.schemas import AnswerResponse, DecodingOverrides, Hea
 from cora.processors.image_io import ImageError, decode_image, load_image
 
 DEFAULT_MAX_IMAGE_BYTES = 32 * 1024 * 1024
+# An 8K panorama (8192×4096) with room to spare; a small file can declare a huge image (a 3 MB PNG of
+# 46000×23000 pixels took 6.6 GB to decode), so the limit is read from the header before decoding.
+DEFAULT_MAX_IMAGE_PIXELS = 40_000_000
+PATH_REFUSED = "path: no readable image of that name under the allowed folder"
 _END = object()  # end of a stream
 
 
@@ -34,13 +41,17 @@ class PanoramaService:
         generator: AnswerGenerator,
         max_image_bytes: int = DEFAULT_MAX_IMAGE_BYTES,
         model_name: str = "cora",
-        allow_paths: bool = False,
+        allow_paths: str | os.PathLike[str] | None = None,
         info: dict[str, Any] | None = None,
+        max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
     ) -> None:
+        if isinstance(allow_paths, bool):
+            raise TypeError("allow_paths takes the folder requests may read images from (or None), not a bool")
         self.generator = generator
         self.max_image_bytes = max_image_bytes
+        self.max_image_pixels = max_image_pixels
         self.model_name = model_name
-        self.allow_paths = allow_paths
+        self.path_root = Path(allow_paths).resolve() if allow_paths is not None else None
         self.info = dict(info or {})
         self.lock = threading.Lock()
 
@@ -56,11 +67,28 @@ class PanoramaService:
                 413, f"body: {length} bytes is over the limit (images up to {self.max_image_bytes} bytes)", "image"
             )
 
+    @property
+    def allow_paths(self) -> bool:
+        return self.path_root is not None
+
+    def check_pixels(self, source: bytes | Path, field: str) -> None:
+        """413 when the image's header declares more pixels than the limit (nothing decoded yet)."""
+        try:
+            with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as image:
+                width, height = image.size
+        except (UnidentifiedImageError, OSError, ValueError):
+            return  # not an image PIL knows: the decoder reports it
+        if width * height > self.max_image_pixels:
+            raise RequestError(
+                413, f"{field}: {width}×{height} pixels is over the limit of {self.max_image_pixels} pixels", field
+            )
+
     def decode(self, data: bytes, field: str) -> np.ndarray:
         """Encoded image bytes → ``[H, W, 3]`` uint8; 413 when too large, 422 when not an image."""
         self.check_size(len(data), field)
         if not data:
             raise RequestError(400, f"{field}: empty", field)
+        self.check_pixels(data, field)
         try:
             return decode_image(data, name=field)
         except ImageError as exc:  # its message starts with the field name
@@ -83,21 +111,28 @@ class PanoramaService:
         return self.decode_base64(payload, field)
 
     def load_path(self, path: str, field: str = "path") -> np.ndarray:
-        """A file on the server's disk → ``[H, W, 3]`` uint8, only where the app allows local paths."""
-        if not self.allow_paths:
+        """A file under the app's allowed folder → ``[H, W, 3]`` uint8.
+
+        The path is resolved (``..`` and links followed) and must stay under the folder; a path outside it,
+        a missing file, a folder and a file that is not an image all get the same 404, so the answers tell
+        nothing about the rest of the disk.
+        """
+        if self.path_root is None:
             raise RequestError(
                 403,
                 f"{field}: local paths are not allowed by this server (start it with "
-                "--allow-paths, or upload the image)",
+                "--allow-paths DIR, or upload the image)",
                 field,
             )
-        if not Path(path).is_file():
-            raise RequestError(400, f"{field}: no such file: {path!r}", field)
-        self.check_size(Path(path).stat().st_size, field)
+        target = (self.path_root / path).resolve()
+        if not (target.is_relative_to(self.path_root) and target.is_file()):
+            raise RequestError(404, PATH_REFUSED, field)
+        self.check_size(target.stat().st_size, field)
+        self.check_pixels(target, field)
         try:
-            return load_image(path)
+            return load_image(target)
         except ImageError as exc:
-            raise RequestError(422, f"{field}: {exc}", field) from exc
+            raise RequestError(404, PATH_REFUSED, field) from exc
 
     # -- generation (under the lock) -----------------------------------------------------
     def answer(self, image: np.ndarray, query: str, options: DecodingOverrides) -> AnswerResponse:
