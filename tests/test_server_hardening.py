@@ -4,6 +4,7 @@ the image header before decoding, /health without paths."""
 from __future__ import annotations
 
 import io
+import json
 
 import numpy as np
 import pytest
@@ -70,3 +71,18 @@ def test_an_image_over_the_pixel_limit_is_refused_from_its_header():
     response = client.post("/v1/answer", files={"image": ("big.png", buffer.getvalue())}, data={"query": "q"})
     assert response.status_code == 413
     assert response.json()["error"]["message"].startswith("image: 4000×2000 pixels is over the limit of 1000000")
+
+
+def test_deeply_nested_json_and_infinite_temperature_are_400():
+    import base64
+
+    client = TestClient(create_app(StandIn()), raise_server_exceptions=False)
+    deep = "[" * 100_000 + "]" * 100_000
+    nested = client.post("/v1/answer", content=deep, headers={"content-type": "application/json"})
+    assert nested.status_code == 400 and nested.json()["error"]["message"] == "body: JSON nested too deeply"
+    url = "data:image/png;base64," + base64.b64encode(PNG).decode()
+    parts = [{"type": "image_url", "image_url": url}, {"type": "text", "text": "q"}]
+    body = json.dumps({"messages": [{"role": "user", "content": parts}]})[:-1] + ', "temperature": Infinity}'
+
+    hot = client.post("/v1/chat/completions", content=body, headers={"content-type": "application/json"})
+    assert hot.status_code == 400 and hot.json()["error"]["param"] == "temperature"

@@ -28,6 +28,8 @@ async def json_object(request: Request) -> dict[str, Any]:
         body = await request.json()
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise RequestError(400, f"body: not valid JSON ({exc})", "body") from exc
+    except RecursionError:  # [[[[...]]]]: the parser gives up long before any real request would
+        raise RequestError(400, "body: JSON nested too deeply", "body") from None
     if not isinstance(body, dict):
         raise RequestError(400, f"body: expected a JSON object, got {type(body).__name__}", "body")
     return body

@@ -7,6 +7,7 @@ declared here, is the one reported: cheap options before the image.
 
 from __future__ import annotations
 
+import math
 from typing import Annotated, Any, Literal, TypedDict, TypeVar
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainValidator, ValidationError, model_validator
@@ -64,8 +65,8 @@ def _token_limit(value: object) -> int:
 
 
 def _temperature(value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-        raise ValueError(f"expected a number >= 0, got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < math.inf:
+        raise ValueError(f"expected a finite number >= 0, got {value!r}")
     return float(value)
 
 
