@@ -14,7 +14,12 @@ from fastapi.responses import JSONResponse
 from cora.inference.protocols import AnswerGenerator
 from cora.inference.server import routes_answer, routes_chat, routes_health
 from cora.inference.server.errors import RequestError, from_validation_errors
-from cora.inference.server.service import DEFAULT_MAX_IMAGE_BYTES, DEFAULT_MAX_IMAGE_PIXELS, PanoramaService
+from cora.inference.server.service import (
+    DEFAULT_MAX_IMAGE_BYTES,
+    DEFAULT_MAX_IMAGE_PIXELS,
+    DEFAULT_MAX_QUERY_TOKENS,
+    PanoramaService,
+)
 
 
 def create_app(
@@ -26,6 +31,7 @@ def create_app(
     info: dict[str, Any] | None = None,
     max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
     api_key: str | None = None,
+    max_query_tokens: int = DEFAULT_MAX_QUERY_TOKENS,
 ) -> FastAPI:
     """A FastAPI app answering about panoramas with ``generator`` (e.g. a :class:`~cora.inference.PanoramaGenerator`).
 
@@ -33,10 +39,14 @@ def create_app(
     largest image, read from its header before decoding (413 above). ``allow_paths``: a folder JSON
     requests may name image files in (off by default: a server reachable by others must not read its
     own files for them). ``api_key``: every ``/v1/`` request must send ``Authorization: Bearer KEY``
-    (401 otherwise; ``/health`` stays open). ``info``: extra fields for ``/health`` (no server paths).
+    (401 otherwise; ``/health`` stays open). ``max_query_tokens``: the longest templated question (413
+    above, checked before the image is decoded). ``info``: extra fields for ``/health`` (no server paths).
+    At most two images are decoded at once (each can take hundreds of MB while it decodes).
     """
     app = FastAPI(title="CORA", description="Answers questions about 360° panoramas.")
-    service = PanoramaService(generator, max_image_bytes, model_name, allow_paths, info, max_image_pixels)
+    service = PanoramaService(
+        generator, max_image_bytes, model_name, allow_paths, info, max_image_pixels, max_query_tokens
+    )
     app.state.service = service
     if api_key:
         app.middleware("http")(_require_key(api_key))

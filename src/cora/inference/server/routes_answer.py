@@ -25,6 +25,7 @@ router = APIRouter()
 async def answer(request: Request, service: Service) -> AnswerResponse | StreamingResponse:
     # the fields are validated before the image is decoded: a bad option costs no decoding
     fields = await _fields(request)
+    await run_in_threadpool(service.check_query, fields.query)
     image = await _image(fields, service)
     if fields.stream:
         events = _events(service, image, fields.query, fields.decoding())

@@ -62,6 +62,7 @@ def _inputs(service: PanoramaService, body: ChatRequest) -> tuple[np.ndarray, st
     """The panorama ``[H, W, 3]`` uint8 (the last ``image_url`` part anywhere) and the question."""
     url, field = body.image_url()
     query = body.question()
+    service.check_query(query, "messages")  # before decoding: a refused question costs no image
     return service.decode_data_url(url, field), query
 
 

@@ -26,6 +26,11 @@ DEFAULT_MAX_IMAGE_BYTES = 32 * 1024 * 1024
 # 46000×23000 pixels took 6.6 GB to decode), so the limit is read from the header before decoding.
 DEFAULT_MAX_IMAGE_PIXELS = 40_000_000
 PATH_REFUSED = "path: no readable image of that name under the allowed folder"
+# Tokens of the templated prompt (the question plus the chat template around it); a 300,000-character
+# question held the model lock for 38 s.
+DEFAULT_MAX_QUERY_TOKENS = 1024
+# Images decoded at once: each can take hundreds of MB while it decodes, outside the model lock.
+DEFAULT_MAX_DECODES = 2
 _END = object()  # end of a stream
 
 
@@ -44,6 +49,8 @@ class PanoramaService:
         allow_paths: str | os.PathLike[str] | None = None,
         info: dict[str, Any] | None = None,
         max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
+        max_query_tokens: int = DEFAULT_MAX_QUERY_TOKENS,
+        max_decodes: int = DEFAULT_MAX_DECODES,
     ) -> None:
         if isinstance(allow_paths, bool):
             raise TypeError("allow_paths takes the folder requests may read images from (or None), not a bool")
@@ -53,6 +60,8 @@ class PanoramaService:
         self.model_name = model_name
         self.path_root = Path(allow_paths).resolve() if allow_paths is not None else None
         self.info = dict(info or {})
+        self.max_query_tokens = max_query_tokens
+        self.decoding = threading.BoundedSemaphore(max_decodes)
         self.lock = threading.Lock()
 
     # -- inputs --------------------------------------------------------------------------
@@ -83,6 +92,14 @@ class PanoramaService:
                 413, f"{field}: {width}×{height} pixels is over the limit of {self.max_image_pixels} pixels", field
             )
 
+    def check_query(self, query: str, field: str = "query") -> None:
+        """413 when the question is longer than the token limit (a cheap character bound first: no tokenizer
+        runs on a megabyte of text)."""
+        limit = self.max_query_tokens
+        if len(query) > 32 * limit or (tokens := self.generator.prompt_tokens(query)) > limit:
+            size = f"{len(query)} characters" if len(query) > 32 * limit else f"{tokens} tokens"
+            raise RequestError(413, f"{field}: the question is {size}, over the limit of {limit} tokens", field)
+
     def decode(self, data: bytes, field: str) -> np.ndarray:
         """Encoded image bytes → ``[H, W, 3]`` uint8; 413 when too large, 422 when not an image."""
         self.check_size(len(data), field)
@@ -90,7 +107,8 @@ class PanoramaService:
             raise RequestError(400, f"{field}: empty", field)
         self.check_pixels(data, field)
         try:
-            return decode_image(data, name=field)
+            with self.decoding:
+                return decode_image(data, name=field)
         except ImageError as exc:  # its message starts with the field name
             raise RequestError(422, str(exc), field) from exc
 
@@ -130,7 +148,8 @@ class PanoramaService:
         self.check_size(target.stat().st_size, field)
         self.check_pixels(target, field)
         try:
-            return load_image(target)
+            with self.decoding:
+                return load_image(target)
         except ImageError as exc:
             raise RequestError(404, PATH_REFUSED, field) from exc
 
