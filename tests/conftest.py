@@ -53,3 +53,13 @@ def kit_paths(tiny_config, tmp_path_factory):
     from cora.kit import build_kit
 
     return build_kit(tiny_config.kit, out_dir=tmp_path_factory.mktemp("kit"), seed=0)
+
+
+@pytest.fixture(scope="session")
+def synth(tmp_path_factory) -> Path:
+    """A small SynthPano dataset (10 panoramas 128×64: train/val/test CSVs and JSONL), written once."""
+    from cora.data.synth.dataset import write_synth_dataset
+
+    out = tmp_path_factory.mktemp("synth")
+    write_synth_dataset(out, n=10, seed=0, width=128, height=64)
+    return out

@@ -7,17 +7,9 @@ from pathlib import Path
 import pytest
 
 from cora.config import load_config
-from cora.data.synth.dataset import write_synth_dataset
 from cora.training.runner import train
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="module")
-def synth(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("synth")
-    write_synth_dataset(out, n=4, seed=0, width=128, height=64)
-    return out
 
 
 def _one_step(stage: str) -> str:

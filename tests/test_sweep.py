@@ -11,18 +11,10 @@ import numpy as np
 import pytest
 
 from cora.cli.main import main
-from cora.data.synth.dataset import write_synth_dataset
 from cora.recipes.sweep import SweepError, aggregate, load_sweep, render, run_sweep
 from cora.recipes.sweep.aggregate import _stat
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="module")
-def synth(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("synth")
-    write_synth_dataset(out, n=10, seed=0, width=128, height=64)
-    return out
 
 
 def _sweep_file(tmp_path: Path, synth: Path, kit_paths, rows: str | None = None) -> Path:

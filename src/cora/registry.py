@@ -14,9 +14,15 @@ from __future__ import annotations
 
 import difflib
 import importlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+
+def closest(name: str, names: Iterable[str], n: int = 2) -> str:
+    """`` (did you mean 'x'?)`` for the valid names closest to a misspelt one, else ``""``."""
+    close = difflib.get_close_matches(str(name), list(names), n=n, cutoff=0.6)
+    return f" (did you mean {' or '.join(repr(c) for c in close)}?)" if close else ""
 
 
 @dataclass(frozen=True)
@@ -48,9 +54,7 @@ class Registry:
         """``name`` if registered, else a ``ValueError`` naming the closest valid names and all of them."""
         if name in self.entries:
             return name
-        close = difflib.get_close_matches(str(name), self.names(), n=2, cutoff=0.6)
-        hint = f" (did you mean {' or '.join(repr(c) for c in close)}?)" if close else ""
-        raise ValueError(f"unknown {self.kind} {name!r}{hint}; valid: {', '.join(self.names())}")
+        raise ValueError(f"unknown {self.kind} {name!r}{closest(name, self.names())}; valid: {', '.join(self.names())}")
 
     def load(self, name: str) -> Any:
         """The implementation registered as ``name`` (imported on first use)."""

@@ -138,6 +138,12 @@ def answer_metrics(scores: Sequence[QuestionScore]) -> dict[str, Any]:
         result["no_seam"] = _match_block([s for s in flagged if not s.seam])
     grounding = [s for s in scores if s.grounding]
     if grounding:
-        errors = [s.yaw_error_deg for s in grounding if s.yaw_error_deg is not None]
-        result["yaw_error_deg"] = {"n": len(grounding), "mean": _mean(errors), "unparsed": len(grounding) - len(errors)}
+        result["yaw_error_deg"] = yaw_block([s.yaw_error_deg for s in grounding])
     return result
+
+
+def yaw_block(errors: Sequence[float | None]) -> dict[str, Any]:
+    """The yaw-error summary of grounding answers: ``n``, ``mean`` over the predictions that hold a box,
+    ``unparsed`` (those that do not, None in ``errors``)."""
+    parsed = [e for e in errors if e is not None]
+    return {"n": len(errors), "mean": _mean(parsed), "unparsed": len(errors) - len(parsed)}

@@ -42,21 +42,17 @@ class AnswerGenerator(BatchGenerator, Protocol):
 
     def generate_ids(self, images: Sequence[Any], queries: Sequence[str], **options: Any) -> list[list[int]]:
         """New token ids per pair, without the stop token."""
-        ...
 
     def __call__(self, image: Any, query: str, **options: Any) -> str: ...
 
     def stream(self, image: Any, query: str, **options: Any) -> Iterator[str]:
         """The answer's text, in pieces as they are generated."""
-        ...
 
     def decode(self, ids: Sequence[int]) -> str:
         """Token ids of :meth:`generate_ids` → the answer's text."""
-        ...
 
     def prompt_tokens(self, query: str) -> int:
         """Tokens of the templated prompt for ``query`` (usage counts): image placeholders count as written,
         not as the many tokens an image becomes inside the model."""
-        ...
 
     def describe(self) -> GeneratorInfo: ...

@@ -1,14 +1,12 @@
 from __future__ import annotations
 
-import difflib
-from collections.abc import Iterable
 from typing import Any, Literal
 
 from pydantic import Field, model_validator
 from pydantic_core import PydanticCustomError
 
 from cora.config.base import StrictModel, registered
-from cora.registry import LOGGERS, LOSSES
+from cora.registry import LOGGERS, LOSSES, closest
 
 Mode = Literal["frozen", "full", "lora", "unused"]
 Pairing = Literal["columns", "exact"]
@@ -151,16 +149,22 @@ class TrainingConfig(StrictModel):
         # Errors carry the key at fault (ctx "key"), so the loader blames the file that set that key.
         missing = [s for s in self.stages if s not in self.stage_configs]
         if missing:
+            context = {
+                "key": "stages",
+                "missing": ", ".join(map(repr, missing)),
+                "verb": "has" if len(missing) == 1 else "have",
+                "hint": closest(missing[0], self.stage_configs, n=1),
+                "known": ", ".join(self.stage_configs),
+            }
             raise PydanticCustomError(
-                "unknown_stage",
-                "{missing} {verb} no stage config{hint}; configured stages: {known}",
-                {"key": "stages", "missing": ", ".join(map(repr, missing)), "verb": "has" if len(missing) == 1
-                 else "have", "hint": _closest(missing[0], self.stage_configs), "known": ", ".join(self.stage_configs)},
-            )  # fmt: skip
+                "unknown_stage", "{missing} {verb} no stage config{hint}; configured stages: {known}", context
+            )
         # A config for a stage this run does not use is fine (a base config may define more stages than a
         # derived one runs); one whose name is a near miss of a used or reference stage is a typo.
         known = [*self.stages, *(s for s in REFERENCE_STAGES if s not in self.stages)]
-        typos = [(name, hint) for name in self.stage_configs if name not in known and (hint := _closest(name, known))]
+        typos = [
+            (name, hint) for name in self.stage_configs if name not in known and (hint := closest(name, known, n=1))
+        ]
         if typos:
             name, hint = typos[0]
             raise PydanticCustomError(
@@ -169,8 +173,3 @@ class TrainingConfig(StrictModel):
                 {"key": f"stage_configs.{name}", "name": name, "hint": hint, "known": ", ".join(known)},
             )
         return self
-
-
-def _closest(name: str, names: Iterable[str]) -> str:
-    close = difflib.get_close_matches(name, list(names), n=1, cutoff=0.6)
-    return f" (did you mean {close[0]!r}?)" if close else ""

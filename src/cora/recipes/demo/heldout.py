@@ -10,12 +10,12 @@ from torch.utils.data import DataLoader, Dataset, Subset
 
 from cora.data.dataset import is_empty
 
-__all__ = ["heldout_lm_loss", "heldout_lm_loss_by_group"]
+__all__ = ["answer_loss_sum", "heldout_lm_loss", "heldout_lm_loss_by_group"]
 
 IGNORE_INDEX = -100
 
 
-def _answer_loss_sum(
+def answer_loss_sum(
     model: torch.nn.Module, dataset: Dataset, collate: Callable[[list[Any]], Any], batch_size: int, blind: bool
 ) -> tuple[float, int]:
     """(sum of answer-token cross-entropies, answer tokens) over ``dataset``."""
@@ -56,7 +56,7 @@ def heldout_lm_loss_by_group(
     model.eval()
     try:
         sums = {
-            name: _answer_loss_sum(model, Subset(dataset, list(idx)), collate, batch_size, blind)
+            name: answer_loss_sum(model, Subset(dataset, list(idx)), collate, batch_size, blind)
             for name, idx in groups.items()
         }
     finally:

@@ -31,11 +31,7 @@ class DemoOutcome:
     summary_file: Path
 
 
-def _quiet(name: str, seconds: float, line: str) -> None:
-    pass
-
-
-def run_demo(config: CoraConfig, on_step: StepReport = _quiet) -> DemoOutcome:
+def run_demo(config: CoraConfig, on_step: StepReport | None = None) -> DemoOutcome:
     """Run the demo on ``config`` (left unchanged) into ``run_dir_of(config)`` and its ``-blind`` twin."""
     from cora.training.runner import run_dir_of
 
@@ -45,7 +41,8 @@ def run_demo(config: CoraConfig, on_step: StepReport = _quiet) -> DemoOutcome:
     for name, step in STEPS:
         t0 = time.perf_counter()
         line = step(run)
-        on_step(name, time.perf_counter() - t0, line)
+        if on_step is not None:
+            on_step(name, time.perf_counter() - t0, line)
     seconds = time.perf_counter() - t_start
     run.results["seconds"] = round(seconds, 1)
     run.results["verdict"] = verdict(run.results["eval_vision"], run.results["eval_blind"])

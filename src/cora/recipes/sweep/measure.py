@@ -17,10 +17,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import Subset
 
 from cora.config import CoraConfig
-from cora.data.dataset import is_empty
+from cora.evaluation.answers import yaw_block
+from cora.recipes.demo.heldout import answer_loss_sum
 from cora.utils.io import atomic_write_text
 
 QUESTIONS = "questions.jsonl"
@@ -40,19 +41,16 @@ def question_losses(model: Any, config: CoraConfig) -> dict[tuple[str, str], tup
     module = build_datamodule(cfg, model.tokenizer, cfg.training.stages[-1])
     was_training = model.training
     model.eval()
-    out: dict[tuple[str, str], tuple[float, int]] = {}
+    blind = config.training.blind
     try:
-        loader = DataLoader(module.val, batch_size=1, shuffle=False, collate_fn=module.collate)
-        for (record, _refs), batch in zip(module.val.entries, loader, strict=True):
-            if is_empty(batch):
-                continue
-            pixels = torch.zeros_like(batch["pixel_values"]) if config.training.blind else batch["pixel_values"]
-            result = model(pixels, batch["geometries"], batch["input_ids"], batch["attention_mask"], batch["labels"])
-            tokens = int((batch["labels"][:, 1:] != -100).sum())
-            out[_key(record.image, record.query or "")] = (float(result.loss) * tokens, tokens)
+        return {
+            _key(record.image, record.query or ""): answer_loss_sum(
+                model, Subset(module.val, [i]), module.collate, 1, blind
+            )
+            for i, (record, _refs) in enumerate(module.val.entries)
+        }
     finally:
         model.train(was_training)
-    return out
 
 
 def summarise(questions: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
@@ -72,13 +70,9 @@ def summarise(questions: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
     for r in rows:
         by_type.setdefault(r["type"] or "other", []).append(r)
     out = {"all": block(rows), "by_type": {t: block(v) for t, v in sorted(by_type.items())}}
-    grounding = [r for r in rows if r.get("grounding")]
+    grounding = [r["yaw_error_deg"] for r in rows if r.get("grounding")]
     if grounding:  # a box answer's yaw error; a prediction with no box is counted, not given an error
-        errors = [r["yaw_error_deg"] for r in grounding if r["yaw_error_deg"] is not None]
-        out["yaw_error_deg"] = {
-            "n": len(grounding), "unparsed": len(grounding) - len(errors),
-            "mean": sum(errors) / len(errors) if errors else None,
-        }  # fmt: skip
+        out["yaw_error_deg"] = yaw_block(grounding)
     for name, flag in (("seam", True), ("no_seam", False)):
         subset = [r for r in rows if r["seam"] is flag]
         if subset:
@@ -107,7 +101,7 @@ def measure_run(model: Any, config: CoraConfig, run_dir: Path) -> dict[str, Any]
     An adapted VLM's teacher-forced loss goes through its own processor's batches, which this recipe does
     not rebuild per question: its answer loss is left out (None), the generation measures are all there.
     """
-    from cora.evaluation.answers import box_yaw_deg, exact_match, yaw_error_deg
+    from cora.evaluation.answers import score_question
     from cora.evaluation.runner import evaluate
     from cora.evaluation.samples import read_eval_samples
 
@@ -131,15 +125,9 @@ def measure_run(model: Any, config: CoraConfig, run_dir: Path) -> dict[str, Any]
     questions = []
     for s in samples:
         key = _key(s.image, s.query)
+        score = score_question(s.url, s.query, answers[key], s.references, s.question_type, s.seam)
         loss_sum, tokens = losses.get(key, (0.0, 0))
-        caption = s.question_type == "caption"
-        grounding = bool(s.references) and box_yaw_deg(s.references[0]) is not None
-        questions.append({
-            "url": s.url, "query": s.query, "type": s.question_type, "seam": s.seam,
-            "exact_match": None if caption else bool(exact_match(answers[key], s.references)),
-            "loss_sum": loss_sum, "tokens": tokens, "grounding": grounding,
-            "yaw_error_deg": yaw_error_deg(answers[key], s.references[0]) if grounding else None,
-        })  # fmt: skip
+        questions.append({**score.to_json(), "grounding": score.grounding, "loss_sum": loss_sum, "tokens": tokens})
     atomic_write_text(out_dir / QUESTIONS, "".join(json.dumps(q) + "\n" for q in questions))
     captioning = {k: v for k, v in metrics.items() if isinstance(v, int | float) and math.isfinite(v)}
     return {"measures": summarise(questions), "metrics": captioning, "questions": len(questions)}
