@@ -1,5 +1,5 @@
 """One source of valid names for every swappable part: crop strategies, resamplers, overlap losses,
-loggers, VLM families.
+loggers, rewards, VLM families.
 
 Each registry maps a name (what a config writes) to ``"module:attribute"`` of its implementation,
 imported only when it is used, like transformers' auto-model name tables. The config layer validates
@@ -124,6 +124,19 @@ LOGGERS = Registry(
         "csv": "cora.training.loggers:csv_logger",
         "tensorboard": "cora.training.loggers:tensorboard_logger",
         "wandb": "cora.training.loggers:wandb_logger",
+    },
+)
+
+REWARDS = Registry(
+    "reward",
+    "training.stage_configs.<stage>.rl.rewards",
+    {
+        "exact_match": "cora.rewards.verifiable:exact_match_reward",
+        "numeric": "cora.rewards.verifiable:numeric_reward",
+        "set_f1": "cora.rewards.verifiable:set_f1_reward",
+        "yaw": "cora.rewards.verifiable:yaw_reward",
+        "format": "cora.rewards.verifiable:format_reward",
+        "judge": "cora.rewards.judge:judge_reward",
     },
 )
 

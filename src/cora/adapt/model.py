@@ -28,6 +28,8 @@ class AdaptOutput:
     tile_geometries: list[ViewGeometry] | None = None
     #: the native model's resampled tokens (diagnostics); an adapted VLM has no resampler
     resampler_features: torch.Tensor | None = None
+    #: ``[B, T]`` the labels aligned with ``logits`` (the collated ones: image tokens come expanded)
+    labels: torch.Tensor | None = None
 
 
 class AdaptedVLM(nn.Module):
@@ -122,7 +124,7 @@ class AdaptedVLM(nn.Module):
         lm = out.loss
         parts = [w * t for w, t in ((self.lm_weight, lm), (self.overlap_weight, overlap)) if t is not None and w > 0]
         loss = torch.stack(parts).sum() if parts else None
-        return AdaptOutput(loss, lm, overlap, out.logits, features, tile_geoms)
+        return AdaptOutput(loss, lm, overlap, out.logits, features, tile_geoms, labels=inputs.get("labels"))
 
     @torch.no_grad()
     def generate(self, batch: EncodedBatch, **generation_kwargs: Any) -> torch.Tensor:

@@ -139,7 +139,14 @@ class PanoramaDataset(Dataset):
         item: dict[str, Any] = {
             "pixel_values": batch.pixels,
             "geometries": list(batch.geometries),
-            "meta": {"image": rec.image, "query": rec.query, "references": list(refs), "source": rec.where},
+            "meta": {
+                "image": rec.image,
+                "query": rec.query,
+                "references": list(refs),
+                "source": rec.where,
+                "type": rec.question_type,
+                "seam": rec.seam,
+            },
         }
         text = self.texts[index]
         if text is not None:

@@ -51,6 +51,7 @@ class PanoramaOutput:
     tile_geometries: list[ViewGeometry] | None = None
     vision_tokens: int | None = None  # N vision tokens the LLM saw
     resampler_features: torch.Tensor | None = None  # [B, V, rows*cols, latent]
+    labels: torch.Tensor | None = None  # [B, T'] the labels aligned with ``logits`` (vision positions ignored)
 
 
 def tile_indices(geometries: Sequence[ViewGeometry]) -> list[int]:
@@ -160,6 +161,7 @@ class PanoramaVLM(nn.Module):
             fused = self._fuse(vision, input_ids, attention_mask, labels)
             lm_out = self.language_model(fused.inputs_embeds, fused.attention_mask, fused.position_ids, fused.labels)
             out.loss, out.logits, out.vision_tokens = lm_out.loss, lm_out.logits, vision.shape[1]
+            out.labels = fused.labels
         return out
 
     @torch.no_grad()

@@ -27,6 +27,7 @@ def checkpoint_payload(module: L.LightningModule, step: int, complete: bool) -> 
         "scheduler": trainer.lr_scheduler_configs[0].scheduler.state_dict(),
         "rng": rng_state(),
         "metrics": dict(module.val_metrics),
+        "module_state": module.extra_state(),
     }
 
 

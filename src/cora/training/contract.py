@@ -29,6 +29,8 @@ class StageOutput(Protocol):
     tile_geometries: list[ViewGeometry] | None
     #: ``[B, V, rows*cols, latent]`` resampled tokens of every view (diagnostics); None where absent
     resampler_features: torch.Tensor | None
+    #: ``[B, T']`` the labels aligned with ``logits`` (-100 where no token is predicted), with labels
+    labels: torch.Tensor | None
 
 
 class StageModel(Protocol):

@@ -12,6 +12,11 @@ from cora.training.module import StageData
 def build_stage_data(config: CoraConfig, stage: str, stage_cfg: StageConfig, tokenizer: Any) -> StageData:
     """Stage 1 (LLM unused) reads images only; the other stages read panorama + query + answer."""
     from cora.data.datamodule import build_datamodule
+    from cora.processors.text import ChatFormatter
 
-    module = build_datamodule(config, tokenizer, stage)
-    return StageData(module.train, module.val, module.collate)
+    if stage_cfg.language_model == "unused":
+        module = build_datamodule(config, tokenizer, stage)
+        return StageData(module.train, module.val, module.collate)
+    formatter = ChatFormatter(tokenizer, system_prompt=config.data.system_prompt, vision_token=config.models.vision_token)
+    module = build_datamodule(config, tokenizer, stage, formatter=formatter)
+    return StageData(module.train, module.val, module.collate, tuple(formatter.stop_token_ids))

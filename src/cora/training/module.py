@@ -36,6 +36,8 @@ class StageData:
     train: Dataset
     val: Dataset | None
     collate: Callable[[list[Any]], dict[str, Any]]
+    #: ids that end an answer (end of turn, eos): where an ``rl`` stage's sampled answers stop
+    stop_token_ids: tuple[int, ...] = ()
 
 
 @dataclass
@@ -135,19 +137,27 @@ class StageModule(L.LightningModule):
         if not self._count(batch):  # every image of the batch was unreadable and skipped (bad_row_policy: skip)
             return None
         loss, parts, _ = self.losses(batch)
-        if not torch.isfinite(loss):
-            step = self.plan.start_step + self.trainer.global_step + 1
-            values = ", ".join(f"{k} {float(v):.4g}" for k, v in parts.items())
-            raise TrainingDiverged(
-                f"stage {self.stage_name}: the loss is {float(loss)} at step {step} of {self.plan.total_steps} "
-                f"({values}); the stage stops here (lower its lr, or check the data for non-finite inputs)"
-            )
+        self._check_finite(loss, parts)
         bs = batch["pixel_values"].shape[0]
         self.log("loss", loss.detach(), prog_bar=True, batch_size=bs)
         for name, value in parts.items():
             self.log(f"train/{name}", value.detach(), batch_size=bs)
         self.last_train = {"loss": float(loss.detach())} | {k: float(v.detach()) for k, v in parts.items()}
         return loss
+
+    def _check_finite(self, loss: torch.Tensor, parts: dict[str, Any]) -> None:
+        if torch.isfinite(loss):
+            return
+        step = self.plan.start_step + self.trainer.global_step + 1
+        values = ", ".join(f"{k} {float(v):.4g}" for k, v in parts.items())
+        raise TrainingDiverged(
+            f"stage {self.stage_name}: the loss is {float(loss)} at step {step} of {self.plan.total_steps} "
+            f"({values}); the stage stops here (lower its lr, or check the data for non-finite inputs)"
+        )
+
+    def extra_state(self) -> dict[str, Any]:
+        """What a checkpoint keeps of this module beyond weights, optimiser and RNG (GRPO: its sampled answers)."""
+        return {}
 
     def on_train_batch_end(self, outputs: Any, batch: dict[str, Any] | None, batch_idx: int) -> None:
         if is_empty(batch):
@@ -212,6 +222,7 @@ class StageModule(L.LightningModule):
             start_micro_batch=self.plan.start_step * accumulate,
             rank=self.trainer.global_rank,
             world_size=self.trainer.world_size,
+            repeat=cfg.rl.iterations if cfg.kind == "rl" else 1,
         )
         return DataLoader(
             self.data.train,

@@ -266,6 +266,12 @@ class StageRunner:
         stage_cfg = cfg.training.stage_configs[name]
         table = model.set_stage(stage_cfg)
         logger.info("stage %s: component modes\n%s", name, format_table(table or []))
+        # An rl stage's reference policy: the weights it starts from, taken before a resume overwrites them.
+        reference = (
+            {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+            if stage_cfg.kind == "rl"
+            else None
+        )
         if payload is not None:
             load_trainable(model, payload["trainable"], f"resume checkpoint of stage {name}")
             logger.info("stage %s: resuming at step %d/%d", name, payload["step"], payload["total_steps"])
@@ -306,16 +312,7 @@ class StageRunner:
         start = int(payload["step"]) if payload else 0
         plan = StagePlan(total_steps=total, start_step=start, seed=cfg.experiment.seed + 1000 * stage_index)
         trainer.fit_loop.epoch_loop.max_steps = total - start
-        module = StageModule(
-            model,
-            name,
-            stage_cfg,
-            data,
-            plan,
-            resume=payload,
-            blind=cfg.training.blind,
-            num_workers=cfg.data.num_workers,
-        )
+        module = self._stage_module(model, name, data, plan, payload, reference)
         if trainer.is_global_zero:
             state.mark_running(name)
             state.save(self.run_dir)
@@ -358,6 +355,40 @@ class StageRunner:
             {k: round(v, 4) for k, v in module.val_metrics.items()},
         )
         return summary
+
+
+    def _stage_module(
+        self,
+        model: StageModel,
+        name: str,
+        data: StageData,
+        plan: StagePlan,
+        payload: dict | None,
+        reference: dict[str, torch.Tensor] | None,
+    ) -> StageModule:
+        cfg = self.config
+        stage_cfg = cfg.training.stage_configs[name]
+        common: dict[str, Any] = dict(resume=payload, blind=cfg.training.blind, num_workers=cfg.data.num_workers)
+        if stage_cfg.kind == "sft":
+            return StageModule(model, name, stage_cfg, data, plan, **common)
+        from cora.rewards import RewardSettings, build_reward
+        from cora.training.grpo import GRPOStageModule
+
+        rl = stage_cfg.rl
+        reward = build_reward(
+            rl.rewards, rl.default_rewards, RewardSettings(rl.judge, str(self.run_dir / "reward_cache" / name))
+        )
+        return GRPOStageModule(
+            model,
+            name,
+            stage_cfg,
+            data,
+            plan,
+            reward=reward,
+            reference=reference or {},
+            stop_token_ids=data.stop_token_ids,
+            **common,
+        )
 
 
 def load_run_model(

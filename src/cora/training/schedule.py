@@ -23,7 +23,8 @@ class StageSampler(Sampler[int]):
     Epoch ``e`` is a permutation of the dataset drawn from ``seed + e``; epochs are concatenated
     until ``total_micro_batches`` global micro-batches of ``batch_size × world_size`` samples
     exist. Rank ``r`` takes slice ``r`` of each global micro-batch; the first
-    ``start_micro_batch`` micro-batches (already trained) are skipped.
+    ``start_micro_batch`` micro-batches (already trained) are skipped. ``repeat`` > 1 yields each
+    micro-batch that many times in a row (GRPO's ``iterations``: several steps on one batch of prompts).
     """
 
     def __init__(
@@ -36,12 +37,14 @@ class StageSampler(Sampler[int]):
         rank: int = 0,
         world_size: int = 1,
         shuffle: bool = True,
+        repeat: int = 1,
     ) -> None:
         if num_samples < 1:
             raise ValueError("the training set is empty")
         self.num_samples, self.batch_size = num_samples, batch_size
         self.total, self.start = total_micro_batches, start_micro_batch
         self.seed, self.rank, self.world, self.shuffle = seed, rank, world_size, shuffle
+        self.repeat = repeat
 
     def _order(self, needed: int) -> list[int]:
         order: list[int] = []
@@ -57,9 +60,9 @@ class StageSampler(Sampler[int]):
 
     def __iter__(self) -> Iterator[int]:
         per_global = self.batch_size * self.world
-        order = self._order(self.total * per_global)
+        order = self._order(-(-self.total // self.repeat) * per_global)
         for m in range(self.start, self.total):
-            base = m * per_global + self.rank * self.batch_size
+            base = (m // self.repeat) * per_global + self.rank * self.batch_size
             yield from order[base : base + self.batch_size]
 
     def __len__(self) -> int:

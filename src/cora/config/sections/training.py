@@ -6,7 +6,8 @@ from pydantic import Field, model_validator
 from pydantic_core import PydanticCustomError
 
 from cora.config.base import StrictModel, registered
-from cora.registry import LOGGERS, LOSSES, closest
+from cora.config.sections.evaluation import JudgeConfig
+from cora.registry import LOGGERS, LOSSES, REWARDS, closest
 
 Mode = Literal["frozen", "full", "lora", "unused"]
 Pairing = Literal["columns", "exact"]
@@ -35,9 +36,45 @@ class LoRAConfig(StrictModel):
     target_modules: list[str] = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
 
-class StageConfig(StrictModel):
-    """One training stage: which component trains how, and its optimisation."""
+class RLConfig(StrictModel):
+    """GRPO settings of a ``kind: rl`` stage (docs/ARCHITECTURE.md, "Reinforcement fine-tuning")."""
 
+    group_size: int = Field(4, ge=2, description="answers sampled per prompt (G); advantages are relative to them")
+    temperature: float = Field(1.0, gt=0.0)
+    top_p: float = Field(1.0, gt=0.0, le=1.0)
+    max_new_tokens: int = Field(32, ge=1)
+    beta: float = Field(0.04, ge=0.0, description="weight of the KL penalty to the stage's starting policy")
+    epsilon: float = Field(0.2, gt=0.0, lt=1.0, description="clip range of the policy ratio")
+    iterations: int = Field(
+        1, ge=1, description="optimiser steps on each batch of sampled answers (>1: the ratio moves and clips)"
+    )
+    scale_rewards: bool = Field(True, description="divide advantages by the group's reward std")
+    rewards: dict[str, list[registered(REWARDS)]] = Field(
+        default_factory=dict, description="question type -> reward names (their mean); others use default_rewards"
+    )
+    default_rewards: list[registered(REWARDS)] = ["exact_match"]
+    judge: JudgeConfig | None = Field(None, description="endpoint of the 'judge' reward")
+
+    @model_validator(mode="after")
+    def _judge_configured(self) -> RLConfig:
+        wanted = {n for names in [*self.rewards.values(), self.default_rewards] for n in names}
+        if "judge" in wanted and self.judge is None:
+            raise PydanticCustomError(
+                "judge_missing", "the 'judge' reward needs rl.judge (url, model)", {"key": "judge"}
+            )
+        if not self.default_rewards or any(not names for names in self.rewards.values()):
+            raise PydanticCustomError("no_reward", "every question type needs at least one reward", {"key": "rewards"})
+        return self
+
+
+class StageConfig(StrictModel):
+    """One training stage: which component trains how, and its optimisation.
+
+    ``kind: sft`` learns from the reference answers (likelihood, and/or the overlap loss);
+    ``kind: rl`` samples answers and learns from their rewards (GRPO, settings under ``rl``).
+    """
+
+    kind: Literal["sft", "rl"] = "sft"
     vision_trainable_blocks: int = Field(0, ge=-1, description="0 frozen, N last N blocks, -1 all")
     resampler: Mode = "full"
     vicreg_projector: Mode = "unused"
@@ -55,6 +92,24 @@ class StageConfig(StrictModel):
     warmup_ratio: float = Field(0.03, ge=0.0, lt=1.0)
     weight_decay: float = Field(0.01, ge=0.0)
     grad_clip: float | None = Field(1.0, gt=0.0)
+    rl: RLConfig = RLConfig()
+
+    @model_validator(mode="after")
+    def _rl_stage(self) -> StageConfig:
+        if self.kind == "rl" and (self.overlap_loss_weight > 0 or self.language_model == "unused"):
+            raise PydanticCustomError(
+                "rl_stage",
+                "a kind: rl stage learns from sampled answers only: it needs the language model (not 'unused') "
+                "and overlap_loss_weight 0",
+                {"key": "kind"},
+            )
+        if self.kind == "rl" and self.rl.iterations > 1 and self.accumulate_grad_batches > 1:
+            raise PydanticCustomError(
+                "rl_stage",
+                "rl.iterations > 1 (several steps per batch of answers) needs accumulate_grad_batches 1",
+                {"key": "rl"},
+            )
+        return self
 
 
 # The reference stage table (docs/ARCHITECTURE.md, "Stages"): the presets every config starts from.
