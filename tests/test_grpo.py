@@ -18,7 +18,7 @@ def test_grpo_loss_equals_the_hand_computed_value_on_a_toy_batch():
     adv = torch.tensor([1.0, -1.0])
     mask = torch.tensor([[True, True], [True, False]])
     eps, beta = 0.2, 0.1
-    # By hand, token by token: ratio r = exp(logp - old); term = -min(r A, clip(r) A) + beta (e^d - d - 1), d = ref - logp.
+    # By hand, token by token: r = exp(logp - old); term = -min(r A, clip(r) A) + beta (e^d - d - 1), d = ref - logp.
     t11 = -math.exp(0.1) + beta * (math.exp(-0.2) + 0.2 - 1)  # r = 1.105 inside the clip range
     t12 = -math.exp(-0.1) + 0.0  # d = 0: no KL
     t21 = 0.8 + beta * (math.exp(0.1) - 0.1 - 1)  # r = 0.741 < 0.8 with A < 0: the clip flattens it to 0.8
@@ -40,7 +40,9 @@ def test_with_fresh_answers_the_loss_is_the_policy_gradient_and_zero_advantage_g
     assert float(out.loss.detach()) == pytest.approx(-2.0)  # -mean(ratio 1 * A)
     assert logp.grad.tolist() == [[-1.0, -1.0]]  # -A / length per token
     zero = torch.tensor([[-1.0]], requires_grad=True)
-    grpo_loss(zero, zero.detach(), None, torch.tensor([0.0]), torch.ones(1, 1, dtype=torch.bool), 0.2, 0.0).loss.backward()
+    grpo_loss(
+        zero, zero.detach(), None, torch.tensor([0.0]), torch.ones(1, 1, dtype=torch.bool), 0.2, 0.0
+    ).loss.backward()
     assert zero.grad.item() == 0.0
 
 

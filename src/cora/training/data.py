@@ -17,6 +17,8 @@ def build_stage_data(config: CoraConfig, stage: str, stage_cfg: StageConfig, tok
     if stage_cfg.language_model == "unused":
         module = build_datamodule(config, tokenizer, stage)
         return StageData(module.train, module.val, module.collate)
-    formatter = ChatFormatter(tokenizer, system_prompt=config.data.system_prompt, vision_token=config.models.vision_token)
+    formatter = ChatFormatter(
+        tokenizer, system_prompt=config.data.system_prompt, vision_token=config.models.vision_token
+    )
     module = build_datamodule(config, tokenizer, stage, formatter=formatter)
     return StageData(module.train, module.val, module.collate, tuple(formatter.stop_token_ids))

@@ -94,14 +94,10 @@ def grpo_loss(
     loss = ((per_token * m).sum(dim=1) / lengths).mean()
     clipped = ((ratio < 1 - epsilon) & (adv < 0)) | ((ratio > 1 + epsilon) & (adv > 0))
     tokens = m.sum().clamp(min=1)
-    return GRPOLoss(
-        loss, float((kl.detach() * m).sum() / tokens), float((clipped.to(m.dtype) * m).sum() / tokens)
-    )
+    return GRPOLoss(loss, float((kl.detach() * m).sum() / tokens), float((clipped.to(m.dtype) * m).sum() / tokens))
 
 
-def prompt_only(
-    input_ids: torch.Tensor, labels: torch.Tensor, pad_id: int
-) -> tuple[torch.Tensor, torch.Tensor]:
+def prompt_only(input_ids: torch.Tensor, labels: torch.Tensor, pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
     """The prompts of a training batch (every token before the first labelled one), left-padded."""
     has_label = labels != IGNORE_INDEX
     lengths = torch.where(has_label.any(dim=1), has_label.int().argmax(dim=1), (input_ids != pad_id).sum(dim=1))
@@ -206,7 +202,9 @@ class GRPOStageModule(StageModule):
                 for text, meta, done in zip(texts, metas, finished, strict=True)
             ]
         )
-        labels = torch.cat([torch.full_like(prompts, IGNORE_INDEX), answers.masked_fill(answer_mask == 0, IGNORE_INDEX)], 1)
+        labels = torch.cat(
+            [torch.full_like(prompts, IGNORE_INDEX), answers.masked_fill(answer_mask == 0, IGNORE_INDEX)], 1
+        )
         rollout = {
             "input_ids": torch.cat([prompts, answers], 1),
             "attention_mask": torch.cat([prompt_mask, answer_mask], 1),
@@ -247,7 +245,13 @@ class GRPOStageModule(StageModule):
             # The policy that sampled the answers is the current one: logp_old = logp (ratio 1).
             rollout["old_logp"] = logp.detach()
         terms = grpo_loss(
-            logp, rollout["old_logp"], rollout.get("ref_logp"), rollout["advantages"], mask, self.rl.epsilon, self.rl.beta
+            logp,
+            rollout["old_logp"],
+            rollout.get("ref_logp"),
+            rollout["advantages"],
+            mask,
+            self.rl.epsilon,
+            self.rl.beta,
         )
         self._check_finite(terms.loss, {"kl": terms.kl})
         self._log_step(terms, rollout, batch["pixel_values"].shape[0])

@@ -356,7 +356,6 @@ class StageRunner:
         )
         return summary
 
-
     def _stage_module(
         self,
         model: StageModel,
