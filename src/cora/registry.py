@@ -137,6 +137,7 @@ REWARDS = Registry(
         "yaw": "cora.rewards.verifiable:yaw_reward",
         "format": "cora.rewards.verifiable:format_reward",
         "judge": "cora.rewards.judge:judge_reward",
+        "feedback": "cora.rewards.verifiable:feedback_reward",
     },
 )
 

@@ -18,6 +18,7 @@ from cora.adapt.families.base import VLMFamily
 from cora.adapt.inputs import PanoramaInputs, panorama_from_pixels
 from cora.config.schema import CoraConfig
 from cora.config.sections.training import StageConfig
+from cora.data.datamodule import stage_train_records
 from cora.data.dataset import PanoramaDataset, kept_items, skipped_rows
 from cora.data.readers import read_records
 from cora.data.records import BadRowLog, DataError
@@ -82,13 +83,15 @@ def build_adapt_stage_data(
         raise DataError(f"stage {stage!r} needs a training file: set data.train")
     inputs = PanoramaInputs(cfg.input_mode, config.image_processing, native_height=cfg.native_height)
 
-    def dataset(path: str | None) -> PanoramaDataset | None:
+    def dataset(path: str | None, train: bool = False) -> PanoramaDataset | None:
         if path is None:
             return None
         log = BadRowLog(data.bad_row_policy)
         records, _ = read_records(path, log=log, jsonl_tasks=data.jsonl_tasks)
+        if train:
+            records = stage_train_records(stage_cfg, config.experiment.seed, records, log)
         # No formatter: text is encoded per batch by the family's processor (it needs the images).
         return PanoramaDataset(records, inputs.view_batch, None, cache_dir=data.cache_dir, log=log)
 
     collate = AdaptCollator(family, processor, cfg.system_prompt or data.system_prompt, cfg.max_length)
-    return StageData(dataset(data.train), dataset(data.val), collate)
+    return StageData(dataset(data.train, train=True), dataset(data.val), collate)

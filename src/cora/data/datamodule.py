@@ -18,9 +18,10 @@ import torch
 from torch.utils.data import DataLoader
 
 from cora.config import CoraConfig
+from cora.config.sections.training import StageConfig
 from cora.data.dataset import Collator, PanoramaDataset, TrainFormatter, ViewsFn
 from cora.data.readers import read_records
-from cora.data.records import BadRowLog, DataError
+from cora.data.records import BadRowLog, DataError, Record
 
 logger = logging.getLogger(__name__)
 
@@ -101,6 +102,29 @@ def _default_formatter(cfg: CoraConfig, tokenizer: Any) -> TrainFormatter:
     return ChatFormatter(tokenizer, system_prompt=cfg.data.system_prompt, vision_token=cfg.models.vision_token)
 
 
+def stage_train_records(stage_cfg: StageConfig, seed: int, records: list[Record], log: BadRowLog) -> list[Record]:
+    """The rows a stage trains on: an rl stage leaves out the question types it cannot check (captions),
+    and a feedback stage trains on its feedback file with ``replay`` of these rows mixed in."""
+    if stage_cfg.kind == "rl" and stage_cfg.rl.exclude_types:
+        excluded = set(stage_cfg.rl.exclude_types)
+        records = [r for r in records if r.question_type not in excluded]
+    if stage_cfg.feedback is not None:
+        records = feedback_with_replay(stage_cfg, seed, records, log)
+    return records
+
+
+def feedback_with_replay(stage_cfg: StageConfig, seed: int, original: list[Record], log: BadRowLog) -> list[Record]:
+    """A feedback stage's training rows: its feedback file's rows, plus ``replay`` (a share of the result)
+    drawn from the original training rows (experience replay: what it learned before is not forgotten)."""
+    from cora.data.feedback import read_feedback
+
+    rows = read_feedback(stage_cfg.feedback, stage_cfg.kind, log)
+    wanted = round(stage_cfg.replay / (1.0 - stage_cfg.replay) * len(rows))
+    replay = random.Random(seed).sample(original, min(wanted, len(original)))
+    logger.info("feedback stage: %d feedback rows + %d replayed training rows", len(rows), len(replay))
+    return rows + replay
+
+
 def build_datamodule(
     cfg: CoraConfig, tokenizer: Any, stage: str, views: ViewsFn | None = None, formatter: TrainFormatter | None = None
 ) -> PanoramaDataModule:
@@ -120,11 +144,13 @@ def build_datamodule(
     if not image_only:
         formatter = formatter or _default_formatter(cfg, tokenizer)
 
-    def dataset(path: str | None, group_refs: bool) -> PanoramaDataset | None:
+    def dataset(path: str | None, group_refs: bool, train: bool = False) -> PanoramaDataset | None:
         if path is None:
             return None
         log = BadRowLog(data.bad_row_policy)
         records, _ = read_records(path, image_only=image_only, jsonl_tasks=data.jsonl_tasks, log=log)
+        if train:
+            records = stage_train_records(stage_cfg, cfg.experiment.seed, records, log)
         return PanoramaDataset(
             records,
             views,
@@ -146,7 +172,7 @@ def build_datamodule(
         pad_id = getattr(tokenizer, "eos_token_id", None) or 0
     # data.test belongs to evaluation: a training run does not read it.
     module = PanoramaDataModule(
-        dataset(train_path, False),
+        dataset(train_path, False, train=True),
         dataset(data.val, True),
         batch_size=stage_cfg.batch_size,
         num_workers=data.num_workers,

@@ -146,6 +146,7 @@ class PanoramaDataset(Dataset):
                 "source": rec.where,
                 "type": rec.question_type,
                 "seam": rec.seam,
+                "rejected": list(rec.rejected),
             },
         }
         text = self.texts[index]

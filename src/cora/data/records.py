@@ -60,6 +60,8 @@ class Record:
     height: int | None = None
     question_type: str | None = None
     seam: bool | None = None
+    #: answers known to be wrong (feedback rated -1): the ``feedback`` reward scores them 0
+    rejected: tuple[str, ...] = ()
 
     @property
     def image(self) -> str:

@@ -25,6 +25,8 @@ class Completion:
     seam: bool | None = None
     #: the answer ended with the end-of-sequence token (False: cut at max_new_tokens)
     finished: bool = True
+    #: answers known to be wrong (feedback rated -1)
+    rejected: tuple[str, ...] = ()
 
 
 class RewardFn(Protocol):

@@ -109,6 +109,17 @@ def _format(completion: Completion) -> float:
     return float(not wants_box or box_yaw_deg(completion.text) is not None)
 
 
+def _feedback(completion: Completion) -> float:
+    """1 for a corrected or +1-rated answer, 0 for a -1-rated one or another answer where a good one is
+    known, 0.5 for an answer that differs from the only (rejected) one known."""
+    if exact_match(completion.text, completion.rejected):
+        return 0.0
+    good = [r for r in completion.references if r not in completion.rejected]
+    if good:
+        return float(exact_match(completion.text, good))
+    return 0.5
+
+
 def exact_match_reward(settings: RewardSettings) -> RewardFn:
     return _exact
 
@@ -127,3 +138,7 @@ def yaw_reward(settings: RewardSettings) -> RewardFn:
 
 def format_reward(settings: RewardSettings) -> RewardFn:
     return _format
+
+
+def feedback_reward(settings: RewardSettings) -> RewardFn:
+    return _feedback

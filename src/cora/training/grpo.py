@@ -156,7 +156,8 @@ class GRPOStageModule(StageModule):
         self._rollout: dict[str, torch.Tensor] | None = state.get("rollout")
 
     def extra_state(self) -> dict[str, Any]:
-        return {"rollout": self._rollout} if self._rollout is not None else {}
+        state = super().extra_state()
+        return state | {"rollout": self._rollout} if self._rollout is not None else state
 
     # -- sampling ----------------------------------------------------------------------
     def _pixels(self, batch: dict[str, Any]) -> torch.Tensor:
@@ -197,6 +198,7 @@ class GRPOStageModule(StageModule):
                         meta.get("type"),
                         meta.get("seam"),
                         done,
+                        tuple(meta.get("rejected") or ()),
                     )
                 )
                 for text, meta, done in zip(texts, metas, finished, strict=True)

@@ -78,6 +78,8 @@ class StageModule(L.LightningModule):
         self.samples_seen = 0
         self.skipped_samples = 0
         self.bad_rows: dict[tuple[str, int], str] = {}
+        # Held-out metrics before the stage trained (feedback stages measure forgetting); kept across a resume.
+        self.val_before: dict[str, float] = dict(((resume or {}).get("module_state") or {}).get("val_before") or {})
 
     # -- forward + losses ------------------------------------------------------------
     def _forward(self, batch: dict[str, Any]):
@@ -157,7 +159,7 @@ class StageModule(L.LightningModule):
 
     def extra_state(self) -> dict[str, Any]:
         """What a checkpoint keeps of this module beyond weights, optimiser and RNG (GRPO: its sampled answers)."""
-        return {}
+        return {"val_before": dict(self.val_before)} if self.val_before else {}
 
     def on_train_batch_end(self, outputs: Any, batch: dict[str, Any] | None, batch_idx: int) -> None:
         if is_empty(batch):

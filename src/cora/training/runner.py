@@ -316,6 +316,10 @@ class StageRunner:
         if trainer.is_global_zero:
             state.mark_running(name)
             state.save(self.run_dir)
+        if stage_cfg.feedback is not None and payload is None and data.val is not None and len(data.val):
+            # A feedback stage reports the held-out metrics before and after it: forgetting is measured.
+            trainer.validate(module, verbose=False)
+            module.val_before = dict(module.val_metrics)
         t0 = time.perf_counter()
         trainer.fit(module)
         seconds = time.perf_counter() - t0
@@ -335,6 +339,8 @@ class StageRunner:
             "train": module.last_train,
             "val": module.val_metrics,
         }
+        if module.val_before:
+            summary["val_before"] = module.val_before
         if trainer.is_global_zero:
             final = save_checkpoint(
                 self.run_dir / "checkpoints" / name / "final.ckpt", checkpoint_payload(module, total, complete=True)

@@ -49,7 +49,13 @@ class LanguagePriorConfig(_PriorConfig):
 
 
 class DemoConfig(StrictModel):
-    """What ``cora demo`` runs before the stages: the two priors of the tiny kit models."""
+    """What ``cora demo`` runs besides the stages: the two priors of the tiny kit models, and how many runs at once."""
 
     language_prior: LanguagePriorConfig = LanguagePriorConfig()
     vision_prior: VisionPriorConfig = VisionPriorConfig()
+    jobs: int | None = Field(
+        None,
+        ge=1,
+        description="runs trained (and evaluated) at once, each in its own process: the vision run and the "
+        "blind run; None: 2 where the machine has 2 cores or more",
+    )

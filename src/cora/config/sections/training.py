@@ -54,9 +54,13 @@ class RLConfig(StrictModel):
     )
     default_rewards: list[registered(REWARDS)] = ["exact_match"]
     judge: JudgeConfig | None = Field(None, description="endpoint of the 'judge' reward")
+    exclude_types: list[str] = Field(
+        ["caption"], description="question types the stage does not train on (no checkable answer)"
+    )
 
     @model_validator(mode="after")
     def _judge_configured(self) -> RLConfig:
+        self.rewards.setdefault("feedback", ["feedback"])  # feedback rows: scored by their ratings
         wanted = {n for names in [*self.rewards.values(), self.default_rewards] for n in names}
         if "judge" in wanted and self.judge is None:
             raise PydanticCustomError(
@@ -93,6 +97,14 @@ class StageConfig(StrictModel):
     weight_decay: float = Field(0.01, ge=0.0)
     grad_clip: float | None = Field(1.0, gt=0.0)
     rl: RLConfig = RLConfig()
+    feedback: str | None = Field(
+        None,
+        description="a feedback JSONL (image, query, answer, rating and/or correction) the stage trains on "
+        "instead of data.train: corrections in an sft stage, ratings in an rl stage",
+    )
+    replay: float = Field(
+        0.0, ge=0.0, lt=1.0, description="feedback stages: share of their rows drawn from data.train (replay)"
+    )
 
     @model_validator(mode="after")
     def _rl_stage(self) -> StageConfig:

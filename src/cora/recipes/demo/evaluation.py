@@ -67,8 +67,9 @@ def _by_type(loss_by_type: dict[str, float], samples: list, answers: dict[tuple[
     return by_type
 
 
-def evaluate_run(config: CoraConfig) -> dict[str, Any]:
-    """Predictions + metrics (evaluation API) and the demo's two numbers for one run."""
+def evaluate_run(config: CoraConfig, upto: str | None = None) -> dict[str, Any]:
+    """Predictions + metrics (evaluation API) and the demo's numbers for one run: its final model, or with
+    ``upto`` the model as it was after that stage (into ``<run>/eval-<upto>``)."""
     from cora.data.records import CAPTION_QUERY
     from cora.evaluation.answers import answer_accuracy
     from cora.evaluation.runner import METRICS_JSON, PREDICTIONS, evaluate
@@ -79,13 +80,18 @@ def evaluate_run(config: CoraConfig) -> dict[str, Any]:
 
     if config.data.test is None:
         raise ValueError("data.test is not set: the demo evaluates on the held-out test split")
-    # The run's exported model (<run>/model), else rebuilt from its stage checkpoints.
-    model, _ = load_run(run_dir_of(config), config=config, device="cpu", run_loader=load_run_model)
+    if upto is None:
+        # The run's exported model (<run>/model), else rebuilt from its stage checkpoints.
+        model, _ = load_run(run_dir_of(config), config=config, device="cpu", run_loader=load_run_model)
+    else:
+        stages = list(config.training.stages)
+        earlier = config.training.model_copy(update={"stages": stages[: stages.index(upto) + 1]})
+        model = load_run_model(config.model_copy(update={"training": earlier}), run_dir_of(config))
     generator = PanoramaGenerator.from_model(model, config)
     if config.training.blind:
         generator.views = ZeroViews(generator.views)
     samples = read_eval_samples(config.data.test, config.data.bad_row_policy, config.data.cache_dir)
-    out_dir = run_dir_of(config) / "eval"
+    out_dir = run_dir_of(config) / ("eval" if upto is None else f"eval-{upto}")
     if out_dir.exists():
         shutil.rmtree(out_dir)
     answers: dict[tuple[str, str], str] = {}
@@ -104,6 +110,7 @@ def evaluate_run(config: CoraConfig) -> dict[str, Any]:
     return {
         "heldout_loss": loss,
         "answer_accuracy": answer_accuracy(qa),
+        "seam_accuracy": (metrics.get("seam") or {}).get("exact_match"),
         "qa_samples": len(qa),
         "by_type": by_type,
         "samples": len(samples),

@@ -5,7 +5,10 @@ line saying what it produced; none changes a config (they were resolved before t
 from __future__ import annotations
 
 import json
+import multiprocessing
+import os
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -93,46 +96,80 @@ def _step_vision_prior(run: DemoRun) -> str:
     return f"{state}: {prior.target}-label balanced accuracy (held out) {before:.3f} → {after:.3f}"
 
 
-def _train(config: CoraConfig, label: str, run: DemoRun) -> str:
+def _train_one(config: CoraConfig) -> dict[str, Any]:
+    """One run of the demo, from scratch (a worker process when the two runs train at once)."""
     from cora.training.runner import run_dir_of, train
 
     run_dir = run_dir_of(config)
     if run_dir.exists():
         shutil.rmtree(run_dir)  # the demo's own run folder: always a fresh, honest run
-    result = train(config)
-    run.results[f"train_{label}"] = result.summaries
-    parts = [
-        f"{name} {s['steps']} steps {s['seconds']:.0f}s loss {s['train'].get('loss', float('nan')):.3f}"
-        for name, s in result.summaries.items()
-    ]
-    return f"{run_dir}: " + "; ".join(parts)
+    return train(config).summaries
+
+
+def _evaluate_one(config: CoraConfig, upto: str | None) -> dict[str, Any]:
+    from cora.recipes.demo.evaluation import evaluate_run
+
+    return evaluate_run(config, upto=upto)
+
+
+def _jobs(run: DemoRun) -> int:
+    return demo_settings(run.config).jobs or min(2, os.cpu_count() or 1)
+
+
+def _in_parallel(run: DemoRun, fn: Callable[..., Any], calls: list[tuple]) -> list[Any]:
+    """``fn(*args)`` for each call: ``demo.jobs`` at a time in spawned processes (one core each), else in turn."""
+    jobs = min(_jobs(run), len(calls))
+    if jobs <= 1:
+        return [fn(*args) for args in calls]
+    with multiprocessing.get_context("spawn").Pool(jobs, maxtasksperchild=1) as pool:
+        return pool.starmap(fn, calls)
 
 
 def _step_train(run: DemoRun) -> str:
-    return _train(run.config, "vision", run)
+    from cora.training.runner import run_dir_of
+
+    labels = ("vision", "blind")
+    summaries = _in_parallel(run, _train_one, [(run.config,), (run.blind,)])
+    lines = []
+    for label, config, result in zip(labels, (run.config, run.blind), summaries, strict=True):
+        run.results[f"train_{label}"] = result
+        parts = [
+            f"{name} {s['steps']} steps {s['seconds']:.0f}s loss {s['train'].get('loss', float('nan')):.3f}"
+            for name, s in result.items()
+        ]
+        lines.append(f"{run_dir_of(config)}: " + "; ".join(parts))
+    return "\n    ".join(lines)
 
 
-def _step_blind(run: DemoRun) -> str:
-    return _train(run.blind, "blind", run)
+def _before_rl(config: CoraConfig) -> str | None:
+    """The last stage before the first ``rl`` stage (evaluated too: the table before/after rl), or None."""
+    stages = list(config.training.stages)
+    kinds = [config.training.stage_configs[s].kind for s in stages]
+    if "rl" not in kinds or kinds.index("rl") == 0:
+        return None
+    return stages[kinds.index("rl") - 1]
 
 
 def _step_eval(run: DemoRun) -> str:
-    from cora.recipes.demo.evaluation import evaluate_run
-
+    before = _before_rl(run.config)
+    calls = [(config, upto) for config in (run.config, run.blind) for upto in ([before] if before else []) + [None]]
+    outcomes = _in_parallel(run, _evaluate_one, calls)
     lines = []
-    for label, config in (("vision", run.config), ("blind", run.blind)):
-        result = evaluate_run(config)
-        run.results[f"eval_{label}"] = result
+    for (config, upto), result in zip(calls, outcomes, strict=True):
+        label = "blind" if config.training.blind else "vision"
+        key = f"eval_{label}" if upto is None else f"eval_{label}_before_rl"
+        run.results[key] = result
+        when = f" after {upto}" if upto else ""
         lines.append(
-            f"{label}: held-out answer loss {result['heldout_loss']:.3f}, answer accuracy "
-            f"{result['answer_accuracy']:.1%} ({result['qa_samples']} questions), CIDEr "
-            f"{_fmt(result['metrics'].get('cider'))}"
+            f"{label}{when}: held-out answer loss {result['heldout_loss']:.3f}, answer accuracy "
+            f"{result['answer_accuracy']:.1%} ({result['qa_samples']} questions), seam "
+            f"{_fmt(result.get('seam_accuracy'), '.1%')}, CIDEr {_fmt(result['metrics'].get('cider'))}"
         )
     return "\n    ".join(lines)
 
 
-def _fmt(value: Any) -> str:
-    return f"{value:.3f}" if isinstance(value, int | float) else "n/a"
+def _fmt(value: Any, spec: str = ".3f") -> str:
+    return format(value, spec) if isinstance(value, int | float) else "n/a"
 
 
 def _step_plot(run: DemoRun) -> str:
@@ -158,8 +195,7 @@ PREPARE_STEPS = [
 
 STEPS = [
     *PREPARE_STEPS,
-    ("training (3 stages)", _step_train),
-    ("blind training (no pixels)", _step_blind),
+    ("training (the vision run and the blind run, no pixels)", _step_train),
     ("held-out evaluation", _step_eval),
     ("loss curves", _step_plot),
 ]

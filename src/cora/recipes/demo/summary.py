@@ -34,6 +34,35 @@ def type_table(vision: dict[str, dict], blind: dict[str, dict]) -> list[str]:
     return lines
 
 
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0%}"
+
+
+def rl_table(results: dict[str, Any]) -> list[str]:
+    """Exact-match accuracy per question type before and after the rl stage, vision and blind."""
+    runs = [results.get(k) for k in ("eval_vision_before_rl", "eval_vision", "eval_blind_before_rl", "eval_blind")]
+    if runs[0] is None or runs[2] is None:
+        return []
+    lines = [
+        "  exact match before → after the rl stage (held-out):",
+        f"    {'type':<12} {'n':>4} {'vision':>13} {'blind':>13}",
+    ]
+    for kind, row in runs[1]["by_type"].items():
+        if row["accuracy"] is None:
+            continue
+        accs = [r["by_type"].get(kind, {}).get("accuracy") for r in runs]
+        lines.append(
+            f"    {kind:<12} {row['questions']:>4} {_pct(accs[0]):>5} → {_pct(accs[1]):<5} {_pct(accs[2]):>5} → "
+            f"{_pct(accs[3]):<5}"
+        )
+    for label, key in (("all", "answer_accuracy"), ("seam", "seam_accuracy")):
+        accs = [r.get(key) for r in runs]
+        lines.append(
+            f"    {label:<12} {'':>4} {_pct(accs[0]):>5} → {_pct(accs[1]):<5} {_pct(accs[2]):>5} → {_pct(accs[3]):<5}"
+        )
+    return lines
+
+
 def summary_text(results: dict[str, Any], run_dir: Path, seconds: float) -> str:
     """The closing table: both runs' held-out numbers, the verdict (``results["verdict"]``), where things are."""
     vis, blind = results["eval_vision"], results["eval_blind"]
@@ -44,7 +73,9 @@ def summary_text(results: dict[str, Any], run_dir: Path, seconds: float) -> str:
         f"  {'vision':<8} {vis['heldout_loss']:>12.3f} {vis['answer_accuracy']:>9.1%}  {vis['predictions']}",
         f"  {'blind':<8} {blind['heldout_loss']:>12.3f} {blind['answer_accuracy']:>9.1%}  {blind['predictions']}",
         f"  {results['verdict']}",
+        f"  seam subset: vision {_pct(vis.get('seam_accuracy'))}, blind {_pct(blind.get('seam_accuracy'))}",
         *type_table(vis["by_type"], blind["by_type"]),
+        *rl_table(results),
         f"  run folder: {run_dir} (stage_state.json, checkpoints/, logs/, model/)",
         f"  blind run:  {run_dir.parent / (run_dir.name + '-blind')}",
         f"  loss curves: {results['plot']}   metrics: {vis['metrics_json']}",
