@@ -43,20 +43,21 @@ def test_qwen3_single_turn_matches_hand_computed_text_and_mask(qwen3_tokenizer):
     tok = qwen3_tokenizer
     fmt = ChatFormatter(tok, system_prompt="Describe panoramas.")
     enc = fmt.encode_train("What is ahead?", "A lake with rocks.")
+    # The reply follows exactly the generation prompt, empty think block included (unlabelled): what the
+    # model learns to continue is what it is given when it answers (thinking off).
     prompt = (
         "<|im_start|>system\nDescribe panoramas.<|im_end|>\n<|im_start|>user\n<|vision|>\nWhat is ahead?"
-        "<|im_end|>\n<|im_start|>assistant\n"
+        "<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\n"
     )
+    assert fmt.prompt_text("What is ahead?") == prompt
     reply = "A lake with rocks.<|im_end|>"
     assert enc["input_ids"] == _ids(tok, prompt + reply + "\n")
     n_prompt, n_reply = len(_ids(tok, prompt)), len(_ids(tok, reply))
+    assert enc["input_ids"][:n_prompt] == fmt.encode_prompt("What is ahead?")
     assert _spans(enc["labels"]) == [(n_prompt, n_prompt + n_reply)]
     labelled = [t for t, lab in zip(enc["input_ids"], enc["labels"]) if lab != IGNORE_INDEX]
     assert labelled[-1] == tok.convert_tokens_to_ids("<|im_end|>") == fmt.end_of_turn_id
     assert tok.decode(labelled) == reply
-    # no think block anywhere in training text, exactly one vision placeholder
-    think = tok.convert_tokens_to_ids(["<think>", "</think>"])
-    assert not set(think) & set(enc["input_ids"])
     assert enc["input_ids"].count(fmt.vision_token_id) == 1
 
 
@@ -79,7 +80,8 @@ def test_qwen3_multi_turn_masks_every_reply(qwen3_tokenizer):
     enc = fmt.encode_conversation(turns)
     p1 = "<|im_start|>user\n<|vision|>\nDescribe it.<|im_end|>\n<|im_start|>assistant\n"
     r1 = "A beach at dusk.<|im_end|>"
-    p2 = "\n<|im_start|>user\nAny people?<|im_end|>\n<|im_start|>assistant\n"
+    # Earlier replies as the template renders them in history; the last one after the generation prompt.
+    p2 = "\n<|im_start|>user\nAny people?<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\n"
     r2 = "Two walkers on the left.<|im_end|>"
     assert enc["input_ids"] == _ids(tok, p1 + r1 + p2 + r2 + "\n")
     a = len(_ids(tok, p1))
@@ -89,10 +91,9 @@ def test_qwen3_multi_turn_masks_every_reply(qwen3_tokenizer):
     assert _spans(enc["labels"]) == [(a, b), (c, d)]
     # the vision placeholder only in the first user turn
     assert enc["input_ids"].count(fmt.vision_token_id) == 1
-    # training text = what the template itself renders for these turns once they are history
-    messages = fmt.messages(turns)
-    later = tok.apply_chat_template([*messages, {"role": "user", "content": "next"}], tokenize=False)
-    assert later.startswith(fmt.training_text(messages))
+    # up to the last reply's prompt: what the template itself renders for these turns as history, and the
+    # last prompt is the generation prompt given that history
+    assert enc["input_ids"][:c] == fmt.encode_prompt("Any people?", history=turns[:1])
 
 
 @pytest.mark.parametrize("template", ["qwen3-chat-template.llamacpp-2025-04.jinja", "qwen2.5-chat-template.jinja"])
@@ -103,7 +104,7 @@ def test_other_real_templates(qwen3_tokenizer, shared_data, template):
     labelled = [t for t, lab in zip(enc["input_ids"], enc["labels"]) if lab != IGNORE_INDEX]
     assert qwen3_tokenizer.decode(labelled) == "a one<|im_end|>a two<|im_end|>"
     text = qwen3_tokenizer.decode(enc["input_ids"])
-    assert "<think>" not in text
+    assert text.count("<think>") == (0 if template.startswith("qwen2.5") else 1)  # before the last reply only
     if template.startswith("qwen2.5"):
         # Qwen2.5 adds its default system prompt itself, has no thinking switch
         assert text.startswith("<|im_start|>system\nYou are Qwen, created by Alibaba Cloud.")
@@ -125,7 +126,7 @@ def test_kit_template(kit_tokenizer):
     enc = fmt.encode_train("what is here", "a red cube")
     prompt = (
         "<|im_start|>system\nsys<|im_end|>\n<|im_start|>user\n<|vision|>\nwhat is here<|im_end|>\n"
-        "<|im_start|>assistant\n"
+        "<|im_start|>assistant\n<think>\n\n</think>\n\n"
     )
     reply = "a red cube<|im_end|>"
     assert enc["input_ids"] == _ids(tok, prompt) + _ids(tok, reply) + _ids(tok, "\n")

@@ -116,19 +116,24 @@ class ChatFormatter:
         return {"input_ids": input_ids, "labels": labels}
 
     def training_text(self, messages: Sequence[Mapping[str, str]]) -> str:
-        """The rendered training text (no empty think block)."""
+        """The rendered training text (the last reply after the exact generation prompt)."""
         return "".join(seg.text for seg in self.segments(messages))
 
     def segments(self, messages: Sequence[Mapping[str, str]]) -> list[Segment]:
         """Split the rendered conversation into prompt pieces and assistant replies.
 
-        Only conversations ending with an assistant turn are training examples.
+        Only conversations ending with an assistant turn are training examples. The last reply follows
+        the exact generation prompt :meth:`prompt_text` gives for its turn (with a Qwen3-style template, one
+        ending in an empty think block: thinking off), so the model learns to continue the very text it
+        is given when it answers. Earlier replies appear as the template renders them in history (no think
+        block), which is also what the generation prompt of a later turn holds.
         """
         messages = [dict(m) for m in messages]
         if not messages or messages[-1].get("role") != "assistant":
             raise ValueError("a training conversation must end with an assistant message")
         segments: list[Segment] = []
         done = ""
+        last = len(messages) - 1
         for k, message in enumerate(messages):
             if message.get("role") != "assistant":
                 continue
@@ -142,7 +147,7 @@ class ChatFormatter:
             think_prompt = (
                 self._render(messages[:k], generation=True, thinking_off=True) if self.supports_thinking else prompt
             )
-            # The template's empty think block ends its enable_thinking=False prompt: cut there.
+            # A Qwen3 template renders a final reply after its empty think block (and drops it in history).
             start = think_prompt if full.startswith(think_prompt) else prompt
             if not full.startswith(start):
                 raise ChatTemplateError(
@@ -150,11 +155,13 @@ class ChatFormatter:
                 )
             reply = full[len(start) :]
             head, tail = self._split_reply(reply)
-            if prompt[len(done) :]:
-                segments.append(Segment(prompt[len(done) :], False))
+            lead = think_prompt if k == last else prompt
+            if lead[len(done) :]:
+                segments.append(Segment(lead[len(done) :], False))
             segments.append(Segment(head, True))
             if tail:
                 segments.append(Segment(tail, False))
+            # The conversation so far as later turns render it (history: a Qwen3 template drops the think block).
             done = prompt + reply
         return segments
 

@@ -33,9 +33,8 @@ def train_corpus(config: CoraConfig) -> list[str]:
 def chat_corpus(config: CoraConfig, tokenizer: Any) -> list[str]:
     """The training questions as the generator will ask them (chat template, generation prompt) + the answer.
 
-    The generation prompt of a Qwen3-style template ends with an empty think block that the
-    stages' training texts lack; a from-scratch tiny LLM has to see that format once, or its
-    generations start out of distribution.
+    The language prior reads the chat format (with a Qwen3-style template, a generation prompt ending
+    in an empty think block) before any stage does, as a real chat LLM has.
     """
     from cora.data.records import CAPTION_QUERY
     from cora.processors.text import ChatFormatter
