@@ -202,8 +202,10 @@ def test_generate_cached_equals_uncached_and_padding_side_does_not_matter(model)
     # A random tiny LM repeats tokens, so compare the per-step logits too (a cache bug shows there).
     for a, b in zip(cached.scores, uncached.scores, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
-    # The first step's logits are the forward pass's last-position logits.
-    torch.testing.assert_close(cached.scores[0], model(pixels, VIEWS, ids, mask).logits[:, -1], rtol=1e-4, atol=1e-4)
+    # The first step's logits are the forward pass's last-position logits (the placeholder suppressed).
+    first = model(pixels, VIEWS, ids, mask).logits[:, -1].clone()
+    first[:, model.language_model.vision_token_id] = -float("inf")
+    torch.testing.assert_close(cached.scores[0], first, rtol=1e-4, atol=1e-4)
     cached = cached.sequences
     assert cached.shape == (2, 4)
     ids_r, mask_r = _text(model, texts, "right")
@@ -386,3 +388,23 @@ def test_lora_defaults_are_the_spec_ones(model):
     names = [n for n, _ in m.language_model.named_parameters() if "lora_A" in n]
     wrapped = {n.split(".lora_A")[0].rsplit(".", 1)[-1] for n in names}
     assert wrapped == {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
+
+
+def test_generation_never_emits_the_vision_placeholder(cfg, monkeypatch):
+    # A sampled placeholder cannot be fed back (fusion needs exactly one per panorama), and an rl stage
+    # trains on its own samples: generate suppresses it, whatever else the caller suppresses.
+    model = build_model(cfg).eval()
+    vid = model.language_model.vision_token_id
+    seen = {}
+    real = model.language_model.model.generate
+
+    def spy(**kwargs):
+        seen.update(kwargs)
+        return real(**kwargs)
+
+    monkeypatch.setattr(model.language_model.model, "generate", spy)
+    ids, mask = _text(model, ["<|vision|> what is here"])
+    pixels = torch.rand(1, len(VIEWS), 3, SIZE, SIZE)
+    out = model.generate(pixels, VIEWS, ids, mask, max_new_tokens=3, do_sample=True, suppress_tokens=[7])
+    assert set(seen["suppress_tokens"]) == {vid, 7}
+    assert vid not in out.flatten().tolist()

@@ -142,6 +142,11 @@ class AdaptedVLM(nn.Module):
             kwargs["position_ids"] = position_ids
         generation_kwargs.setdefault("do_sample", False)
         generation_kwargs.setdefault("pad_token_id", self.processor.tokenizer.pad_token_id)
+        # A generated image token could never be fed back (an rl stage trains on its samples): never sample it.
+        image_id = self.family.image_token_id(self.processor)
+        suppressed = list(generation_kwargs.get("suppress_tokens") or [])
+        if image_id is not None and image_id not in suppressed:
+            generation_kwargs["suppress_tokens"] = [*suppressed, image_id]
         out = self.model.generate(
             input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"], **kwargs, **generation_kwargs
         )

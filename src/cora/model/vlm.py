@@ -184,6 +184,11 @@ class PanoramaVLM(nn.Module):
         fused = self._fuse(vision, input_ids, attention_mask, None)
         tok = self.tokenizer
         generation_kwargs.setdefault("pad_token_id", self.language_model.pad_token_id)
+        # A generated placeholder could never be fed back (one per panorama): never sample it.
+        vid = self.language_model.vision_token_id
+        if vid is not None:
+            suppressed = list(generation_kwargs.get("suppress_tokens") or [])
+            generation_kwargs["suppress_tokens"] = [*suppressed, vid] if vid not in suppressed else suppressed
         if tok is not None and tok.eos_token_id is not None:
             generation_kwargs.setdefault("eos_token_id", tok.eos_token_id)
         return self.language_model.model.generate(
