@@ -23,7 +23,7 @@ def rl_config(tmp_path: Path, kit_paths, synth: Path, name: str = "rl", iteratio
         f"extends: {ROOT / 'configs' / 'tiny.yaml'}\n"
         f"experiment: {{name: {name}, output_dir: {tmp_path / 'runs'}}}\n"
         f"models: {{vision_name: {kit_paths.vision}, language_model_name: {kit_paths.language_model}}}\n"
-        f"data: {{train: {synth / 'train.csv'}, val: null, view_cache: 0}}\n"
+        f"data: {{train: {synth / 'train.csv'}, val: {synth / 'val.csv'}, view_cache: 0}}\n"
         "training:\n"
         "  stages: [finetune, rl]\n"
         "  progress_bar: false\n"
@@ -34,6 +34,7 @@ def rl_config(tmp_path: Path, kit_paths, synth: Path, name: str = "rl", iteratio
         "    finetune: {max_steps: 2, batch_size: 2}\n"
         "    rl:\n"
         "      kind: rl\n"
+        "      lm_loss_weight: 0.0\n"
         "      language_model: lora\n"
         "      resampler: frozen\n"
         "      max_steps: 4\n"
@@ -85,6 +86,8 @@ def test_rl_stage_starts_from_the_previous_stage_and_learns_against_it(tmp_path,
     summary = result.summaries["rl"]
     assert summary["samples"] == 4 * 2  # 4 steps of 2 prompts (each batch serves 2 steps: iterations 2)
     assert {"reward_mean", "reward_std", "kl", "clip_fraction", "answer_length"} <= set(summary["train"])
+    # Validated on the held-out answers' LM loss, although the stage itself learns from rewards only.
+    assert summary["val"]["val_lm_loss"] > 0
     rows = list(csv.DictReader((run / "logs/rl/metrics.csv").open()))
     assert {"train/reward_mean", "train/kl", "train/clip_fraction", "train/answer_length"} <= set(rows[0])
 

