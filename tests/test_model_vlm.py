@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 import torch
 from transformers import AutoModel, AutoModelForCausalLM, AutoTokenizer
@@ -408,3 +411,30 @@ def test_generation_never_emits_the_vision_placeholder(cfg, monkeypatch):
     out = model.generate(pixels, VIEWS, ids, mask, max_new_tokens=3, do_sample=True, suppress_tokens=[7])
     assert set(seen["suppress_tokens"]) == {vid, 7}
     assert vid not in out.flatten().tolist()
+
+
+def test_a_saved_model_refuses_other_base_weights_naming_both(model, cfg, kit_paths, tmp_path):
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    from cora.model.vlm import BaseModelMismatch, PanoramaVLM
+
+    saved = model.save_pretrained(tmp_path / "saved", run_config=cfg)
+    meta = json.loads((saved / "cora_model.json").read_text())
+    assert set(meta["base"]) == {"vision", "language_model"}
+    PanoramaVLM.from_pretrained(saved)  # the same base: fine
+    # The kit LM rebuilt with other weights (one tensor changed), the saved model pointed at it.
+    other = tmp_path / "other_lm"
+    shutil.copytree(kit_paths.language_model, other)
+    weights = load_file(other / "model.safetensors")
+    first = sorted(weights)[0]
+    weights[first] = weights[first] + 1e-3
+    save_file(weights, other / "model.safetensors")
+    config_file = saved / "config.yaml"
+    config_file.write_text(config_file.read_text().replace(str(Path(kit_paths.language_model).resolve()), str(other)))
+    with pytest.raises(
+        BaseModelMismatch, match=r"trained on the language_model .* with weights [0-9a-f]{12}.*now holds"
+    ):
+        PanoramaVLM.from_pretrained(saved)
+    PanoramaVLM.from_pretrained(saved, allow_base_mismatch=True)  # explicitly: loads, with a warning

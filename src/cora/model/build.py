@@ -18,6 +18,6 @@ def save_model(model: PanoramaVLM, out_dir: str | Path, run_config: CoraConfig |
     return model.save_pretrained(out_dir, run_config=run_config)
 
 
-def load_model(path: str | Path, meta: bool = False) -> PanoramaVLM:
+def load_model(path: str | Path, meta: bool = False, allow_base_mismatch: bool = False) -> PanoramaVLM:
     """See :meth:`PanoramaVLM.from_pretrained`."""
-    return PanoramaVLM.from_pretrained(path, meta=meta)
+    return PanoramaVLM.from_pretrained(path, meta=meta, allow_base_mismatch=allow_base_mismatch)

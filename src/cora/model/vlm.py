@@ -318,14 +318,38 @@ class PanoramaVLM(nn.Module):
                 "language_model_name": models.language_model_name,
                 "weights": sorted(state),
                 "sha256": hashlib.sha256(data).hexdigest(),
+                # The base weights this model needs and does not save: loading it on other ones is refused.
+                "base": {
+                    component: {"name": getattr(models, f"{component}_name"), "sha256": digest}
+                    for component, digest in self.base_fingerprints(set(state)).items()
+                },
             },
         )
         return out
 
+    def base_fingerprints(self, saved: set[str]) -> dict[str, str]:
+        """sha256 of the vision tower's and the LLM's weights that are not in ``saved`` (the base weights), per
+        component; LoRA's own weights excluded, its wrapped base layers named as before injection."""
+        out = {}
+        for component in ("vision", "language_model"):
+            digest = hashlib.sha256()
+            for name, tensor in sorted(getattr(self, component).state_dict().items()):
+                full = f"{component}.{name}"
+                if full in saved or "lora_" in name or tensor.is_meta:
+                    continue
+                digest.update(full.replace(".base_layer.", ".").encode())
+                digest.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+            out[component] = digest.hexdigest()
+        return out
+
     @classmethod
-    def from_pretrained(cls, path: str | Path, meta: bool = False) -> PanoramaVLM:
+    def from_pretrained(cls, path: str | Path, meta: bool = False, allow_base_mismatch: bool = False) -> PanoramaVLM:
         """A model saved by :meth:`save_pretrained`: rebuilt from its ``config.yaml`` (base models from
-        their names/folders), LoRA re-applied, the saved weights loaded."""
+        their names/folders), LoRA re-applied, the saved weights loaded.
+
+        Base weights other than those it was trained on (a rebuilt kit, a hub model that changed) are an
+        error naming both, unless ``allow_base_mismatch`` (then a warning): the model would answer differently.
+        """
         root = Path(path)
         for name in (SAVED_CONFIG, SAVED_META, SAVED_WEIGHTS):
             if not (root / name).is_file():
@@ -336,8 +360,28 @@ class PanoramaVLM(nn.Module):
         if info.get("lora"):
             model.language_model.apply_lora(**info["lora"])
         if not meta:
+            _check_base(root, info, model.base_fingerprints(set(info.get("weights") or ())), allow_base_mismatch)
             model.load_trainable_state_dict(_read_weights(root / SAVED_WEIGHTS, info.get("sha256")))
         return model
+
+
+class BaseModelMismatch(ValueError):
+    """A saved model loaded on base weights other than those it was trained on."""
+
+
+def _check_base(root: Path, info: dict[str, Any], found: dict[str, str], allow: bool) -> None:
+    for component, recorded in (info.get("base") or {}).items():
+        if recorded.get("sha256") == found.get(component):
+            continue
+        was, now = recorded.get("sha256", "?")[:12], found.get(component, "?")[:12]
+        message = (
+            f"{root}: trained on the {component} {recorded.get('name')} with weights {was}…, but "
+            f"{info.get(f'{component}_name')} now holds weights {now}… (a rebuilt kit or a changed checkpoint): "
+            "it would answer differently"
+        )
+        if not allow:
+            raise BaseModelMismatch(message + "; load it with allow_base_mismatch=True to use these weights anyway")
+        logger.warning("%s; loading anyway (allow_base_mismatch)", message)
 
 
 def _read_weights(path: Path, sha256: str | None) -> dict[str, torch.Tensor]:
