@@ -17,6 +17,7 @@ from torch import nn
 from cora.config import CoraConfig, load_config, save_config
 from cora.config.sections.models import DType, ModelsConfig
 from cora.config.sections.training import StageConfig
+from cora.model.feature_cache import TowerFeatureCache, tensor_digest
 from cora.model.fusion import LanguageFusion, to_left_padding
 from cora.model.language import LanguageModel, build_language_model
 from cora.model.projectors import PanoramaProjector, VICRegProjector
@@ -91,6 +92,8 @@ class PanoramaVLM(nn.Module):
         self.config = config
         self.modes = StageModes()
         self.ever_trainable: set[str] = set()
+        self.feature_cache: TowerFeatureCache | None = None  # enable_feature_cache()
+        self._tower_fingerprint: tuple[tuple[int, ...], str] | None = None
 
     @property
     def tokenizer(self):
@@ -106,12 +109,31 @@ class PanoramaVLM(nn.Module):
             raise ValueError(f"pixel_values has {v} views but {len(geometries)} geometries were given")
         flat = pixel_values.flatten(0, 1)
         vision_trains = any(p.requires_grad for p in self.vision.parameters())
-        with torch.set_grad_enabled(torch.is_grad_enabled() and vision_trains):
-            patches = self.vision(flat)  # [B*V, grid*grid, hidden]
+        if self.feature_cache is not None and not vision_trains:
+            # A frozen tower: each panorama's features are computed once (see cora.model.feature_cache).
+            patches = self.feature_cache.features(pixel_values, geometries, self.tower_fingerprint(), self.vision)
+        else:
+            with torch.set_grad_enabled(torch.is_grad_enabled() and vision_trains):
+                patches = self.vision(flat)  # [B*V, grid*grid, hidden]
         dtype = next(self.resampler.parameters(), patches).dtype
         tokens = self.resampler(patches.to(dtype))  # [B*V, L', latent]
         rows, cols = self.resampler.out_grid(self.vision.grid, self.vision.grid)
         return VisionFeatures(tokens.reshape(b, v, rows * cols, -1), rows, cols)
+
+    def enable_feature_cache(self, max_items: int = 256, disk_dir: str | Path | None = None) -> None:
+        """Reuse the frozen tower's features of a panorama seen before (memory, then ``disk_dir``)."""
+        self.feature_cache = TowerFeatureCache(max_items, disk_dir)
+
+    def tower_fingerprint(self) -> str:
+        """sha256 of the tower's weights and image normalisation; recomputed when any of its weights changed
+        in place since (an optimiser step or a load bumps the tensor's version counter)."""
+        version = tuple(int(p._version) for p in self.vision.parameters())
+        if self._tower_fingerprint is None or self._tower_fingerprint[0] != version:
+            digest = hashlib.sha256(f"{self.vision.image_size}".encode())
+            for _, tensor in sorted(self.vision.state_dict().items()):
+                tensor_digest(digest, tensor)
+            self._tower_fingerprint = (version, digest.hexdigest())
+        return self._tower_fingerprint[1]
 
     def vision_embeddings(self, features: VisionFeatures, geometries: Sequence[ViewGeometry]) -> torch.Tensor:
         """Panorama projector: ``[B, N_vision, lm_hidden]``."""

@@ -113,7 +113,12 @@ def _build_loggers(config: CoraConfig, run_dir: Path, stage: str) -> list[Any]:
 def default_model_factory(config: CoraConfig) -> StageModel:
     from cora.model import build_model
 
-    return build_model(config)
+    model = build_model(config)
+    mode = config.training.feature_cache
+    if mode != "none":
+        disk = run_dir_of(config) / "cache" / "tower" if mode == "disk" else None
+        model.enable_feature_cache(config.training.feature_cache_items, disk)
+    return model
 
 
 def export_native_model(model: StageModel, out_dir: Path, config: CoraConfig) -> None:

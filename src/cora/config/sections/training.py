@@ -195,6 +195,12 @@ class TrainingConfig(StrictModel):
     )
     progress_bar: bool = Field(True, description="live bar with loss, lr, samples/s (off: one log line per step)")
     blind: bool = Field(False, description="ablation: every pixel value is zero, the model sees no image")
+    feature_cache: Literal["none", "memory", "disk"] = Field(
+        "memory",
+        description="stages with a frozen tower reuse each panorama's tower features: in memory (the last "
+        "feature_cache_items panoramas), or also on disk under <run>/cache/tower",
+    )
+    feature_cache_items: int = Field(512, ge=1)
 
     @model_validator(mode="before")
     @classmethod
