@@ -91,12 +91,12 @@ def test_unreadable_image_and_too_long_text_follow_the_policy(tmp_path: Path, sy
         Record((good,), "a very long question " * 40, "a", "d.csv", 4),
     ]
     with pytest.raises(DataError, match=r"d\.csv:4: text too long"):
-        PanoramaDataset(recs, make_views(S), make_formatter(tokenizer), max_length=24)
-    ds = PanoramaDataset(recs, make_views(S), make_formatter(tokenizer), max_length=24, policy="skip")
+        PanoramaDataset(recs, make_views(S), make_formatter(tokenizer), max_length=40)
+    ds = PanoramaDataset(recs, make_views(S), make_formatter(tokenizer), max_length=40, policy="skip")
     assert len(ds) == 2 and [(b.line, b.kind) for b in ds.log.rows] == [(4, "text too long")]
     batch = Collator(0)([ds[0], ds[1]])  # the unreadable image is dropped, with a warning
     assert batch["pixel_values"].shape[0] == 1
-    strict = PanoramaDataset(recs[:2], make_views(S), make_formatter(tokenizer), max_length=24)
+    strict = PanoramaDataset(recs[:2], make_views(S), make_formatter(tokenizer), max_length=40)
     with pytest.raises(DataError, match=r"d\.csv:3: .*broken\.png: not a readable image"):
         strict[1]
 

@@ -84,9 +84,10 @@ def test_training_on_the_real_kit_changes_only_trainable_weights_and_saves_whole
     trainable = set(model.trainable_state_dict())
     after = model.state_dict()
     changed = {k for k in before if k in after and not torch.equal(before[k], after[k])}
-    assert changed and changed <= trainable
-    assert any("lora_" in k for k in changed)
-    assert not any(k.startswith("vision.") for k in changed)  # the DINOv2 tower stayed frozen
+    assert changed and changed <= trainable  # the base weights (DINOv2, SmolLM2) did not move
+    assert any(k.startswith("panorama_projector.") for k in changed)
+    lora_b = [v for k, v in model.trainable_state_dict().items() if "lora_B" in k]
+    assert lora_b and any(bool(v.abs().sum() > 0) for v in lora_b)  # the adapter (zero at start) trained
 
     from cora.processors.views import PanoramaViews
 

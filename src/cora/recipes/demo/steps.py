@@ -131,12 +131,20 @@ def _jobs(run: DemoRun) -> int:
     return demo_settings(run.config).jobs or min(2, os.cpu_count() or 1)
 
 
+def _one_thread() -> None:
+    # Two processes on two cores: a second torch thread in each oversubscribes them (measured: the demo's
+    # evaluation took 6.8 min that way instead of about 1).
+    import torch
+
+    torch.set_num_threads(1)
+
+
 def _in_parallel(run: DemoRun, fn: Callable[..., Any], calls: list[tuple]) -> list[Any]:
     """``fn(*args)`` for each call: ``demo.jobs`` at a time in spawned processes (one core each), else in turn."""
     jobs = min(_jobs(run), len(calls))
     if jobs <= 1:
         return [fn(*args) for args in calls]
-    with multiprocessing.get_context("spawn").Pool(jobs, maxtasksperchild=1) as pool:
+    with multiprocessing.get_context("spawn").Pool(jobs, initializer=_one_thread, maxtasksperchild=1) as pool:
         return pool.starmap(fn, calls)
 
 
