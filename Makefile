@@ -16,7 +16,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	# The CPU wheel first: a bare `torch` requirement would pull several GB of CUDA packages.
 	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e ".[dev,eval,serve]"
+	$(PY) -m pip install -q -e ".[dev,eval,serve,real]"
 	touch $@
 
 install: $(VENV)/.installed

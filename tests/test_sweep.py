@@ -24,6 +24,7 @@ models: {{vision_name: {kit_paths.vision}, language_model_name: {kit_paths.langu
 data: {{train: {synth / "train.csv"}, val: null, test: {synth / "test.csv"}, vision_train: {synth / "train.csv"},
         view_cache: 0}}
 training:
+  stages: [vision, resampler, finetune]
   progress_bar: false
   loggers: [csv]
   checkpoint_every_n_steps: 1
