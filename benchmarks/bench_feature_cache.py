@@ -32,7 +32,7 @@ def _config(tmp: Path, base: str, extra: str, mode: str, stage: str, steps: int,
         f"extends: {ROOT / 'configs' / base}\n"
         f"experiment: {{name: {tag}-{mode}-{time.monotonic_ns()}, output_dir: {tmp / 'runs'}}}\n"
         f"{extra}"
-        f"data: {{train: {tmp / 'synth' / 'train.csv'}, val: null, view_cache: 64}}\n"
+        f"data: {{train: {tmp / ('synth-' + tag) / 'train.csv'}, val: null, view_cache: 64}}\n"
         f"training:\n  stages: [{stage}]\n  feature_cache: {mode}\n  progress_bar: false\n  loggers: [csv]\n"
         f"  stage_configs:\n    {stage}: {{max_steps: {steps}, batch_size: {batch}, accumulate_grad_batches: 1}}\n"
     )
@@ -61,18 +61,20 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as name:
         tmp = Path(name)
-        # 40 panoramas (32 in train, ~320 rows): each seen several times, as in a real multi-epoch stage.
-        write_synth_dataset(tmp / "synth", n=40, seed=0, width=512, height=256)
+        # Few panoramas, each seen several times in a stage (as in any multi-epoch stage): tiny 40 (32 in
+        # train, ~320 rows, 100 steps x 8); small 5 (4 in train, ~40 rows, 8 steps x 2).
+        write_synth_dataset(tmp / "synth-tiny", n=40, seed=0, width=512, height=256)
         from cora.kit import build_kit
 
         kit = build_kit(load_config(ROOT / "configs" / "tiny.yaml").kit, out_dir=tmp / "kit", seed=0)
         tiny = f"models: {{vision_name: {kit.vision}, language_model_name: {kit.language_model}}}\n"
         for stage in ("resampler", "finetune"):
-            rows.append(measure(tmp, "tiny.yaml", tiny, stage, 200, 8, args.repeats, "tiny"))
+            rows.append(measure(tmp, "tiny.yaml", tiny, stage, 100, 8, args.repeats, "tiny"))
         if args.small:
+            write_synth_dataset(tmp / "synth-small", n=5, seed=0, width=1024, height=512)
             real = Path(args.small) / "real"
             small = f"models: {{vision_name: {real / 'vision'}, language_model_name: {real / 'language_model'}}}\n"
-            rows.append(measure(tmp, "small.yaml", small, "finetune", 40, 2, 1, "small"))
+            rows.append(measure(tmp, "small.yaml", small, "finetune", 8, 2, 1, "small"))
     atomic_write_json(RESULTS, {"machine": "2-core CPU (this project's dev machine)", "rows": rows})
 
 

@@ -211,7 +211,7 @@ def _step_plot(run: DemoRun) -> str:
 # What every run on the tiny kit needs first (the sweep recipe runs these once too).
 PREPARE_STEPS = [
     ("SynthPano data", _step_data),
-    ("tiny-model kit", _step_kit),
+    ("model kit", _step_kit),
     ("vision prior", _step_vision_prior),
     ("language prior", _step_language_prior),
 ]
