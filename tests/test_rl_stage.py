@@ -12,6 +12,7 @@ import torch
 from cora.config import load_config
 from cora.training.checkpoint import load_checkpoint
 from cora.training.runner import train
+from tests.ddp_util import run_two_ranks
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -110,28 +111,6 @@ def test_a_killed_rl_stage_resumes_to_the_same_weights(tmp_path, kit_paths, synt
         torch.testing.assert_close(a[name], b[name], rtol=0, atol=0, msg=name)
 
 
-def _ddp_run(config: Path, out: Path, port: str) -> dict[str, torch.Tensor]:
-    import os
-    import subprocess
-    import sys
-
-    out.mkdir(parents=True, exist_ok=True)
-    env = dict(os.environ, PYTHONPATH=f"{ROOT / 'src'}{os.pathsep}{ROOT}", MASTER_PORT=port, OMP_NUM_THREADS="1")
-    proc = subprocess.run(
-        [sys.executable, "-m", "tests.ddp_rl_run", str(config), str(out)],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    r0, r1 = torch.load(out / "rank0.pt"), torch.load(out / "rank1.pt")
-    for name in r0:  # DDP: both ranks hold the same weights
-        torch.testing.assert_close(r0[name], r1[name], rtol=0, atol=0, msg=name)
-    return r0
-
-
 @pytest.mark.slow
 def test_a_two_process_rl_run_is_deterministic(tmp_path, kit_paths, synth):
     runs = []
@@ -139,7 +118,8 @@ def test_a_two_process_rl_run_is_deterministic(tmp_path, kit_paths, synth):
         cfg = rl_config(tmp_path / name, kit_paths, synth, name="ddp", iterations=1)
         text = cfg.read_text().replace("training:\n", "training:\n  strategy: ddp\n  devices: 2\n  accelerator: cpu\n")
         cfg.write_text(text)
-        runs.append(_ddp_run(cfg, tmp_path / name / "out", port))
+        out = tmp_path / name / "out"
+        runs.append(run_two_ranks("tests.ddp_rl_run", [str(cfg), str(out)], out, port))
     first, second = runs
     assert first.keys() == second.keys() and any("lora_" in k for k in first)
     for name in first:

@@ -21,14 +21,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from cora.data.readers import _ImageChecks, resolve_image
+from cora.data.readers import _BadRow, _ImageChecks, resolve_image
 from cora.data.records import BadRowLog, DataError, Record, undecodable_byte
 
 FEEDBACK_TYPE = "feedback"  # the question type of every feedback row (its reward: rl.rewards.feedback)
-
-
-class _Bad(Exception):
-    pass
 
 
 def _text(row: dict, name: str, required: bool = True) -> str | None:
@@ -36,24 +32,24 @@ def _text(row: dict, name: str, required: bool = True) -> str | None:
     if value is None and not required:
         return None
     if not isinstance(value, str) or not value.strip():
-        raise _Bad(f"field {name!r}: expected a non-empty string, got {value!r}")
+        raise _BadRow(f"field {name!r}: expected a non-empty string, got {value!r}")
     return value.strip()
 
 
 def _record(row: object, path: Path, line: int, kind: str, checks: _ImageChecks) -> Record | None:
     if not isinstance(row, dict):
-        raise _Bad(f"expected a JSON object, got {type(row).__name__}")
+        raise _BadRow(f"expected a JSON object, got {type(row).__name__}")
     image, query, answer = _text(row, "image"), _text(row, "query"), _text(row, "answer")
     correction = _text(row, "correction", required=False)
     rating = row.get("rating")
     if rating is not None and (isinstance(rating, bool) or rating not in (-1, 1)):
-        raise _Bad(f"field 'rating': expected -1 or +1, got {rating!r}")
+        raise _BadRow(f"field 'rating': expected -1 or +1, got {rating!r}")
     if rating is None and correction is None:
-        raise _Bad("neither 'rating' nor 'correction': the row says nothing about the answer")
+        raise _BadRow("neither 'rating' nor 'correction': the row says nothing about the answer")
     ref = resolve_image(image, path.parent)
     problem = checks(ref)
     if problem:
-        raise _Bad(f"field 'image': {problem}")
+        raise _BadRow(f"field 'image': {problem}")
     if kind == "sft":
         if correction is None:
             return None  # a rating alone teaches likelihood training nothing
@@ -87,7 +83,7 @@ def read_feedback(path: str | Path, kind: str, log: BadRowLog) -> list[Record]:
             except json.JSONDecodeError as exc:
                 log.report(str(path), line, f"not JSON ({exc.msg} at column {exc.colno})")
                 continue
-            except _Bad as exc:
+            except _BadRow as exc:
                 log.report(str(path), line, str(exc))
                 continue
             if record is not None:

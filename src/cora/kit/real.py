@@ -181,11 +181,12 @@ def dinov2_state_dict(onnx_path: Path) -> dict[str, torch.Tensor]:
         module = node.name[len("/backbone/") : -len("/MatMul")].replace("/", ".")
         state[f"{module}.weight"] = torch.from_numpy(arrays[weights[0]].T.copy())  # x @ W = x @ weight.T
     # Position embeddings: the export keeps the class token's and the 37 x 37 patch grid's apart.
-    pos = [arrays[n] for n in arrays if n.startswith("onnx::") and arrays[n].ndim == 3 and arrays[n].shape[-1] == 384]
+    hidden = arrays[f"{_PREFIX}embeddings.cls_token"].shape[-1]
+    pos = [v for n, v in arrays.items() if n.startswith("onnx::") and v.ndim == 3 and v.shape[-1] == hidden]
     cls_pos = next(p for p in pos if p.shape[1] == 1)
     grid_pos = next(p for p in pos if p.shape[1] > 1)
     state["embeddings.position_embeddings"] = torch.from_numpy(np.concatenate([cls_pos, grid_pos], axis=1))
-    state.setdefault("embeddings.mask_token", torch.zeros(1, 384))
+    state.setdefault("embeddings.mask_token", torch.zeros(1, hidden))
     return state
 
 

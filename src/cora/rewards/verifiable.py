@@ -7,6 +7,7 @@ returns scores one :class:`~cora.rewards.base.Completion` in [0, 1] against its 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
 from cora.evaluation.answers import box_yaw_deg, exact_match, normalise_answer, yaw_error_deg
 from cora.rewards.base import Completion, RewardFn, RewardSettings
@@ -120,25 +121,18 @@ def _feedback(completion: Completion) -> float:
     return 0.5
 
 
-def exact_match_reward(settings: RewardSettings) -> RewardFn:
-    return _exact
+def _needs_no_settings(fn: RewardFn) -> Callable[[RewardSettings], RewardFn]:
+    """The registry's factory for a reward that reads nothing from the stage's settings."""
+
+    def factory(settings: RewardSettings) -> RewardFn:
+        return fn
+
+    return factory
 
 
-def numeric_reward(settings: RewardSettings) -> RewardFn:
-    return _numeric
-
-
-def set_f1_reward(settings: RewardSettings) -> RewardFn:
-    return _set_f1
-
-
-def yaw_reward(settings: RewardSettings) -> RewardFn:
-    return _yaw
-
-
-def format_reward(settings: RewardSettings) -> RewardFn:
-    return _format
-
-
-def feedback_reward(settings: RewardSettings) -> RewardFn:
-    return _feedback
+exact_match_reward = _needs_no_settings(_exact)
+numeric_reward = _needs_no_settings(_numeric)
+set_f1_reward = _needs_no_settings(_set_f1)
+yaw_reward = _needs_no_settings(_yaw)
+format_reward = _needs_no_settings(_format)
+feedback_reward = _needs_no_settings(_feedback)

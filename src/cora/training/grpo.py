@@ -157,7 +157,9 @@ class GRPOStageModule(StageModule):
 
     def extra_state(self) -> dict[str, Any]:
         state = super().extra_state()
-        return state | {"rollout": self._rollout} if self._rollout is not None else state
+        if self._rollout is not None:
+            state["rollout"] = self._rollout
+        return state
 
     def losses(self, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, torch.Tensor], Any]:
         """Validation of an rl stage: the held-out answers' LM loss (teacher-forced on the references), whatever
