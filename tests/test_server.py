@@ -316,30 +316,45 @@ def test_serve_cli_builds_the_app_of_a_run(tiny, generator, panoramas, tmp_path,
     with open(panoramas[0], "rb") as handle:
         answer = client.post("/v1/answer", files={"image": ("p.png", handle)}, data={"query": QUERY}).json()
     assert answer["answer"] == generator(panoramas[0], QUERY)
+    batcher = seen["app"].state.service.batcher
+    assert (batcher.max_batch, batcher.max_wait, batcher.jobs.maxsize) == (8, 0.01, 64)  # the defaults
+    assert main(["serve", "--checkpoint", str(saved), "--max-batch", "2", "--max-queue", "5"]) == 0
+    batcher = seen["app"].state.service.batcher
+    assert (batcher.max_batch, batcher.jobs.maxsize) == (2, 5)
+    assert main(["serve", "--checkpoint", str(saved), "--max-batch", "0"]) == 2
+    assert "max_batch 0" in capsys.readouterr().err
     assert main(["serve", "--checkpoint", str(tmp_path)]) == 2
     assert "no config.yaml" in capsys.readouterr().err
 
 
 class _FailingStream:
-    """The real generator, except that streaming breaks after the first piece (an error mid-answer)."""
+    """The real generator, except that generation breaks after one token ("Hello") (an error mid-answer)."""
 
     def __init__(self, generator):
         self._generator = generator
+        self.failing = True
 
     def __getattr__(self, name):
         return getattr(self._generator, name)
 
-    def stream(self, image, query, **options):
-        yield from list(self._generator.stream(image, query, **options))[:1]
+    def generate_rows(self, images, queries, sinks, **options):
+        if not self.failing:
+            return self._generator.generate_rows(images, queries, sinks, **options)
+        hello = self._generator.tokenizer.encode("Hello", add_special_tokens=False)
+        for sink in sinks:
+            for token in hello:
+                sink.token(token)
         raise RuntimeError("device lost")
 
 
 def test_an_error_mid_stream_is_reported_in_the_stream_and_releases_the_model(generator, panoramas):  # noqa: F811
-    client = TestClient(create_app(_FailingStream(generator)))
+    failing = _FailingStream(generator)
+    client = TestClient(create_app(failing), raise_server_exceptions=False)
     image = _b64(panoramas[0])
     events = _events(client.post("/v1/answer", json={"image": image, "query": QUERY, "stream": True}).text)
     assert events[-1][0] == "error" and "RuntimeError: device lost" in json.loads(events[-1][1])["error"]["message"]
-    assert [e for e, _ in events[:-1]] == [None]
+    assert {e for e, _ in events[:-1]} == {None}
+    assert "".join(json.loads(d)["text"] for _, d in events[:-1]) == "Hello"  # what came before the error
     url = f"data:image/png;base64,{image}"
     chat = client.post(
         "/v1/chat/completions",
@@ -355,7 +370,9 @@ def test_an_error_mid_stream_is_reported_in_the_stream_and_releases_the_model(ge
     )
     data = [d for _, d in _events(chat.text)]
     assert "device lost" in json.loads(data[-1])["error"]["message"] and "[DONE]" not in data
-    # not streamed: unaffected, and the lock was released by the failed streams
+    # not streamed: a 500, and the batching worker lives on to answer once the device is back
+    assert client.post("/v1/answer", json={"image": image, "query": QUERY}).status_code == 500
+    failing.failing = False
     assert client.post("/v1/answer", json={"image": image, "query": QUERY}).json()["answer"] == generator(
         panoramas[0], QUERY
     )

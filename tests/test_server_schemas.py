@@ -48,8 +48,17 @@ class StandIn:
         self.seen.append(options)
         yield from ["a", " b", " c"]
 
+    def generate_rows(
+        self, images: Sequence[Any], queries: Sequence[str], sinks: Sequence[Any], **options: Any
+    ) -> list[list[int]]:
+        rows = self.generate_ids(images, queries, **options)
+        for sink, row in zip(sinks, rows, strict=True):
+            for token in row:
+                sink.token(token)
+        return rows
+
     def decode(self, ids: Sequence[int]) -> str:
-        return "a b c"
+        return "".join(["a", " b", " c"][i - 1] for i in ids)
 
     def prompt_tokens(self, query: str) -> int:
         return 7

@@ -35,6 +35,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="NAME",
         help="require 'Authorization: Bearer KEY' on /v1/ requests, KEY read from the environment variable NAME",
     )
+    # defaults: create_app's (8 requests, 10 ms, 64 waiting); the server package is imported only to serve
+    batching = parser.add_argument_group("batching (concurrent requests answered together)")
+    batching.add_argument("--max-batch", type=int, help="requests per model call (default 8)")
+    batching.add_argument("--max-wait-ms", type=float, help="how long a batch waits for company (default 10)")
+    batching.add_argument("--max-queue", type=int, help="requests that may wait, more get 503 (default 64)")
     parser.set_defaults(func=_serve)
 
 
@@ -65,9 +70,17 @@ def build_app(args: argparse.Namespace):  # -> fastapi.FastAPI
     if args.allow_paths is not None and not Path(args.allow_paths).is_dir():
         raise UserError(f"--allow-paths {args.allow_paths}: not a folder")
     # /health names the run, never a path on this machine.
-    return create_app(
-        generator, model_name=run.name, allow_paths=args.allow_paths, info={"run": run.name}, api_key=api_key
-    )
+    try:
+        return create_app(
+            generator,
+            model_name=run.name,
+            allow_paths=args.allow_paths,
+            info={"run": run.name},
+            api_key=api_key,
+            **{k: v for k in ("max_batch", "max_wait_ms", "max_queue") if (v := getattr(args, k)) is not None},
+        )
+    except ValueError as exc:  # the batching limits
+        raise UserError(f"cora serve: {exc}") from exc
 
 
 def _serve(args: argparse.Namespace) -> int:

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from cora.inference.decoding import DecodingOptions
-from cora.inference.protocols import GeneratorInfo
+from cora.inference.protocols import GeneratorInfo, TokenSink
 from cora.processors.geometry import ViewGeometry
 
 
@@ -114,6 +114,24 @@ class GeneratorBase(ABC):
             row = row[:-1]
         return row
 
+    def generate_rows(
+        self, images: Sequence[Any], queries: Sequence[str], sinks: Sequence[TokenSink], **options: Any
+    ) -> list[list[int]]:
+        """One batch (any size), each row's new tokens handed to its sink as they are generated.
+
+        A row whose sink is cancelled stops at the next token (transformers' per-row stopping); when every
+        row is finished or cancelled the whole generation ends.
+        """
+        from transformers import StoppingCriteriaList
+
+        if not len(images) == len(queries) == len(sinks):
+            raise ValueError(f"{len(images)} images, {len(queries)} queries and {len(sinks)} sinks")
+        kwargs = self._kwargs(options)
+        kwargs["streamer"] = _RowStreamer(sinks, self.stop_token_ids)
+        kwargs["stopping_criteria"] = StoppingCriteriaList([_CancelledRows(sinks)])
+        rows = self.generate_batch(self.prepare(images, queries), **kwargs).tolist()
+        return [self._cut(row) for row in rows]
+
     def generate(self, images: Sequence[Any], queries: Sequence[str], **options: Any) -> list[str]:
         """One answer per (image, query); ``options`` override :class:`DecodingOptions` fields."""
         return [self.decode(ids) for ids in self.generate_ids(images, queries, **options)]
@@ -139,3 +157,42 @@ class GeneratorBase(ABC):
             "view_kinds": sorted({g.kind for g in geometries}),
             "decoding": asdict(self.options),
         }
+
+
+class _RowStreamer:
+    """transformers' streamer interface for a batch: each step's tokens ``[B]`` go to their rows' sinks.
+
+    The first ``put`` is the prompt (skipped); a row is done after its first stop token or once cancelled
+    (the batch keeps stepping for the other rows, padding finished ones).
+    """
+
+    def __init__(self, sinks: Sequence[TokenSink], stop_token_ids: Sequence[int]) -> None:
+        self.sinks = list(sinks)
+        self.stops = set(stop_token_ids)
+        self.done = [False] * len(self.sinks)
+        self.prompt_seen = False
+
+    def put(self, value: torch.Tensor) -> None:
+        if not self.prompt_seen:
+            self.prompt_seen = True
+            return
+        for i, token in enumerate(value.reshape(len(self.sinks), -1)[:, -1].tolist()):
+            if self.done[i]:
+                continue
+            if token in self.stops or self.sinks[i].cancelled():
+                self.done[i] = True
+            else:
+                self.sinks[i].token(token)
+
+    def end(self) -> None:
+        """Nothing is held back: every token was handed on when it came."""
+
+
+class _CancelledRows:
+    """A stopping criterion: ``[B]`` bools, true for rows whose sink is cancelled."""
+
+    def __init__(self, sinks: Sequence[TokenSink]) -> None:
+        self.sinks = list(sinks)
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor, **kwargs: Any) -> torch.Tensor:
+        return torch.tensor([sink.cancelled() for sink in self.sinks], dtype=torch.bool, device=input_ids.device)

@@ -23,6 +23,16 @@ class GeneratorInfo(TypedDict):
     decoding: dict[str, Any]  # the default DecodingOptions, as a dict
 
 
+class TokenSink(Protocol):
+    """Where one row of a batch sends its tokens as they are generated (the server's request jobs)."""
+
+    def token(self, token_id: int) -> None:
+        """One new token of this row (stop tokens are not sent; nothing after them is)."""
+
+    def cancelled(self) -> bool:
+        """True once nobody wants this row any more: its generation stops at the next token."""
+
+
 @runtime_checkable
 class BatchGenerator(Protocol):
     """Answers for (image, query) pairs, one per pair: all the evaluation needs."""
@@ -47,6 +57,12 @@ class AnswerGenerator(BatchGenerator, Protocol):
 
     def stream(self, image: Any, query: str, **options: Any) -> Iterator[str]:
         """The answer's text, in pieces as they are generated."""
+
+    def generate_rows(
+        self, images: Sequence[Any], queries: Sequence[str], sinks: Sequence[TokenSink], **options: Any
+    ) -> list[list[int]]:
+        """One batch, each row's tokens handed to its sink as they come; a cancelled row stops (the server's
+        dynamic batching). Returns what :meth:`generate_ids` would, cancelled rows cut where they stopped."""
 
     def decode(self, ids: Sequence[int]) -> str:
         """Token ids of :meth:`generate_ids` → the answer's text."""

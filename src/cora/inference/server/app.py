@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hmac
+import logging
 import os
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -10,16 +11,20 @@ from typing import Any
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from cora.inference.protocols import AnswerGenerator
 from cora.inference.server import routes_answer, routes_chat, routes_health
-from cora.inference.server.errors import RequestError, from_validation_errors
+from cora.inference.server.batching import DEFAULT_MAX_BATCH, DEFAULT_MAX_QUEUE, DEFAULT_MAX_WAIT_MS
+from cora.inference.server.errors import RequestError, error_payload, from_validation_errors
 from cora.inference.server.service import (
     DEFAULT_MAX_IMAGE_BYTES,
     DEFAULT_MAX_IMAGE_PIXELS,
     DEFAULT_MAX_QUERY_TOKENS,
     PanoramaService,
 )
+
+logger = logging.getLogger(__name__)
 
 
 def create_app(
@@ -32,6 +37,9 @@ def create_app(
     max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
     api_key: str | None = None,
     max_query_tokens: int = DEFAULT_MAX_QUERY_TOKENS,
+    max_batch: int = DEFAULT_MAX_BATCH,
+    max_wait_ms: float = DEFAULT_MAX_WAIT_MS,
+    max_queue: int = DEFAULT_MAX_QUEUE,
 ) -> FastAPI:
     """A FastAPI app answering about panoramas with ``generator`` (e.g. a :class:`~cora.inference.PanoramaGenerator`).
 
@@ -42,16 +50,30 @@ def create_app(
     (401 otherwise; ``/health`` stays open). ``max_query_tokens``: the longest templated question (413
     above, checked before the image is decoded). ``info``: extra fields for ``/health`` (no server paths).
     At most two images are decoded at once (each can take hundreds of MB while it decodes).
+
+    Concurrent requests are answered in batches of up to ``max_batch`` (a batch waits at most ``max_wait_ms``
+    for company); at most ``max_queue`` wait, more are refused with 503 and ``Retry-After``.
     """
     app = FastAPI(title="CORA", description="Answers questions about 360° panoramas.")
     service = PanoramaService(
-        generator, max_image_bytes, model_name, allow_paths, info, max_image_pixels, max_query_tokens
+        generator,
+        max_image_bytes,
+        model_name,
+        allow_paths,
+        info,
+        max_image_pixels,
+        max_query_tokens,
+        max_batch=max_batch,
+        max_wait_ms=max_wait_ms,
+        max_queue=max_queue,
     )
     app.state.service = service
+    app.add_middleware(BodyLimit, service=service)
     if api_key:
         app.middleware("http")(_require_key(api_key))
     app.exception_handler(RequestError)(_request_error)
     app.exception_handler(RequestValidationError)(_validation_error)
+    app.exception_handler(Exception)(_server_error)
     for module in (routes_health, routes_answer, routes_chat):
         app.include_router(module.router)
     return app
@@ -71,9 +93,41 @@ def _require_key(api_key: str) -> Callable[[Request, Callable], Awaitable[Respon
 
 
 async def _request_error(request: Request, exc: RequestError) -> JSONResponse:
-    return JSONResponse(exc.payload(), status_code=exc.status)
+    return JSONResponse(exc.payload(), status_code=exc.status, headers=exc.headers)
+
+
+async def _server_error(request: Request, exc: Exception) -> JSONResponse:
+    """A failure of ours (the model, the device), in the same shape; the traceback goes to the log."""
+    logger.error("request to %s failed", request.url.path, exc_info=exc)
+    return JSONResponse(error_payload(f"{type(exc).__name__}: {exc}", "server_error"), status_code=500)
 
 
 async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
     """FastAPI's own validation (of declared parameters), in the same shape as the routes' errors."""
     return await _request_error(request, from_validation_errors(exc.errors()))
+
+
+class BodyLimit:
+    """ASGI middleware: a body is counted while it is read and refused (413) as soon as it passes the
+    service's limit, so a chunked upload without ``Content-Length`` costs at most the limit in memory."""
+
+    def __init__(self, app: ASGIApp, service: PanoramaService) -> None:
+        self.app = app
+        self.service = service
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        limit, seen = self.service.max_body_bytes, 0
+
+        async def counted() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > limit:  # raised inside the route's body read: answered by the RequestError handler
+                    raise self.service.body_too_large(f"more than {limit}")
+            return message
+
+        await self.app(scope, counted, send)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any
 
-from fastapi import Depends, Request
+from fastapi import Depends, Request, Response
 
 from cora.inference.server.errors import RequestError
 from cora.inference.server.service import PanoramaService
@@ -33,3 +33,8 @@ async def json_object(request: Request) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise RequestError(400, f"body: expected a JSON object, got {type(body).__name__}", "body")
     return body
+
+
+def client_left() -> Response:
+    """What a route returns when its client went away before the answer (nobody reads it; nginx's 499)."""
+    return Response(status_code=499)

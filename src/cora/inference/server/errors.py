@@ -15,11 +15,14 @@ from pydantic import ValidationError
 class RequestError(Exception):
     """A request the server refuses: HTTP ``status``, a message, the offending field (``param``)."""
 
-    def __init__(self, status: int, message: str, param: str | None = None) -> None:
+    def __init__(
+        self, status: int, message: str, param: str | None = None, headers: Mapping[str, str] | None = None
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
         self.param = param
+        self.headers = dict(headers or {})  # e.g. Retry-After on a 503
 
     def payload(self) -> dict[str, Any]:
         kind = {401: "authentication_error"}.get(self.status, "invalid_request_error")

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 
 import numpy as np
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
-from cora.inference.server.deps import Service, check_length, json_object
+from cora.inference.server.deps import Service, check_length, client_left, json_object
 from cora.inference.server.errors import RequestError
 from cora.inference.server.events import sse, stream_error
 from cora.inference.server.schemas import AnswerForm, AnswerJSON, AnswerResponse, DecodingOverrides, parse
@@ -22,15 +22,16 @@ router = APIRouter()
 
 
 @router.post("/v1/answer", response_model=AnswerResponse, dependencies=[Depends(check_length)])
-async def answer(request: Request, service: Service) -> AnswerResponse | StreamingResponse:
+async def answer(request: Request, service: Service) -> AnswerResponse | StreamingResponse | Response:
     # the fields are validated before the image is decoded: a bad option costs no decoding
     fields = await _fields(request)
     await run_in_threadpool(service.check_query, fields.query)
     image = await _image(fields, service)
     if fields.stream:
-        events = _events(service, image, fields.query, fields.decoding())
+        events = _events(service, image, fields.query, fields.decoding(), request)
         return StreamingResponse(events, media_type="text/event-stream")
-    return await run_in_threadpool(service.answer, image, fields.query, fields.decoding())
+    result = await service.answer(image, fields.query, fields.decoding(), request.is_disconnected)
+    return result if result is not None else client_left()
 
 
 async def _fields(request: Request) -> AnswerForm | AnswerJSON:
@@ -60,12 +61,14 @@ async def _image(fields: AnswerForm | AnswerJSON, service: PanoramaService) -> n
     raise RequestError(400, f"image: missing (base64 of the panorama file{or_path})", "image")
 
 
-def _events(service: PanoramaService, image: np.ndarray, query: str, options: DecodingOverrides) -> Iterator[str]:
+async def _events(
+    service: PanoramaService, image: np.ndarray, query: str, options: DecodingOverrides, request: Request
+) -> AsyncIterator[str]:
     """One ``data: {"text"}`` event per piece, then ``event: done`` with the whole answer (or ``event: error``)."""
     start = time.perf_counter()
     pieces: list[str] = []
     try:
-        for piece in service.stream(image, query, options):
+        async for piece in service.stream(image, query, options, request.is_disconnected):
             pieces.append(piece)
             yield sse({"text": piece})
     except Exception as exc:

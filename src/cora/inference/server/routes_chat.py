@@ -5,15 +5,15 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from typing import Literal
 
 import numpy as np
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
-from cora.inference.server.deps import Service, check_length, json_object
+from cora.inference.server.deps import Service, check_length, client_left, json_object
 from cora.inference.server.events import sse, stream_error
 from cora.inference.server.schemas import (
     AssistantMessage,
@@ -33,7 +33,7 @@ router = APIRouter()
 
 
 @router.post("/v1/chat/completions", response_model=ChatCompletion, dependencies=[Depends(check_length)])
-async def chat_completions(request: Request, service: Service) -> ChatCompletion | StreamingResponse:
+async def chat_completions(request: Request, service: Service) -> ChatCompletion | StreamingResponse | Response:
     body = parse(ChatRequest, await json_object(request))
     options = body.decoding()
     image, query = await run_in_threadpool(_inputs, service, body)
@@ -44,8 +44,11 @@ async def chat_completions(request: Request, service: Service) -> ChatCompletion
         choices=[],
     )
     if body.stream:
-        return StreamingResponse(_chunks(service, image, query, options, head), media_type="text/event-stream")
-    result = await run_in_threadpool(service.answer, image, query, options)
+        chunks = _chunks(service, image, query, options, head, request)
+        return StreamingResponse(chunks, media_type="text/event-stream")
+    result = await service.answer(image, query, options, request.is_disconnected)
+    if result is None:
+        return client_left()
     prompt_tokens = service.generator.prompt_tokens(query)
     return ChatCompletion(
         id=head.id,
@@ -66,9 +69,14 @@ def _inputs(service: PanoramaService, body: ChatRequest) -> tuple[np.ndarray, st
     return service.decode_data_url(url, field), query
 
 
-def _chunks(
-    service: PanoramaService, image: np.ndarray, query: str, options: DecodingOverrides, head: ChatCompletionChunk
-) -> Iterator[str]:
+async def _chunks(
+    service: PanoramaService,
+    image: np.ndarray,
+    query: str,
+    options: DecodingOverrides,
+    head: ChatCompletionChunk,
+    request: Request,
+) -> AsyncIterator[str]:
     """OpenAI's stream: the assistant role, one chunk per piece, a ``stop`` chunk, then ``data: [DONE]``."""
 
     def chunk(delta: dict[str, str], finish: Literal["stop"] | None = None) -> str:
@@ -77,7 +85,7 @@ def _chunks(
 
     yield chunk({"role": "assistant", "content": ""})
     try:
-        for piece in service.stream(image, query, options):
+        async for piece in service.stream(image, query, options, request.is_disconnected):
             yield chunk({"content": piece})
     except Exception as exc:
         logger.exception("streaming failed")

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
+import contextlib
 import io
 import os
-import queue
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,15 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from cora.inference.protocols import AnswerGenerator
+from cora.inference.server.batching import (
+    DEFAULT_MAX_BATCH,
+    DEFAULT_MAX_QUEUE,
+    DEFAULT_MAX_WAIT_MS,
+    Batcher,
+    Finished,
+    Job,
+    loop_delivery,
+)
 from cora.inference.server.errors import RequestError
 from cora.inference.server.schemas import AnswerResponse, DecodingOverrides, HealthResponse
 from cora.processors.image_io import ImageError, decode_image, load_image
@@ -31,14 +41,16 @@ PATH_REFUSED = "path: no readable image of that name under the allowed folder"
 DEFAULT_MAX_QUERY_TOKENS = 1024
 # Images decoded at once: each can take hundreds of MB while it decodes, outside the model lock.
 DEFAULT_MAX_DECODES = 2
-_END = object()  # end of a stream
+# How often a request waiting for its first (or next) token checks whether its client is still there.
+POLL_SECONDS = 0.05
+Disconnected = Callable[[], Awaitable[bool]]
 
 
 class PanoramaService:
-    """The request-independent part: decoding images, limits, the model lock, timing.
+    """The request-independent part: decoding images, limits, the batching worker, timing.
 
-    One model answers one request at a time: the model is not thread-safe and, on a CPU,
-    concurrent requests would only compete for the same cores.
+    Only the batching worker (:class:`~cora.inference.server.batching.Batcher`) calls the model: it is not
+    thread-safe, and concurrent requests are answered faster together, in one batch, than one by one.
     """
 
     def __init__(
@@ -51,6 +63,9 @@ class PanoramaService:
         max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
         max_query_tokens: int = DEFAULT_MAX_QUERY_TOKENS,
         max_decodes: int = DEFAULT_MAX_DECODES,
+        max_batch: int = DEFAULT_MAX_BATCH,
+        max_wait_ms: float = DEFAULT_MAX_WAIT_MS,
+        max_queue: int = DEFAULT_MAX_QUEUE,
     ) -> None:
         if isinstance(allow_paths, bool):
             raise TypeError("allow_paths takes the folder requests may read images from (or None), not a bool")
@@ -62,19 +77,28 @@ class PanoramaService:
         self.info = dict(info or {})
         self.max_query_tokens = max_query_tokens
         self.decoding = threading.BoundedSemaphore(max_decodes)
-        self.lock = threading.Lock()
+        self.batcher = Batcher(generator, max_batch, max_wait_ms, max_queue)
 
     # -- inputs --------------------------------------------------------------------------
     def check_size(self, size: int, field: str) -> None:
         if size > self.max_image_bytes:
             raise RequestError(413, f"{field}: {size} bytes is over the limit of {self.max_image_bytes} bytes", field)
 
+    @property
+    def max_body_bytes(self) -> int:
+        """The largest request body: an image under the limit as base64 (4/3) in JSON, with room to spare."""
+        return 2 * self.max_image_bytes + 65536
+
     def check_body_length(self, length: str | None) -> None:
-        """Refuse a body before reading it when its declared length cannot hold an image under the limit."""
-        if length and length.isdigit() and int(length) > 2 * self.max_image_bytes + 65536:
-            raise RequestError(
-                413, f"body: {length} bytes is over the limit (images up to {self.max_image_bytes} bytes)", "image"
-            )
+        """Refuse a body before reading it when its declared length is over :attr:`max_body_bytes` (a chunked
+        body, without a length, is counted while it is read: :class:`~cora.inference.server.app.BodyLimit`)."""
+        if length and length.isdigit() and int(length) > self.max_body_bytes:
+            raise self.body_too_large(length)
+
+    def body_too_large(self, size: int | str) -> RequestError:
+        return RequestError(
+            413, f"body: {size} bytes is over the limit (images up to {self.max_image_bytes} bytes)", "image"
+        )
 
     @property
     def allow_paths(self) -> bool:
@@ -153,44 +177,67 @@ class PanoramaService:
         except ImageError as exc:
             raise RequestError(404, PATH_REFUSED, field) from exc
 
-    # -- generation (under the lock) -----------------------------------------------------
-    def answer(self, image: np.ndarray, query: str, options: DecodingOverrides) -> AnswerResponse:
-        """The answer about one panorama ``[H, W, 3]``, its length in tokens and the time it took."""
+    # -- generation (batched) --------------------------------------------------------------
+    async def answer(
+        self, image: np.ndarray, query: str, options: DecodingOverrides, disconnected: Disconnected | None = None
+    ) -> AnswerResponse | None:
+        """The answer about one panorama ``[H, W, 3]``, its length in tokens and the time it took; ``None``
+        when the client left first (its generation is cancelled)."""
         start = time.perf_counter()
-        with self.lock:
-            ids = self.generator.generate_ids([image], [query], **options)[0]
-        limit = options.get("max_new_tokens", self.generator.options.max_new_tokens)
-        return AnswerResponse(
-            answer=self.generator.decode(ids),
-            tokens=len(ids),
-            ms=round((time.perf_counter() - start) * 1000.0, 1),
-            finish_reason="length" if len(ids) >= limit else "stop",
-        )
+        async with contextlib.aclosing(self._items(image, query, options, disconnected)) as items:
+            async for item in items:
+                if isinstance(item, Finished):
+                    if item.error is not None:
+                        raise item.error
+                    limit = options.get("max_new_tokens", self.generator.options.max_new_tokens)
+                    return AnswerResponse(
+                        answer=self.generator.decode(item.ids),
+                        tokens=len(item.ids),
+                        ms=round((time.perf_counter() - start) * 1000.0, 1),
+                        finish_reason="length" if len(item.ids) >= limit else "stop",
+                    )
+        return None
 
-    def stream(self, image: np.ndarray, query: str, options: DecodingOverrides) -> Iterator[str]:
-        """Text pieces as they are generated.
+    async def stream(
+        self, image: np.ndarray, query: str, options: DecodingOverrides, disconnected: Disconnected | None = None
+    ) -> AsyncIterator[str]:
+        """Text pieces as they are generated; closing the iterator (or the client leaving) cancels the
+        generation, which then stops within one token."""
+        async with contextlib.aclosing(self._items(image, query, options, disconnected)) as items:
+            async for item in items:
+                if isinstance(item, Finished):
+                    if item.error is not None:
+                        raise item.error
+                    return
+                yield item
 
-        The generation runs in its own thread, which holds the lock until the answer is
-        complete: a client that leaves mid-stream abandons this iterator without closing it,
-        so a lock held by the iterator itself would never be released.
-        """
-        pieces: queue.Queue[Any] = queue.Queue()
-
-        def work() -> None:
-            try:
-                with self.lock:
-                    for piece in self.generator.stream(image, query, **options):
-                        pieces.put(piece)
-            except BaseException as exc:  # re-raised by the consumer
-                pieces.put(exc)
-            finally:
-                pieces.put(_END)
-
-        threading.Thread(target=work, daemon=True, name="cora-stream").start()
-        while (item := pieces.get()) is not _END:
-            if isinstance(item, BaseException):
-                raise item
-            yield item
+    async def _items(
+        self, image: np.ndarray, query: str, options: DecodingOverrides, disconnected: Disconnected | None
+    ) -> AsyncIterator[str | Finished]:
+        """A job's text pieces then its :class:`Finished`; ``disconnected()`` is asked every
+        :data:`POLL_SECONDS`, and however the iteration ends, the job is cancelled."""
+        items: asyncio.Queue[str | Finished] = asyncio.Queue()
+        deliver = loop_delivery(asyncio.get_running_loop(), items)
+        job = Job(image, query, dict(options), deliver, self.generator.decode)
+        self.batcher.submit(job)
+        check = time.monotonic() + POLL_SECONDS
+        try:
+            while True:
+                try:
+                    item = await asyncio.wait_for(items.get(), max(0.0, check - time.monotonic()))
+                except TimeoutError:
+                    item = None
+                if time.monotonic() >= check:  # asked whether pieces come or not: they may come to nobody
+                    if disconnected is not None and await disconnected():
+                        return
+                    check = time.monotonic() + POLL_SECONDS
+                if item is None:
+                    continue
+                yield item
+                if isinstance(item, Finished):
+                    return
+        finally:
+            job.cancel.set()
 
     def health(self) -> HealthResponse:
         fields = {

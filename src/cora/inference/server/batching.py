@@ -1,0 +1,181 @@
+"""Dynamic batching: concurrent requests are answered together, one model call per batch.
+
+Requests become :class:`Job` s in a bounded queue. One worker thread owns the model: it takes the oldest
+job, waits up to ``max_wait_ms`` for more with the same decoding options (up to ``max_batch``), and runs
+them as one :meth:`~cora.inference.protocols.AnswerGenerator.generate_rows` call. Each job receives its
+text as it is generated, on its request's event loop; a job whose client left is cancelled and stops at
+the next token while the rest of its batch goes on. A full queue is refused at once (503 with
+``Retry-After``), so a burst never makes requests wait without bound.
+
+Written here rather than taken from a serving library: vLLM/TGI batch plain language models and own the
+model's process, whereas ours takes panoramas through the project's own generators and must run on a CPU
+inside this app.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from cora.inference.protocols import AnswerGenerator
+from cora.inference.server.errors import RequestError
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MAX_BATCH = 8
+DEFAULT_MAX_WAIT_MS = 10.0
+DEFAULT_MAX_QUEUE = 64
+
+
+class Finished:
+    """The last item a job receives: generation is over (``error`` set if it failed)."""
+
+    def __init__(self, ids: list[int], error: BaseException | None = None) -> None:
+        self.ids = ids
+        self.error = error
+
+
+@dataclass(eq=False)
+class Job:
+    """One request's answer: its inputs, the text delivered so far, and its cancellation.
+
+    ``deliver`` is called from the worker thread with each new piece of text (``str``) and finally a
+    :class:`Finished`; the server wires it to an ``asyncio.Queue`` of the request's event loop.
+    """
+
+    image: np.ndarray
+    query: str
+    options: dict[str, Any]
+    deliver: Callable[[str | Finished], None]
+    decode: Callable[[list[int]], str]
+    ids: list[int] = field(default_factory=list)
+    sent: str = ""
+    cancel: threading.Event = field(default_factory=threading.Event)
+
+    # -- TokenSink -------------------------------------------------------------------------
+    def token(self, token_id: int) -> None:
+        """Append a token and deliver the text it adds (held back while it ends in half a character)."""
+        self.ids.append(token_id)
+        text = self.decode(self.ids)
+        if text.endswith("\ufffd") or not text.startswith(self.sent):
+            return  # an incomplete UTF-8 sequence, or a re-spacing that the final text settles
+        if len(text) > len(self.sent):
+            piece, self.sent = text[len(self.sent) :], text
+            self.deliver(piece)
+
+    def cancelled(self) -> bool:
+        return self.cancel.is_set()
+
+    def finish(self, error: BaseException | None = None) -> None:
+        text = self.decode(self.ids)
+        if error is None and text.startswith(self.sent) and len(text) > len(self.sent):
+            self.deliver(text[len(self.sent) :])
+        self.deliver(Finished(list(self.ids), error))
+
+
+class Batcher:
+    """The worker thread that owns the model and answers jobs in batches (started on the first job)."""
+
+    def __init__(
+        self,
+        generator: AnswerGenerator,
+        max_batch: int = DEFAULT_MAX_BATCH,
+        max_wait_ms: float = DEFAULT_MAX_WAIT_MS,
+        max_queue: int = DEFAULT_MAX_QUEUE,
+    ) -> None:
+        if max_batch < 1 or max_queue < 1 or max_wait_ms < 0:
+            raise ValueError(f"max_batch {max_batch} and max_queue {max_queue} must be ≥ 1, max_wait_ms ≥ 0")
+        self.generator = generator
+        self.max_batch = max_batch
+        self.max_wait = max_wait_ms / 1000.0
+        self.jobs: queue.Queue[Job] = queue.Queue(maxsize=max_queue)
+        self.held: collections.deque[Job] = collections.deque()  # taken, but other options than the batch's
+        self.batch_seconds = 1.0  # running estimate of one batch's time, for Retry-After
+        self.batches = 0
+        self._thread: threading.Thread | None = None
+        self._start_lock = threading.Lock()
+
+    def submit(self, job: Job) -> None:
+        """Queue ``job``; 503 with ``Retry-After`` when the queue is full."""
+        self._ensure_started()
+        try:
+            self.jobs.put_nowait(job)
+        except queue.Full:
+            waiting = self.jobs.qsize() + len(self.held)
+            retry = max(1, round(self.batch_seconds * (1 + waiting / self.max_batch)))
+            message = f"server busy: {waiting} requests are waiting; retry after {retry} s"
+            raise RequestError(503, message, headers={"Retry-After": str(retry)}) from None
+
+    def _ensure_started(self) -> None:
+        with self._start_lock:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._loop, daemon=True, name="cora-batcher")
+                self._thread.start()
+
+    def _loop(self) -> None:
+        while True:
+            batch = self._collect()
+            if batch:
+                self._run(batch)
+
+    def _collect(self) -> list[Job]:
+        """The oldest job and those with its options that arrive within ``max_wait`` (cancelled ones dropped)."""
+        first = self.held.popleft() if self.held else self.jobs.get()
+        batch, others = [first], []
+        for job in list(self.held):
+            if len(batch) < self.max_batch and job.options == first.options:
+                self.held.remove(job)
+                batch.append(job)
+        deadline = time.monotonic() + self.max_wait
+        while len(batch) < self.max_batch:
+            try:
+                job = self.jobs.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                break
+            (batch if job.options == first.options else others).append(job)
+        self.held.extend(others)
+        live = []
+        for job in batch:
+            if job.cancelled():
+                job.finish()
+            else:
+                live.append(job)
+        return live
+
+    def _run(self, batch: Sequence[Job]) -> None:
+        start = time.perf_counter()
+        try:
+            self.generator.generate_rows(
+                [j.image for j in batch], [j.query for j in batch], list(batch), **batch[0].options
+            )
+        except Exception as exc:  # every job of the batch reports it (their routes answer 500 or an error event)
+            logger.exception("generation failed for a batch of %d", len(batch))
+            for job in batch:
+                job.finish(exc)
+            return
+        finally:
+            self.batches += 1
+            self.batch_seconds = 0.8 * self.batch_seconds + 0.2 * (time.perf_counter() - start)
+        for job in batch:
+            job.finish()
+
+
+def loop_delivery(loop: asyncio.AbstractEventLoop, items: asyncio.Queue[str | Finished]) -> Callable[[Any], None]:
+    """``deliver`` for a job whose request runs on ``loop``: items are put on ``items`` thread-safely
+    (dropped once the loop is closed: nobody is listening any more)."""
+
+    def deliver(item: Any) -> None:
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(items.put_nowait, item)
+
+    return deliver
