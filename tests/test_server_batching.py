@@ -81,6 +81,37 @@ def test_jobs_arriving_together_are_one_batch_and_other_options_wait_for_the_nex
     assert gen.batches == [1, 4, 1]  # then four of one kind together, then the one with other options
 
 
+def _wait_finished(got: list[Any], seconds: float = 10) -> Finished:
+    deadline = time.monotonic() + seconds
+    while not (got and isinstance(got[-1], Finished)) and time.monotonic() < deadline:
+        time.sleep(0.002)
+    return got[-1]
+
+
+def test_a_lone_request_does_not_wait_for_company_but_one_after_a_shared_batch_does():
+    gen = Ticking(steps=1, tick=0)
+    batcher = Batcher(gen, max_batch=4, max_wait_ms=400, max_queue=16)
+    job, got = _job()
+    start = time.monotonic()
+    batcher.submit(job)
+    _wait_finished(got)
+    assert time.monotonic() - start < 0.2  # not the 400 ms of max_wait
+    gen.release.clear()
+    pair = [_job(), _job()]
+    batcher.submit(_job()[0])  # blocks the worker while the pair queues
+    time.sleep(0.1)
+    for job, _ in pair:
+        batcher.submit(job)
+    gen.release.set()
+    _wait_finished(pair[1][1])
+    job, got = _job()  # after a batch of two, the next one waits for company (up to max_wait)
+    start = time.monotonic()
+    batcher.submit(job)
+    _wait_finished(got)
+    assert 0.35 < time.monotonic() - start < 2
+    assert gen.batches == [1, 1, 2, 1]
+
+
 def test_a_full_queue_is_refused_at_once_with_retry_after():
     gen = Ticking(steps=2, tick=0)
     gen.release.clear()

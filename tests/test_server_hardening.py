@@ -103,3 +103,26 @@ def test_a_question_over_the_token_limit_is_refused_before_the_image_is_decoded(
         .status_code
         == 200
     )
+
+
+def _png_declaring(width: int, height: int) -> bytes:
+    """A PNG whose header declares ``width × height`` pixels, with one row of data."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    row = zlib.compress(b"\x00" * (1 + 3 * width))
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", row) + chunk(b"IEND", b"")
+
+
+def test_an_image_declaring_a_billion_pixels_is_a_413_not_pils_bomb_error():
+    """46000×23000 is over PIL's own decompression-bomb limit (2 × 89.5 Mpx), which raises while the header
+    is read: it must still be our 413, not a 500."""
+    client = TestClient(create_app(StandIn()), raise_server_exceptions=False)
+    png = _png_declaring(46000, 23000)
+    response = client.post("/v1/answer", files={"image": ("bomb.png", png)}, data={"query": "q"})
+    assert response.status_code == 413, response.text
+    assert response.json()["error"]["message"].startswith("image: more than 178956970 pixels is over the limit")

@@ -98,7 +98,23 @@ def test_the_stand_in_is_a_generator():
 
 
 def test_health_and_answer_json_keep_their_keys(client):
-    assert client.get("/health").json() == {
+    health = client.get("/health").json()
+    batching = health.pop("batching")
+    assert {k: batching[k] for k in ("max_batch", "max_wait_ms", "max_queue")} == {
+        "max_batch": 8,
+        "max_wait_ms": 10.0,
+        "max_queue": 64,
+    }
+    assert set(batching) == {
+        "max_batch",
+        "max_wait_ms",
+        "max_queue",
+        "waiting",
+        "batches",
+        "answered",
+        "mean_batch_size",
+    }
+    assert health == {
         "status": "ok",
         "model": "m",
         "device": "cpu",

@@ -19,7 +19,12 @@ def test_skip_mode_counts_trained_samples_and_names_each_skipped_row_once(tmp_pa
     good = (synth / "images" / "00000.png").read_bytes()
     (synth / "cut.png").write_bytes(good[: len(good) // 3])  # a readable header, pixels cut off
     bad = [f"cut.png,{r.split(',', 1)[1]}" for r in rows[1:3]]  # two rows whose image does not decode
-    (synth / "mixed.csv").write_text("\n".join([rows[0], *bad, *rows[1:5]]) + "\n")
+    url, _, rest = rows[1].split(",", 2)
+    empty_query = f"{url},,{rest}".encode()
+    not_utf8 = rows[2].encode().replace(b",", b",\xff", 1)  # one byte that is not UTF-8, in the question
+    lines = [r.encode() for r in [rows[0], *bad, *rows[1:5]]]
+    # + two rows refused while the file is read (lines 8 and 9)
+    (synth / "mixed.csv").write_bytes(b"\n".join([*lines, empty_query, not_utf8]) + b"\n")
     cfg = tmp_path / "skip.yaml"
     cfg.write_text(
         f"extends: {ROOT / 'configs' / 'tiny.yaml'}\n"
@@ -33,7 +38,9 @@ def test_skip_mode_counts_trained_samples_and_names_each_skipped_row_once(tmp_pa
     summary = result.summaries["finetune"]
     # 4 steps × 3 drawn = 12 draws over 6 rows (2 bad): every draw of a bad row is not a trained sample.
     assert summary["samples"] + summary["skipped_samples"] == 12 and summary["skipped_samples"] > 0
-    assert summary["skipped_rows"] == 2
-    assert all("mixed.csv:" in b and "cut.png" in b for b in summary["bad_rows"])
+    # every bad row once, whether refused when read (lines 8, 9) or when its image failed to decode (2, 3)
+    assert summary["skipped_rows"] == 4 and summary["skipped_rows_read"] == 2
+    assert [b.split(": ", 1)[0] for b in summary["bad_rows"]] == [f"{synth / 'mixed.csv'}:{n}" for n in (2, 3, 8, 9)]
+    assert sum(summary["skipped_rows_by_reason"].values()) == 4
     state = json.loads((tmp_path / "runs" / "skip" / "stage_state.json").read_text())
-    assert state["summaries"]["finetune"]["skipped_rows"] == 2
+    assert state["summaries"]["finetune"]["skipped_rows"] == 4

@@ -19,7 +19,7 @@ from cora.adapt.inputs import PanoramaInputs, panorama_from_pixels
 from cora.config.schema import CoraConfig
 from cora.config.sections.training import StageConfig
 from cora.data.datamodule import stage_train_records
-from cora.data.dataset import PanoramaDataset, kept_items, skipped_rows
+from cora.data.dataset import PanoramaDataset, kept_items, read_bad_rows, skipped_rows
 from cora.data.readers import read_records
 from cora.data.records import BadRowLog, DataError
 from cora.training.module import StageData
@@ -94,4 +94,5 @@ def build_adapt_stage_data(
         return PanoramaDataset(records, inputs.view_batch, None, cache_dir=data.cache_dir, log=log)
 
     collate = AdaptCollator(family, processor, cfg.system_prompt or data.system_prompt, cfg.max_length)
-    return StageData(dataset(data.train, train=True), dataset(data.val), collate)
+    train, val = dataset(data.train, train=True), dataset(data.val)
+    return StageData(train, val, collate, read_bad_rows=read_bad_rows(train, val))

@@ -164,6 +164,11 @@ class SkippedItem:
     bad_row: BadRow
 
 
+def read_bad_rows(*datasets: PanoramaDataset | None) -> tuple[BadRow, ...]:
+    """The rows the datasets refused so far (while their files were read), in file order."""
+    return tuple(row for ds in datasets if ds is not None for row in ds.log.rows)
+
+
 def skipped_rows(items: Sequence[Any]) -> list[BadRow]:
     """The bad rows of the items a batch drops."""
     return [item.bad_row for item in items if isinstance(item, SkippedItem)]

@@ -19,6 +19,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from cora.config.sections.training import StageConfig
 from cora.data.dataset import is_empty
+from cora.data.records import BadRow
 from cora.training.contract import StageModel
 from cora.training.diagnostics import overlap_diagnostics
 from cora.training.losses import build_loss
@@ -38,6 +39,9 @@ class StageData:
     collate: Callable[[list[Any]], dict[str, Any]]
     #: ids that end an answer (end of turn, eos): where an ``rl`` stage's sampled answers stop
     stop_token_ids: tuple[int, ...] = ()
+    #: rows refused while the files were read (``bad_row_policy: skip``); the run's summary counts them
+    #: with those refused later (an image that does not decode), each row once
+    read_bad_rows: tuple[BadRow, ...] = ()
 
 
 @dataclass
@@ -74,10 +78,10 @@ class StageModule(L.LightningModule):
         self._val_sums: dict[str, float] = {}
         self._val_count = 0
         self.val_metrics: dict[str, float] = {}
-        # What this rank trained on, and the rows it skipped (file, line) -> "file:line: reason", each once.
+        # What this rank trained on, and the rows it skipped, each once by (file, line).
         self.samples_seen = 0
         self.skipped_samples = 0
-        self.bad_rows: dict[tuple[str, int], str] = {}
+        self.bad_rows: dict[tuple[str, int], BadRow] = {}
         # Held-out metrics before the stage trained (feedback stages measure forgetting); kept across a resume.
         self.val_before: dict[str, float] = dict(((resume or {}).get("module_state") or {}).get("val_before") or {})
 
@@ -129,7 +133,7 @@ class StageModule(L.LightningModule):
             return False
         for bad in batch.get("skipped") or ():
             self.skipped_samples += 1
-            self.bad_rows.setdefault((bad.file, bad.line), str(bad))
+            self.bad_rows.setdefault((bad.file, bad.line), bad)
         if is_empty(batch):
             return False
         self.samples_seen += batch["pixel_values"].shape[0]

@@ -18,6 +18,7 @@ import json
 import logging
 import os
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +29,7 @@ import torch
 
 from cora.config import CoraConfig, save_config
 from cora.config.sections.training import StageConfig
+from cora.data.records import BadRow
 from cora.registry import LOGGERS
 from cora.training.callbacks import LogLineProgress, StageCheckpoint, checkpoint_payload
 from cora.training.checkpoint import CheckpointError, load_checkpoint, load_trainable, save_checkpoint
@@ -128,6 +130,19 @@ def export_native_model(model: StageModel, out_dir: Path, config: CoraConfig) ->
     if not isinstance(model, PanoramaVLM):
         raise TypeError(f"export_native_model exports a PanoramaVLM, got {type(model).__name__}")
     model.save_pretrained(out_dir, run_config=config)
+
+
+def bad_row_totals(read: Sequence[BadRow], while_training: dict[tuple[str, int], BadRow]) -> dict[str, Any]:
+    """A stage's bad rows, each counted once however often it was met: refused when the files were read
+    (``read``) or when drawn (``while_training``: an image that does not decode, in any loader worker)."""
+    first_read = {(b.file, b.line): b for b in read}
+    rows = first_read | {key: b for key, b in while_training.items() if key not in first_read}
+    return {
+        "skipped_rows": len(rows),
+        "skipped_rows_read": len(first_read),
+        "skipped_rows_by_reason": dict(sorted(Counter(b.kind for b in rows.values()).items())),
+        "bad_rows": [str(b) for b in sorted(rows.values(), key=lambda b: (b.file, b.line))[:50]],
+    }
 
 
 def default_data_factory(config: CoraConfig, stage: str, stage_cfg: StageConfig, tokenizer: Any) -> StageData:
@@ -336,8 +351,7 @@ class StageRunner:
             "resumed_at": start,
             "samples": samples,
             "skipped_samples": module.skipped_samples * trainer.world_size,
-            "skipped_rows": len(module.bad_rows),
-            "bad_rows": sorted(module.bad_rows.values())[:50],
+            **bad_row_totals(data.read_bad_rows, module.bad_rows),
             "seconds": round(seconds, 2),
             "samples_per_s": round(samples / max(seconds, 1e-9), 2),
             "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),

@@ -1,8 +1,8 @@
 """Dynamic batching: concurrent requests are answered together, one model call per batch.
 
 Requests become :class:`Job` s in a bounded queue. One worker thread owns the model: it takes the oldest
-job, waits up to ``max_wait_ms`` for more with the same decoding options (up to ``max_batch``), and runs
-them as one :meth:`~cora.inference.protocols.AnswerGenerator.generate_rows` call. Each job receives its
+job and those queued with the same decoding options (up to ``max_batch``), waiting up to ``max_wait_ms``
+for more when the previous batch had company (a lone client never waits), and runs them as one :meth:`~cora.inference.protocols.AnswerGenerator.generate_rows` call. Each job receives its
 text as it is generated, on its request's event loop; a job whose client left is cancelled and stops at
 the next token while the rest of its batch goes on. A full queue is refused at once (503 with
 ``Retry-After``), so a burst never makes requests wait without bound.
@@ -102,6 +102,8 @@ class Batcher:
         self.held: collections.deque[Job] = collections.deque()  # taken, but other options than the batch's
         self.batch_seconds = 1.0  # running estimate of one batch's time, for Retry-After
         self.batches = 0
+        self.answered = 0
+        self.last_batch = 1
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
 
@@ -115,6 +117,18 @@ class Batcher:
             retry = max(1, round(self.batch_seconds * (1 + waiting / self.max_batch)))
             message = f"server busy: {waiting} requests are waiting; retry after {retry} s"
             raise RequestError(503, message, headers={"Retry-After": str(retry)}) from None
+
+    def stats(self) -> dict[str, float]:
+        """Limits and counters (``/health``): how full the batches are, how many wait."""
+        return {
+            "max_batch": self.max_batch,
+            "max_wait_ms": self.max_wait * 1000.0,
+            "max_queue": self.jobs.maxsize,
+            "waiting": self.jobs.qsize() + len(self.held),
+            "batches": self.batches,
+            "answered": self.answered,
+            "mean_batch_size": round(self.answered / self.batches, 2) if self.batches else 0.0,
+        }
 
     def _ensure_started(self) -> None:
         with self._start_lock:
@@ -136,7 +150,8 @@ class Batcher:
             if len(batch) < self.max_batch and job.options == first.options:
                 self.held.remove(job)
                 batch.append(job)
-        deadline = time.monotonic() + self.max_wait
+        # Waiting pays only under concurrency: one client alone would lose max_wait on every answer.
+        deadline = time.monotonic() + (self.max_wait if self.last_batch > 1 else 0.0)
         while len(batch) < self.max_batch:
             try:
                 job = self.jobs.get(timeout=max(0.0, deadline - time.monotonic()))
@@ -144,6 +159,7 @@ class Batcher:
                 break
             (batch if job.options == first.options else others).append(job)
         self.held.extend(others)
+        self.last_batch = len(batch)
         live = []
         for job in batch:
             if job.cancelled():
@@ -165,6 +181,7 @@ class Batcher:
             return
         finally:
             self.batches += 1
+            self.answered += len(batch)
             self.batch_seconds = 0.8 * self.batch_seconds + 0.2 * (time.perf_counter() - start)
         for job in batch:
             job.finish()

@@ -317,3 +317,4 @@ class HealthResponse(BaseModel):
     decoding: dict[str, Any]
     max_image_bytes: int
     allow_paths: bool
+    batching: dict[str, float] = {}  # limits and counters of the batching worker

@@ -106,15 +106,17 @@ class PanoramaService:
 
     def check_pixels(self, source: bytes | Path, field: str) -> None:
         """413 when the image's header declares more pixels than the limit (nothing decoded yet)."""
+        limit = self.max_image_pixels
         try:
             with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as image:
                 width, height = image.size
+        except Image.DecompressionBombError:  # PIL's own guard, raised from the header over 2 × its limit
+            size = f"more than {2 * (Image.MAX_IMAGE_PIXELS or 0)}"
+            raise RequestError(413, f"{field}: {size} pixels is over the limit of {limit} pixels", field) from None
         except (UnidentifiedImageError, OSError, ValueError):
             return  # not an image PIL knows: the decoder reports it
-        if width * height > self.max_image_pixels:
-            raise RequestError(
-                413, f"{field}: {width}×{height} pixels is over the limit of {self.max_image_pixels} pixels", field
-            )
+        if width * height > limit:
+            raise RequestError(413, f"{field}: {width}×{height} pixels is over the limit of {limit} pixels", field)
 
     def check_query(self, query: str, field: str = "query") -> None:
         """413 when the question is longer than the token limit (a cheap character bound first: no tokenizer
@@ -245,6 +247,7 @@ class PanoramaService:
             **self.generator.describe(),
             "max_image_bytes": self.max_image_bytes,
             "allow_paths": self.allow_paths,
+            "batching": self.batcher.stats(),
         }
         return HealthResponse.model_validate(fields | self.info)
 
