@@ -2,10 +2,11 @@
 
 Requests become :class:`Job` s in a bounded queue. One worker thread owns the model: it takes the oldest
 job and those queued with the same decoding options (up to ``max_batch``), waiting up to ``max_wait_ms``
-for more when the previous batch had company (a lone client never waits), and runs them as one :meth:`~cora.inference.protocols.AnswerGenerator.generate_rows` call. Each job receives its
-text as it is generated, on its request's event loop; a job whose client left is cancelled and stops at
-the next token while the rest of its batch goes on. A full queue is refused at once (503 with
-``Retry-After``), so a burst never makes requests wait without bound.
+for more when the previous batch had company (a lone client never waits), and runs them as one
+:meth:`~cora.inference.protocols.AnswerGenerator.generate_rows` call. Each job receives its text as it is
+generated, on its request's event loop; a job whose client left is cancelled and stops at the next token
+while the rest of its batch goes on. A full queue is refused at once (503 with ``Retry-After``), so a
+burst never makes requests wait without bound.
 
 Written here rather than taken from a serving library: vLLM/TGI batch plain language models and own the
 model's process, whereas ours takes panoramas through the project's own generators and must run on a CPU
