@@ -63,7 +63,10 @@ def test_an_adapted_generator_serves_health_answers_and_chat(adapt_generator, pa
     assert completion["choices"][0]["message"]["content"] == expected
     assert completion["usage"]["completion_tokens"] == len(expected_ids)
     usage = completion["usage"]
-    assert usage["prompt_tokens"] == adapt_generator.prompt_tokens(QUERY) > 9  # the query and one placeholder a view
+    # the templated text and every image token the processor expanded the placeholders into
+    prepared = adapt_generator.prepare([str(pano_png)], [QUERY])
+    assert usage["prompt_tokens"] == int(prepared.inputs["attention_mask"][0].sum())
+    assert usage["prompt_tokens"] > adapt_generator.prompt_tokens(QUERY) > 9  # one placeholder a view as written
     assert usage["total_tokens"] == usage["prompt_tokens"] + usage["completion_tokens"]
 
 

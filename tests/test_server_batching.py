@@ -59,7 +59,9 @@ class Ticking(StandIn):
 
 def _job(options: dict[str, Any] | None = None) -> tuple[Job, list[Any]]:
     got: list[Any] = []
-    return Job(np.zeros((8, 16, 3), np.uint8), "q", options or {}, got.append, lambda ids: "a" * len(ids)), got
+    options = options or {}
+    limit = options.get("max_new_tokens", 3)
+    return Job(np.zeros((8, 16, 3), np.uint8), "q", options, got.append, lambda ids: "a" * len(ids), limit), got
 
 
 def test_jobs_arriving_together_are_one_batch_and_other_options_wait_for_the_next():

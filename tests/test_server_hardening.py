@@ -93,7 +93,7 @@ def test_a_question_over_the_token_limit_is_refused_before_the_image_is_decoded(
     client = TestClient(create_app(stand_in, max_query_tokens=6))
     r = client.post("/v1/answer", files={"image": ("p.png", b"not even an image")}, data={"query": "q"})
     assert r.status_code == 413 and r.json()["error"]["message"] == (
-        "query: the question is 7 tokens, over the limit of 6 tokens"
+        "query: the prompt is 7 tokens, over the limit of 6 tokens"
     )
     huge = client.post("/v1/answer", files={"image": ("p.png", PNG)}, data={"query": "x" * 300_000})
     assert huge.status_code == 413 and "300000 characters" in huge.json()["error"]["message"]

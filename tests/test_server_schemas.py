@@ -19,7 +19,7 @@ pytest.importorskip("fastapi", reason="needs the serve extra")
 
 from fastapi.testclient import TestClient
 
-from cora.inference import AnswerGenerator, DecodingOptions, GeneratorInfo
+from cora.inference import AnswerGenerator, Conversation, DecodingOptions, GeneratorInfo
 from cora.inference.server import MAX_NEW_TOKENS_LIMIT, create_app
 from cora.inference.server.errors import field_path
 from cora.inference.server.schemas import ChatRequest, decoding_overrides, parse
@@ -29,6 +29,7 @@ class StandIn:
     """An :class:`AnswerGenerator` that answers "a b c" (three tokens) and records the options it was given."""
 
     options = DecodingOptions(max_new_tokens=3)
+    conversations = True
 
     def __init__(self) -> None:
         self.seen: list[dict[str, Any]] = []
@@ -60,8 +61,11 @@ class StandIn:
     def decode(self, ids: Sequence[int]) -> str:
         return "".join(["a", " b", " c"][i - 1] for i in ids)
 
-    def prompt_tokens(self, query: str) -> int:
+    def prompt_tokens(self, query: Any) -> int:
         return 7
+
+    def vision_tokens(self) -> int:
+        return 5
 
     def describe(self) -> GeneratorInfo:
         return {"device": "cpu", "views": 2, "view_kinds": ["global", "tile"], "decoding": {"max_new_tokens": 3}}
@@ -136,7 +140,7 @@ def test_chat_completion_and_its_options(client, stand_in):
     body = {"messages": _messages(*parts), "max_completion_tokens": 2, "temperature": 0.5, "top_p": 0.9, "n": 1}
     completion = client.post("/v1/chat/completions", json=body).json()
     assert completion["object"] == "chat.completion" and completion["model"] == "m"
-    assert completion["usage"] == {"prompt_tokens": 7, "completion_tokens": 3, "total_tokens": 10}
+    assert completion["usage"] == {"prompt_tokens": 12, "completion_tokens": 3, "total_tokens": 15}  # 7 + 5 vision
     assert stand_in.seen[-1] == {"max_new_tokens": 2, "do_sample": True, "temperature": 0.5, "top_p": 0.9}
     client.post("/v1/chat/completions", json={"messages": _messages(*parts), "temperature": 0, "max_tokens": 5})
     assert stand_in.seen[-1] == {"max_new_tokens": 5, "do_sample": False}
@@ -153,8 +157,8 @@ def test_streams_are_server_sent_events(client):
     events = [block.removeprefix("data: ") for block in chunks.strip().split("\n\n")]
     assert events[-1] == "[DONE]"
     first, last = json.loads(events[0]), json.loads(events[-2])
-    assert first["choices"] == [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}]
-    assert last["choices"] == [{"index": 0, "delta": {}, "finish_reason": "stop"}]
+    assert first["choices"] == [{"index": 0, "delta": {"role": "assistant"}, "finish_reason": None}]
+    assert last["choices"] == [{"index": 0, "delta": {}, "finish_reason": "length"}]  # 3 tokens of max 3
 
 
 IMAGE = {"type": "image_url", "image_url": {"url": URL}}
@@ -179,7 +183,7 @@ TEXT = {"type": "text", "text": "q"}
         ({"messages": _messages(IMAGE, TEXT), "top_p": 0}, "top_p", "(0, 1]"),
         ({"messages": _messages(IMAGE, TEXT), "stream": "maybe"}, "stream", "true or false"),
         ({"messages": _messages(IMAGE, TEXT), "model": 3}, "model", "string"),
-        ({"messages": [{"role": "system", "content": "x"}, *_messages(IMAGE)]}, "messages", "no user message"),
+        ({"messages": [{"role": "system", "content": "x"}, *_messages(IMAGE)]}, "messages", "must end with a user"),
         (
             {"messages": _messages({"type": "image_url", "image_url": {"url": "data:image/png,abc"}}, TEXT)},
             "messages[0].content[0].image_url.url",
@@ -245,4 +249,7 @@ def test_field_paths_and_overrides():
     request = parse(
         ChatRequest, {"messages": [{"role": "user", "content": [IMAGE, TEXT, {"type": "text", "text": " "}]}]}
     )
-    assert request.question() == "q" and request.image_url() == (URL, "messages[0].content[0].image_url.url")
+    assert request.conversation() == Conversation("q") and request.image_url() == (
+        URL,
+        "messages[0].content[0].image_url.url",
+    )

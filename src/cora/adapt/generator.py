@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from cora.adapt.encode import EncodedBatch, build_messages, encode_batch
@@ -19,6 +20,7 @@ from cora.adapt.inputs import PanoramaInputs, native_geometry
 from cora.adapt.runtime import PanoramaAdapter
 from cora.config import CoraConfig, load_config
 from cora.inference import DecodingOptions, GeneratorBase
+from cora.inference.protocols import Prompt
 from cora.processors.geometry import ViewGeometry
 
 
@@ -45,6 +47,7 @@ class AdaptGenerator(GeneratorBase):
         self.tokenizer = model.tokenizer
         stops = {self.tokenizer.convert_tokens_to_ids(model.family.end_of_turn), self.tokenizer.eos_token_id}
         self.stop_token_ids = sorted(s for s in stops if s is not None)
+        self.conversations = False  # one question per request (see _question)
 
     @classmethod
     def from_model(cls, model: PanoramaAdapter, config: CoraConfig) -> AdaptGenerator:
@@ -90,17 +93,23 @@ class AdaptGenerator(GeneratorBase):
     def decode(self, ids: Sequence[int]) -> str:
         return self.tokenizer.decode(list(ids), skip_special_tokens=True).strip()
 
-    def prompt_tokens(self, query: str) -> int:
+    def prompt_tokens(self, query: Prompt) -> int:
         """Tokens of the family's generation prompt, one image placeholder per view as the template writes it
         (the processor later expands each into the image's tokens)."""
-        messages = build_messages(len(self.view_geometries), query, system_prompt=self.system_prompt)
+        messages = build_messages(len(self.view_geometries), _question(query), system_prompt=self.system_prompt)
         text = self.model.processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
         return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 
-    def prepare(self, images: Sequence[Any], queries: Sequence[str]) -> EncodedBatch:
+    def _count_vision_tokens(self) -> int:
+        """How many tokens the processor's expansion of the image placeholders adds."""
+        batch = self.prepare([np.zeros((64, 128, 3), np.uint8)], ["x"])
+        return int(batch.inputs["attention_mask"][0].sum()) - self.prompt_tokens("x")
+
+    def prepare(self, images: Sequence[Any], queries: Sequence[Prompt]) -> EncodedBatch:
         """The family processor's left-padded prompt batch (``input_ids [B, T]``, pixels) on the model's device."""
         if len(images) != len(queries):
             raise ValueError(f"{len(images)} images but {len(queries)} queries")
+        queries = [_question(q) for q in queries]
         adapted = self.model.adapted
         panos = [self.inputs(image) for image in images]
         batch = encode_batch(adapted.family, adapted.processor, panos, list(queries), None, self.system_prompt)
@@ -111,3 +120,13 @@ class AdaptGenerator(GeneratorBase):
     def generate_batch(self, batch: EncodedBatch, **kwargs: Any) -> torch.Tensor:
         """New token ids ``[B, N]`` (``AdaptedVLM.generate`` runs without autograd)."""
         return self.model.adapted.generate(batch, **kwargs)
+
+
+def _question(query: Prompt) -> str:
+    """An adapted VLM answers single questions (``conversations`` is False): a conversation with history or
+    its own system prompt is refused rather than silently cut to its last question."""
+    if isinstance(query, str):
+        return query
+    if query.history or query.system_prompt is not None:
+        raise ValueError("an adapted VLM answers single questions: no history or system prompt per request")
+    return query.query

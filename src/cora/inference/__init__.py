@@ -5,13 +5,15 @@ loop every generator shares."""
 from cora.inference.base import GeneratorBase
 from cora.inference.decoding import DecodingOptions
 from cora.inference.generator import PanoramaGenerator
-from cora.inference.protocols import AnswerGenerator, BatchGenerator, GeneratorInfo
+from cora.inference.protocols import AnswerGenerator, BatchGenerator, Conversation, GeneratorInfo, Prompt
 
 __all__ = [
     "AnswerGenerator",
     "BatchGenerator",
+    "Conversation",
     "DecodingOptions",
     "GeneratorBase",
     "GeneratorInfo",
     "PanoramaGenerator",
+    "Prompt",
 ]

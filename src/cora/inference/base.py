@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from cora.inference.decoding import DecodingOptions
-from cora.inference.protocols import GeneratorInfo, TokenSink
+from cora.inference.protocols import GeneratorInfo, Prompt, TokenSink
 from cora.processors.geometry import ViewGeometry
 
 
@@ -56,10 +56,12 @@ class GeneratorBase(ABC):
     batch_size: int
     tokenizer: Any
     stop_token_ids: list[int]
+    conversations: bool = True
+    _vision_tokens: int | None = None
 
     # -- what a model provides ----------------------------------------------------------
     @abstractmethod
-    def prepare(self, images: Sequence[Any], queries: Sequence[str]) -> Any:
+    def prepare(self, images: Sequence[Any], queries: Sequence[Prompt]) -> Any:
         """The model inputs of one batch of (image, query) pairs, on the model's device."""
 
     @abstractmethod
@@ -72,8 +74,19 @@ class GeneratorBase(ABC):
         """Token ids → the answer's text."""
 
     @abstractmethod
-    def prompt_tokens(self, query: str) -> int:
+    def prompt_tokens(self, query: Prompt) -> int:
         """Tokens of the templated prompt for ``query``, image placeholders as written."""
+
+    @abstractmethod
+    def _count_vision_tokens(self) -> int:
+        """Tokens a panorama adds beyond its placeholders (measured once, see :meth:`vision_tokens`)."""
+
+    def vision_tokens(self) -> int:
+        """Tokens a panorama adds to a prompt beyond its placeholders as written (measured on the first
+        call with a blank panorama, then remembered: it depends on the views and the model, not the image)."""
+        if self._vision_tokens is None:
+            self._vision_tokens = self._count_vision_tokens()
+        return self._vision_tokens
 
     @property
     @abstractmethod
@@ -92,7 +105,7 @@ class GeneratorBase(ABC):
         kwargs.update(eos_token_id=list(self.stop_token_ids), pad_token_id=self.tokenizer.pad_token_id)
         return kwargs
 
-    def generate_ids(self, images: Sequence[Any], queries: Sequence[str], **options: Any) -> list[list[int]]:
+    def generate_ids(self, images: Sequence[Any], queries: Sequence[Prompt], **options: Any) -> list[list[int]]:
         """New token ids per (image, query), cut at the first stop token (which is not included)."""
         if len(images) != len(queries):
             raise ValueError(f"{len(images)} images but {len(queries)} queries")
@@ -115,7 +128,7 @@ class GeneratorBase(ABC):
         return row
 
     def generate_rows(
-        self, images: Sequence[Any], queries: Sequence[str], sinks: Sequence[TokenSink], **options: Any
+        self, images: Sequence[Any], queries: Sequence[Prompt], sinks: Sequence[TokenSink], **options: Any
     ) -> list[list[int]]:
         """One batch (any size), each row's new tokens handed to its sink as they are generated.
 
@@ -132,14 +145,14 @@ class GeneratorBase(ABC):
         rows = self.generate_batch(self.prepare(images, queries), **kwargs).tolist()
         return [self._cut(row) for row in rows]
 
-    def generate(self, images: Sequence[Any], queries: Sequence[str], **options: Any) -> list[str]:
+    def generate(self, images: Sequence[Any], queries: Sequence[Prompt], **options: Any) -> list[str]:
         """One answer per (image, query); ``options`` override :class:`DecodingOptions` fields."""
         return [self.decode(ids) for ids in self.generate_ids(images, queries, **options)]
 
-    def __call__(self, image: Any, query: str, **options: Any) -> str:
+    def __call__(self, image: Any, query: Prompt, **options: Any) -> str:
         return self.generate([image], [query], **options)[0]
 
-    def stream(self, image: Any, query: str, **options: Any) -> Iterator[str]:
+    def stream(self, image: Any, query: Prompt, **options: Any) -> Iterator[str]:
         """Yield the answer's text as it is generated (transformers' ``TextIteratorStreamer``)."""
         batch = self.prepare([image], [query])
         kwargs = self._kwargs(options)

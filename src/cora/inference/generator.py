@@ -16,10 +16,12 @@ import os
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
+import numpy as np
 import torch
 
 from cora.inference.base import GeneratorBase, stream_text
 from cora.inference.decoding import DecodingOptions
+from cora.inference.protocols import Conversation, Prompt
 from cora.processors.geometry import ViewGeometry
 from cora.processors.text import ChatFormatter
 
@@ -115,10 +117,22 @@ class PanoramaGenerator(GeneratorBase):
     def decode(self, ids: Sequence[int]) -> str:
         return self.formatter.decode(ids)
 
-    def prompt_tokens(self, query: str) -> int:
-        return len(self.formatter.encode_prompt(query))
+    def prompt_tokens(self, query: Prompt) -> int:
+        return len(self._encode(query))
 
-    def prepare(self, images: Sequence[Any], queries: Sequence[str]) -> dict[str, Any]:
+    def _encode(self, query: Prompt) -> list[int]:
+        if isinstance(query, Conversation):
+            return self.formatter.encode_prompt(query.query, query.history, query.system_prompt)
+        return self.formatter.encode_prompt(query)
+
+    @torch.inference_mode()
+    def _count_vision_tokens(self) -> int:
+        """The vision tokens that replace the one placeholder (resampler tokens, separators ...)."""
+        batch = self.prepare([np.zeros((64, 128, 3), np.uint8)], ["x"])
+        pixels, geometries = batch["pixel_values"], batch["geometries"]
+        return int(self.model.vision_embeddings(self.model.encode_vision(pixels, geometries), geometries).shape[1]) - 1
+
+    def prepare(self, images: Sequence[Any], queries: Sequence[Prompt]) -> dict[str, Any]:
         """Model inputs for a batch: ``pixel_values [B, V, 3, S, S]``, ``geometries``, left-padded
         ``input_ids`` / ``attention_mask [B, T]``."""
         if len(images) != len(queries):
@@ -126,7 +140,7 @@ class PanoramaGenerator(GeneratorBase):
         if not images:
             raise ValueError("nothing to generate: no images")
         views = self._views(images)
-        prompts = [self.formatter.encode_prompt(q) for q in queries]
+        prompts = [self._encode(q) for q in queries]
         length = max(len(p) for p in prompts)
         pad = self.tokenizer.pad_token_id
         input_ids = torch.full((len(prompts), length), pad, dtype=torch.long)

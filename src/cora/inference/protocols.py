@@ -9,6 +9,7 @@ and ``cora.adapt.generator.AdaptGenerator`` (an adapted off-the-shelf VLM), both
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol, TypedDict, runtime_checkable
 
 from cora.inference.decoding import DecodingOptions
@@ -21,6 +22,19 @@ class GeneratorInfo(TypedDict):
     views: int  # images the model sees per panorama
     view_kinds: list[str]  # e.g. ["global", "tile"]
     decoding: dict[str, Any]  # the default DecodingOptions, as a dict
+
+
+@dataclass(frozen=True)
+class Conversation:
+    """A question with what came before it: earlier (question, answer) turns and a system prompt that
+    replaces the generator's own (an OpenAI chat request). Generators take it wherever they take a query."""
+
+    query: str
+    history: tuple[tuple[str, str], ...] = ()
+    system_prompt: str | None = None
+
+
+Prompt = str | Conversation
 
 
 class TokenSink(Protocol):
@@ -59,7 +73,7 @@ class AnswerGenerator(BatchGenerator, Protocol):
         """The answer's text, in pieces as they are generated."""
 
     def generate_rows(
-        self, images: Sequence[Any], queries: Sequence[str], sinks: Sequence[TokenSink], **options: Any
+        self, images: Sequence[Any], queries: Sequence[Prompt], sinks: Sequence[TokenSink], **options: Any
     ) -> list[list[int]]:
         """One batch, each row's tokens handed to its sink as they come; a cancelled row stops (the server's
         dynamic batching). Returns what :meth:`generate_ids` would, cancelled rows cut where they stopped."""
@@ -67,8 +81,15 @@ class AnswerGenerator(BatchGenerator, Protocol):
     def decode(self, ids: Sequence[int]) -> str:
         """Token ids of :meth:`generate_ids` → the answer's text."""
 
-    def prompt_tokens(self, query: str) -> int:
-        """Tokens of the templated prompt for ``query`` (usage counts): image placeholders count as written,
-        not as the many tokens an image becomes inside the model."""
+    #: whether prompts may be :class:`Conversation` s with history or a system prompt (else plain questions)
+    conversations: bool
+
+    def prompt_tokens(self, query: Prompt) -> int:
+        """Tokens of the templated prompt for ``query``: image placeholders count as written, not as the many
+        tokens an image becomes inside the model (add :meth:`vision_tokens` for those)."""
+
+    def vision_tokens(self) -> int:
+        """Tokens a panorama adds to a prompt beyond its placeholders as written: a prompt's length inside
+        the model is ``prompt_tokens(query) + vision_tokens()`` (usage counts)."""
 
     def describe(self) -> GeneratorInfo: ...

@@ -73,16 +73,20 @@ class ChatFormatter:
         self.end_of_turn_id: int | None = self._probe_end_of_turn()
 
     # -- messages -----------------------------------------------------------------------
-    def messages(self, turns: Sequence[tuple[str, str | None]]) -> list[dict[str, str]]:
+    def messages(
+        self, turns: Sequence[tuple[str, str | None]], system_prompt: str | None = None
+    ) -> list[dict[str, str]]:
         """Chat messages for ``turns`` = [(query, answer), ...]; a final ``None`` answer is left out.
 
-        The vision placeholder goes into the first user message only.
+        The vision placeholder goes into the first user message only. ``system_prompt`` replaces the
+        formatter's own (a chat request's system message).
         """
         if not turns:
             raise ValueError("a conversation needs at least one (query, answer) turn")
         out: list[dict[str, str]] = []
-        if self.system_prompt:
-            out.append({"role": "system", "content": self.system_prompt})
+        system = system_prompt if system_prompt is not None else self.system_prompt
+        if system:
+            out.append({"role": "system", "content": system})
         for i, (query, answer) in enumerate(turns):
             self._check_text(query, f"turn {i} query")
             out.append({"role": "user", "content": f"{self.vision_token}\n{query}" if i == 0 else query})
@@ -166,14 +170,18 @@ class ChatFormatter:
         return segments
 
     # -- generation ---------------------------------------------------------------------
-    def prompt_text(self, query: str, history: Sequence[tuple[str, str]] = ()) -> str:
+    def prompt_text(
+        self, query: str, history: Sequence[tuple[str, str]] = (), system_prompt: str | None = None
+    ) -> str:
         """Generation prompt text; with the template's empty think block where it has one."""
-        messages = self.messages([*history, (query, None)])
+        messages = self.messages([*history, (query, None)], system_prompt)
         return self._render(messages, generation=True, thinking_off=self.supports_thinking)
 
-    def encode_prompt(self, query: str, history: Sequence[tuple[str, str]] = ()) -> list[int]:
+    def encode_prompt(
+        self, query: str, history: Sequence[tuple[str, str]] = (), system_prompt: str | None = None
+    ) -> list[int]:
         """Token ids of the generation prompt (one vision placeholder, in the first user turn)."""
-        return self._encode(self.prompt_text(query, history))
+        return self._encode(self.prompt_text(query, history, system_prompt))
 
     def decode(self, ids: Sequence[int]) -> str:
         """Generated ids to text, without special tokens and surrounding whitespace."""

@@ -11,6 +11,7 @@ from typing import Any
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from cora.inference.protocols import AnswerGenerator
@@ -73,6 +74,7 @@ def create_app(
         app.middleware("http")(_require_key(api_key))
     app.exception_handler(RequestError)(_request_error)
     app.exception_handler(RequestValidationError)(_validation_error)
+    app.exception_handler(StarletteHTTPException)(_http_error)
     app.exception_handler(Exception)(_server_error)
     for module in (routes_health, routes_answer, routes_chat):
         app.include_router(module.router)
@@ -94,6 +96,13 @@ def _require_key(api_key: str) -> Callable[[Request, Callable], Awaitable[Respon
 
 async def _request_error(request: Request, exc: RequestError) -> JSONResponse:
     return JSONResponse(exc.payload(), status_code=exc.status, headers=exc.headers)
+
+
+async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    """Starlette's own refusals (404 no such route, 405 wrong method) in the same shape."""
+    detail = exc.detail if isinstance(exc.detail, str) else "refused"
+    message = f"{request.method} {request.url.path}: {detail}"
+    return await _request_error(request, RequestError(exc.status_code, message, headers=exc.headers))
 
 
 async def _server_error(request: Request, exc: Exception) -> JSONResponse:

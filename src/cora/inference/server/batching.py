@@ -24,11 +24,11 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
-from cora.inference.protocols import AnswerGenerator
+from cora.inference.protocols import AnswerGenerator, Prompt
 from cora.inference.server.errors import RequestError
 
 logger = logging.getLogger(__name__)
@@ -38,12 +38,18 @@ DEFAULT_MAX_WAIT_MS = 10.0
 DEFAULT_MAX_QUEUE = 64
 
 
+@dataclass(frozen=True)
 class Finished:
-    """The last item a job receives: generation is over (``error`` set if it failed)."""
+    """The last item a job receives: generation is over (``error`` set if it failed).
 
-    def __init__(self, ids: list[int], error: BaseException | None = None) -> None:
-        self.ids = ids
-        self.error = error
+    ``text`` is the whole answer (cut before a stop sequence if one came), ``reason`` is OpenAI's
+    ``finish_reason``: ``length`` when ``max_new_tokens`` cut it, else ``stop``.
+    """
+
+    ids: list[int]
+    text: str = ""
+    reason: Literal["stop", "length"] = "stop"
+    error: BaseException | None = None
 
 
 @dataclass(eq=False)
@@ -51,37 +57,67 @@ class Job:
     """One request's answer: its inputs, the text delivered so far, and its cancellation.
 
     ``deliver`` is called from the worker thread with each new piece of text (``str``) and finally a
-    :class:`Finished`; the server wires it to an ``asyncio.Queue`` of the request's event loop.
+    :class:`Finished`; the server wires it to an ``asyncio.Queue`` of the request's event loop. ``stop``:
+    strings that end the answer (not included); text that could be the start of one is held back until
+    it is known not to be.
     """
 
     image: np.ndarray
-    query: str
+    query: Prompt
     options: dict[str, Any]
     deliver: Callable[[str | Finished], None]
     decode: Callable[[list[int]], str]
+    limit: int  # max_new_tokens: an answer this long was cut
+    stop: tuple[str, ...] = ()
     ids: list[int] = field(default_factory=list)
     sent: str = ""
+    stopped_at: int | None = None  # where a stop sequence begins in the text
     cancel: threading.Event = field(default_factory=threading.Event)
 
     # -- TokenSink -------------------------------------------------------------------------
     def token(self, token_id: int) -> None:
         """Append a token and deliver the text it adds (held back while it ends in half a character)."""
+        if self.stopped_at is not None:
+            return
         self.ids.append(token_id)
         text = self.decode(self.ids)
         if text.endswith("\ufffd") or not text.startswith(self.sent):
             return  # an incomplete UTF-8 sequence, or a re-spacing that the final text settles
-        if len(text) > len(self.sent):
-            piece, self.sent = text[len(self.sent) :], text
+        safe = len(text)
+        for stop in self.stop:
+            if (at := text.find(stop, max(0, len(self.sent) - len(stop)))) >= 0:
+                self.stopped_at = at if self.stopped_at is None else min(self.stopped_at, at)
+            safe = min(safe, len(text) - _partial_suffix(text, stop))
+        if self.stopped_at is not None:
+            safe = self.stopped_at
+            self.cancel.set()  # the generation of this row ends at the next token
+        if safe > len(self.sent):
+            piece, self.sent = text[len(self.sent) : safe], text[:safe]
             self.deliver(piece)
 
     def cancelled(self) -> bool:
         return self.cancel.is_set()
 
     def finish(self, error: BaseException | None = None) -> None:
-        text = self.decode(self.ids)
-        if error is None and text.startswith(self.sent) and len(text) > len(self.sent):
-            self.deliver(text[len(self.sent) :])
-        self.deliver(Finished(list(self.ids), error))
+        if error is not None:
+            self.deliver(Finished(list(self.ids), self.sent, "stop", error))
+            return
+        if self.stopped_at is not None:
+            text, reason = self.sent, "stop"
+        else:
+            text = self.decode(self.ids)
+            reason = "length" if len(self.ids) >= self.limit else "stop"
+            if text.startswith(self.sent) and len(text) > len(self.sent):
+                self.deliver(text[len(self.sent) :])
+        self.deliver(Finished(list(self.ids), text, reason))
+
+
+def _partial_suffix(text: str, stop: str) -> int:
+    """The length of the longest end of ``text`` that begins ``stop`` (text to hold back)."""
+    for n in range(min(len(stop) - 1, len(text)), 0, -1):
+        if stop.startswith(text[-n:]):
+            return n
+    return 0
 
 
 class Batcher:

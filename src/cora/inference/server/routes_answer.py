@@ -11,6 +11,7 @@ from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
+from cora.inference.server.batching import Finished
 from cora.inference.server.deps import Service, check_length, client_left, json_object
 from cora.inference.server.errors import RequestError
 from cora.inference.server.events import sse, stream_error
@@ -66,13 +67,15 @@ async def _events(
 ) -> AsyncIterator[str]:
     """One ``data: {"text"}`` event per piece, then ``event: done`` with the whole answer (or ``event: error``)."""
     start = time.perf_counter()
-    pieces: list[str] = []
+    answer = ""
     try:
         async for piece in service.stream(image, query, options, request.is_disconnected):
-            pieces.append(piece)
-            yield sse({"text": piece})
+            if isinstance(piece, Finished):
+                answer = piece.text.strip()
+            elif piece:
+                yield sse({"text": piece})
     except Exception as exc:
         logger.exception("streaming failed")
         yield sse(stream_error(exc), "error")
         return
-    yield sse({"answer": "".join(pieces).strip(), "ms": round((time.perf_counter() - start) * 1000.0, 1)}, "done")
+    yield sse({"answer": answer, "ms": round((time.perf_counter() - start) * 1000.0, 1)}, "done")

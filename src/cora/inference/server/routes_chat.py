@@ -1,4 +1,5 @@
-"""``POST /v1/chat/completions``: OpenAI's chat format, the panorama as an ``image_url`` part (a ``data:`` URL)."""
+"""``POST /v1/chat/completions`` and ``GET /v1/models``: OpenAI's chat format, the panorama as an
+``image_url`` part (a ``data:`` URL), the system prompt and earlier turns through the model's chat template."""
 
 from __future__ import annotations
 
@@ -6,14 +7,16 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncIterator
-from typing import Literal
 
 import numpy as np
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
+from cora.inference.protocols import Conversation
+from cora.inference.server.batching import Finished
 from cora.inference.server.deps import Service, check_length, client_left, json_object
+from cora.inference.server.errors import RequestError
 from cora.inference.server.events import sse, stream_error
 from cora.inference.server.schemas import (
     AssistantMessage,
@@ -22,7 +25,8 @@ from cora.inference.server.schemas import (
     ChatCompletionChunk,
     ChatRequest,
     ChunkChoice,
-    DecodingOverrides,
+    ModelCard,
+    ModelList,
     Usage,
     parse,
 )
@@ -32,24 +36,31 @@ logger = logging.getLogger(__name__)
 router = APIRouter()
 
 
+@router.get("/v1/models", response_model=ModelList)
+async def models(service: Service) -> ModelList:
+    return ModelList(data=[ModelCard(id=service.model_name, created=service.started)])
+
+
 @router.post("/v1/chat/completions", response_model=ChatCompletion, dependencies=[Depends(check_length)])
 async def chat_completions(request: Request, service: Service) -> ChatCompletion | StreamingResponse | Response:
     body = parse(ChatRequest, await json_object(request))
+    body.check_supported()
+    if body.model is not None and body.model != service.model_name:
+        served = f"{body.model!r} is not served here (GET /v1/models lists {service.model_name!r})"
+        raise RequestError(404, f"model: {served}", "model")
     options = body.decoding()
-    image, query = await run_in_threadpool(_inputs, service, body)
+    image, conversation = await run_in_threadpool(_inputs, service, body)
     head = ChatCompletionChunk(
-        id=f"chatcmpl-{uuid.uuid4().hex[:24]}",
-        created=int(time.time()),
-        model=body.model or service.model_name,
-        choices=[],
+        id=f"chatcmpl-{uuid.uuid4().hex[:24]}", created=int(time.time()), model=service.model_name, choices=[]
     )
+    prompt_tokens = service.usage_prompt_tokens(conversation)
     if body.stream:
-        chunks = _chunks(service, image, query, options, head, request)
+        usage = prompt_tokens if body.include_usage else None
+        chunks = _chunks(service, image, conversation, options, body.stop or (), head, usage, request)
         return StreamingResponse(chunks, media_type="text/event-stream")
-    result = await service.answer(image, query, options, request.is_disconnected)
+    result = await service.answer(image, conversation, options, request.is_disconnected, body.stop or ())
     if result is None:
         return client_left()
-    prompt_tokens = service.generator.prompt_tokens(query)
     return ChatCompletion(
         id=head.id,
         created=head.created,
@@ -61,35 +72,51 @@ async def chat_completions(request: Request, service: Service) -> ChatCompletion
     )
 
 
-def _inputs(service: PanoramaService, body: ChatRequest) -> tuple[np.ndarray, str]:
-    """The panorama ``[H, W, 3]`` uint8 (the last ``image_url`` part anywhere) and the question."""
+def _inputs(service: PanoramaService, body: ChatRequest) -> tuple[np.ndarray, Conversation]:
+    """The panorama ``[H, W, 3]`` uint8 (the last ``image_url`` part anywhere) and the conversation."""
     url, field = body.image_url()
-    query = body.question()
-    service.check_query(query, "messages")  # before decoding: a refused question costs no image
-    return service.decode_data_url(url, field), query
+    conversation = body.conversation()
+    if not service.generator.conversations and (conversation.history or conversation.system_prompt is not None):
+        raise RequestError(
+            400, "messages: this model answers single questions (no system message or earlier turns)", "messages"
+        )
+    service.check_query(conversation, "messages")  # before decoding: a refused prompt costs no image
+    return service.decode_data_url(url, field), conversation
 
 
 async def _chunks(
     service: PanoramaService,
     image: np.ndarray,
-    query: str,
-    options: DecodingOverrides,
+    conversation: Conversation,
+    options: dict,
+    stop: list[str] | tuple[str, ...],
     head: ChatCompletionChunk,
+    prompt_tokens: int | None,
     request: Request,
 ) -> AsyncIterator[str]:
-    """OpenAI's stream: the assistant role, one chunk per piece, a ``stop`` chunk, then ``data: [DONE]``."""
+    """OpenAI's stream: the assistant role, one chunk per non-empty piece, a chunk with the finish reason,
+    a usage chunk when asked (``stream_options.include_usage``), then ``data: [DONE]``."""
 
-    def chunk(delta: dict[str, str], finish: Literal["stop"] | None = None) -> str:
+    def chunk(delta: dict[str, str], finish: str | None = None) -> str:
         choice = ChunkChoice(delta=delta, finish_reason=finish)
         return sse(head.model_copy(update={"choices": [choice]}).model_dump())
 
-    yield chunk({"role": "assistant", "content": ""})
+    yield chunk({"role": "assistant"})
     try:
-        async for piece in service.stream(image, query, options, request.is_disconnected):
-            yield chunk({"content": piece})
+        async for item in service.stream(image, conversation, options, request.is_disconnected, stop):
+            if isinstance(item, Finished):
+                yield chunk({}, item.reason)
+                if prompt_tokens is not None:
+                    usage = Usage(
+                        prompt_tokens=prompt_tokens,
+                        completion_tokens=len(item.ids),
+                        total_tokens=prompt_tokens + len(item.ids),
+                    )
+                    yield sse(head.model_copy(update={"choices": [], "usage": usage}).model_dump())
+            elif item:
+                yield chunk({"content": item})
     except Exception as exc:
         logger.exception("streaming failed")
         yield sse(stream_error(exc))
         return
-    yield chunk({}, "stop")
     yield sse("[DONE]")

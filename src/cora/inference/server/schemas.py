@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal, TypedDict, TypeVar
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainValidator, ValidationError, model_validator
 from starlette.datastructures import UploadFile
 
+from cora.inference.protocols import Conversation
 from cora.inference.server.errors import RequestError, from_validation_error
 
 MAX_NEW_TOKENS_LIMIT = 2048
@@ -219,8 +220,28 @@ def _messages(value: object) -> object:
     return value
 
 
+def _stops(value: object) -> object:
+    """OpenAI's ``stop``: a string or up to 4 strings, none empty."""
+    stops = [value] if isinstance(value, str) else value
+    if value is None:
+        return None
+    if not isinstance(stops, list) or not 1 <= len(stops) <= 4 or not all(isinstance(x, str) and x for x in stops):
+        raise ValueError("expected a non-empty string or a list of 1 to 4 non-empty strings")
+    return stops
+
+
+class StreamOptions(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    include_usage: bool = False
+
+
+SYSTEM_ROLES = ("system", "developer")
+
+
 class ChatRequest(BaseModel):
-    """OpenAI's chat-completions body; the fields CORA does not use (``n``, ``tools``, ...) are ignored."""
+    """OpenAI's chat-completions body. Parameters CORA cannot honour (several answers, tools, structured
+    output, log-probabilities, penalties) are refused by name rather than ignored; unknown keys are ignored."""
 
     model_config = ConfigDict(extra="ignore")
 
@@ -230,11 +251,49 @@ class ChatRequest(BaseModel):
     temperature: Temperature | None = None
     top_p: TopP | None = None
     stream: Flag = False
+    stream_options: StreamOptions | None = None
+    stop: Annotated[list[str] | None, BeforeValidator(_stops)] = None
     messages: Annotated[list[ChatMessage], BeforeValidator(_messages)] = Field(None, validate_default=True)
+    # refused unless they ask for what the server does anyway
+    n: int | None = None
+    tools: list[Any] | None = None
+    functions: list[Any] | None = None
+    tool_choice: Any = None
+    function_call: Any = None
+    response_format: dict[str, Any] | None = None
+    logprobs: bool | None = None
+    top_logprobs: int | None = None
+    presence_penalty: float | None = None
+    frequency_penalty: float | None = None
+    logit_bias: dict[str, Any] | None = None
+
+    def check_supported(self) -> None:
+        """400 naming the first parameter the server cannot honour."""
+        refused = {
+            "n": self.n not in (None, 1) and "only one answer per request (n: 1)",
+            "tools": bool(self.tools) and "tool calls are not supported",
+            "functions": bool(self.functions) and "function calls are not supported",
+            "tool_choice": self.tool_choice not in (None, "none") and "tool calls are not supported",
+            "function_call": self.function_call not in (None, "none") and "function calls are not supported",
+            "response_format": (self.response_format or {"type": "text"}).get("type") != "text"
+            and "only plain text answers ({'type': 'text'})",
+            "logprobs": bool(self.logprobs) and "log-probabilities are not returned",
+            "top_logprobs": bool(self.top_logprobs) and "log-probabilities are not returned",
+            "presence_penalty": bool(self.presence_penalty) and "penalties are not supported (0 only)",
+            "frequency_penalty": bool(self.frequency_penalty) and "penalties are not supported (0 only)",
+            "logit_bias": bool(self.logit_bias) and "logit_bias is not supported",
+        }
+        for name, why in refused.items():
+            if why:
+                raise RequestError(400, f"{name}: {why}", name)
 
     def decoding(self) -> DecodingOverrides:
         limit = self.max_completion_tokens if self.max_completion_tokens is not None else self.max_tokens
         return decoding_overrides(limit, self.temperature, self.top_p)
+
+    @property
+    def include_usage(self) -> bool:
+        return self.stream_options is not None and self.stream_options.include_usage
 
     def image_url(self) -> tuple[str, str]:
         """``(url, field)`` of the last ``image_url`` part of any message."""
@@ -251,16 +310,38 @@ class ChatRequest(BaseModel):
             )
         return found
 
-    def question(self) -> str:
-        """The text of the last user message. Earlier turns are not replayed: the model answers one question."""
-        query: str | None = None
-        for message in self.messages:
-            texts = message.texts()
-            if message.role == "user" and texts:
-                query = "\n".join(t for t in texts if t.strip())
-        if query is None or not query.strip():
-            raise RequestError(400, "messages: no user message with text (the question)", "messages")
-        return query
+    def conversation(self) -> Conversation:
+        """System messages, earlier (user, assistant) turns and the last user message, the question.
+
+        Consecutive user messages are one turn (their texts joined by newlines); the conversation must end
+        with the user's question.
+        """
+        system: list[str] = []
+        turns: list[list[str]] = []  # [user text, assistant text or ""]
+        for i, message in enumerate(self.messages):
+            text = "\n".join(t for t in message.texts() if t.strip())
+            if message.role in SYSTEM_ROLES:
+                system.append(text)
+            elif message.role == "user":
+                if turns and not turns[-1][1]:
+                    turns[-1][0] = "\n".join(t for t in (turns[-1][0], text) if t)
+                else:
+                    turns.append([text, ""])
+            elif message.role == "assistant":
+                if not turns or turns[-1][1]:
+                    raise RequestError(
+                        400, f"messages[{i}]: an assistant message must answer a user message", "messages"
+                    )
+                turns[-1][1] = text or " "
+            else:
+                roles = "system, developer, user, assistant"
+                raise RequestError(400, f"messages[{i}].role: {message.role!r} is not supported ({roles})", "messages")
+        if not turns or turns[-1][1] or not turns[-1][0].strip():
+            raise RequestError(
+                400, "messages: the conversation must end with a user message with text (the question)", "messages"
+            )
+        history = tuple((user, answer) for user, answer in turns[:-1])
+        return Conversation(turns[-1][0], history, "\n".join(system) if system else None)
 
 
 class AssistantMessage(BaseModel):
@@ -291,7 +372,7 @@ class ChatCompletion(BaseModel):
 
 class ChunkChoice(BaseModel):
     index: int = 0
-    delta: dict[str, str]  # {"role", "content"} first, then {"content"} pieces, {} at the end
+    delta: dict[str, str]  # {"role"} first, then {"content"} pieces (never empty), {} with the finish reason
     finish_reason: Literal["stop", "length"] | None = None
 
 
@@ -301,6 +382,19 @@ class ChatCompletionChunk(BaseModel):
     created: int
     model: str
     choices: list[ChunkChoice]
+    usage: Usage | None = None  # on the last chunk only, with stream_options.include_usage
+
+
+class ModelCard(BaseModel):
+    id: str
+    object: Literal["model"] = "model"
+    created: int
+    owned_by: str = "cora"
+
+
+class ModelList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[ModelCard]
 
 
 # -- /health --------------------------------------------------------------------------------

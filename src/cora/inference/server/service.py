@@ -10,14 +10,14 @@ import io
 import os
 import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from cora.inference.protocols import AnswerGenerator
+from cora.inference.protocols import AnswerGenerator, Conversation, Prompt
 from cora.inference.server.batching import (
     DEFAULT_MAX_BATCH,
     DEFAULT_MAX_QUEUE,
@@ -78,6 +78,9 @@ class PanoramaService:
         self.max_query_tokens = max_query_tokens
         self.decoding = threading.BoundedSemaphore(max_decodes)
         self.batcher = Batcher(generator, max_batch, max_wait_ms, max_queue)
+        self.started = int(time.time())
+        # measured now, before the batching worker owns the model (one blank panorama through it)
+        self.vision_tokens = generator.vision_tokens()
 
     # -- inputs --------------------------------------------------------------------------
     def check_size(self, size: int, field: str) -> None:
@@ -118,13 +121,22 @@ class PanoramaService:
         if width * height > limit:
             raise RequestError(413, f"{field}: {width}×{height} pixels is over the limit of {limit} pixels", field)
 
-    def check_query(self, query: str, field: str = "query") -> None:
-        """413 when the question is longer than the token limit (a cheap character bound first: no tokenizer
-        runs on a megabyte of text)."""
+    def check_query(self, query: Prompt, field: str = "query") -> None:
+        """413 when the prompt (a question, or a conversation) is longer than the token limit (a cheap
+        character bound first: no tokenizer runs on a megabyte of text)."""
         limit = self.max_query_tokens
-        if len(query) > 32 * limit or (tokens := self.generator.prompt_tokens(query)) > limit:
-            size = f"{len(query)} characters" if len(query) > 32 * limit else f"{tokens} tokens"
-            raise RequestError(413, f"{field}: the question is {size}, over the limit of {limit} tokens", field)
+        if isinstance(query, Conversation):
+            texts = [query.query, query.system_prompt or "", *(t for turn in query.history for t in turn)]
+            chars = sum(len(t) for t in texts)
+        else:
+            chars = len(query)
+        if chars > 32 * limit or (tokens := self.generator.prompt_tokens(query)) > limit:
+            size = f"{chars} characters" if chars > 32 * limit else f"{tokens} tokens"
+            raise RequestError(413, f"{field}: the prompt is {size}, over the limit of {limit} tokens", field)
+
+    def usage_prompt_tokens(self, query: Prompt) -> int:
+        """The prompt's tokens as the model sees them: the template's text, the panorama's vision tokens."""
+        return self.generator.prompt_tokens(query) + self.vision_tokens
 
     def decode(self, data: bytes, field: str) -> np.ndarray:
         """Encoded image bytes → ``[H, W, 3]`` uint8; 413 when too large, 422 when not an image."""
@@ -181,46 +193,58 @@ class PanoramaService:
 
     # -- generation (batched) --------------------------------------------------------------
     async def answer(
-        self, image: np.ndarray, query: str, options: DecodingOverrides, disconnected: Disconnected | None = None
+        self,
+        image: np.ndarray,
+        query: Prompt,
+        options: DecodingOverrides,
+        disconnected: Disconnected | None = None,
+        stop: Sequence[str] = (),
     ) -> AnswerResponse | None:
         """The answer about one panorama ``[H, W, 3]``, its length in tokens and the time it took; ``None``
         when the client left first (its generation is cancelled)."""
         start = time.perf_counter()
-        async with contextlib.aclosing(self._items(image, query, options, disconnected)) as items:
+        async with contextlib.aclosing(self.stream(image, query, options, disconnected, stop)) as items:
             async for item in items:
                 if isinstance(item, Finished):
-                    if item.error is not None:
-                        raise item.error
-                    limit = options.get("max_new_tokens", self.generator.options.max_new_tokens)
                     return AnswerResponse(
-                        answer=self.generator.decode(item.ids),
+                        answer=item.text.strip(),
                         tokens=len(item.ids),
                         ms=round((time.perf_counter() - start) * 1000.0, 1),
-                        finish_reason="length" if len(item.ids) >= limit else "stop",
+                        finish_reason=item.reason,
                     )
         return None
 
     async def stream(
-        self, image: np.ndarray, query: str, options: DecodingOverrides, disconnected: Disconnected | None = None
-    ) -> AsyncIterator[str]:
-        """Text pieces as they are generated; closing the iterator (or the client leaving) cancels the
-        generation, which then stops within one token."""
-        async with contextlib.aclosing(self._items(image, query, options, disconnected)) as items:
+        self,
+        image: np.ndarray,
+        query: Prompt,
+        options: DecodingOverrides,
+        disconnected: Disconnected | None = None,
+        stop: Sequence[str] = (),
+    ) -> AsyncIterator[str | Finished]:
+        """Text pieces as they are generated, then the :class:`Finished` answer (an error is raised);
+        closing the iterator (or the client leaving) cancels the generation, which then stops within
+        one token. ``stop``: strings that end the answer (OpenAI's ``stop``)."""
+        async with contextlib.aclosing(self._items(image, query, options, disconnected, tuple(stop))) as items:
             async for item in items:
-                if isinstance(item, Finished):
-                    if item.error is not None:
-                        raise item.error
-                    return
+                if isinstance(item, Finished) and item.error is not None:
+                    raise item.error
                 yield item
 
     async def _items(
-        self, image: np.ndarray, query: str, options: DecodingOverrides, disconnected: Disconnected | None
+        self,
+        image: np.ndarray,
+        query: Prompt,
+        options: DecodingOverrides,
+        disconnected: Disconnected | None,
+        stop: tuple[str, ...],
     ) -> AsyncIterator[str | Finished]:
         """A job's text pieces then its :class:`Finished`; ``disconnected()`` is asked every
         :data:`POLL_SECONDS`, and however the iteration ends, the job is cancelled."""
         items: asyncio.Queue[str | Finished] = asyncio.Queue()
         deliver = loop_delivery(asyncio.get_running_loop(), items)
-        job = Job(image, query, dict(options), deliver, self.generator.decode)
+        limit = options.get("max_new_tokens", self.generator.options.max_new_tokens)
+        job = Job(image, query, dict(options), deliver, self.generator.decode, limit, stop)
         self.batcher.submit(job)
         check = time.monotonic() + POLL_SECONDS
         try:
