@@ -14,6 +14,7 @@ import pytest
 
 from cora.config.sections.teacher import TeacherConfig
 from cora.evaluation.teacher import (
+    Teacher,
     TeacherError,
     build_teacher,
     caption_order,
@@ -230,12 +231,31 @@ def test_csv_input_global_view_and_llm_merge(tiny_config, tmp_path, panos):
     assert images == [str((panos / "p090.png").resolve()), str((panos / "p000.png").resolve())]
     with StubVLM() as stub:
         cfg = _config(tiny_config, stub.url, include_global=True, merge="llm")
-        described = build_teacher(cfg, cache_dir=tmp_path / "cache").describe(images[1])
+        with build_teacher(cfg, cache_dir=tmp_path / "cache") as teacher:
+            described = teacher.describe(images[1])
+        assert teacher.client._client is None  # leaving the with block closed the client's connections
     labels = [label for label, _ in described.notes]
     assert labels == ["overall", "ahead", "to the right", "behind you", "to the left"]
     merge_request = stub.requests[-1]["messages"]
     assert merge_request[0]["role"] == "system" and "caption" in merge_request[0]["content"]
     assert described.caption == f"MERGED(Overall: {described.notes[0][1]} {EXPECTED[0]})."
+
+
+def test_closing_the_teacher_closes_its_client_if_it_can():
+    class Client:
+        closed = 0
+
+        def complete(self, messages: list) -> str:
+            return "a wall"
+
+        def close(self) -> None:
+            self.closed += 1
+
+    client = Client()
+    with Teacher(client, views=lambda image: None, tile_prompt="describe") as teacher:
+        assert teacher.client is client
+    assert client.closed == 1
+    Teacher(object(), views=lambda image: None, tile_prompt="describe").close()  # nothing to close: no error
 
 
 def test_bad_inputs_are_clear_errors(tiny_config, tmp_path, capsys):

@@ -1,28 +1,37 @@
 """LLM-as-judge: an OpenAI-compatible chat endpoint grades each prediction against its references.
 
-Requests are retried on connection errors, timeouts, HTTP 429 and 5xx (exponential
-back-off); other HTTP errors fail at once with the server's message. Every answer is
-cached on disk (one small JSON file per request, written atomically), so an interrupted
-run repeats no request. The score is the mean of the judge's 0–10 grades divided by 10;
+Requests go through one ``httpx.Client`` per :class:`Judge` (connections reused; ``close()`` or
+``with judge:``). Retried: connection errors, timeouts, HTTP 408/409/429/500/502/503/504 and
+replies that are cut, not UTF-8, not JSON or hold no text. The wait before a retry is the
+server's ``Retry-After`` (seconds or an HTTP date; at most 60 s) or else exponential back-off
+with full jitter (``retry_backoff_s * 2**n``, at most ``retry_backoff_max_s``), never past
+the request's ``retry_budget_s``. Other HTTP errors fail at once with the server's message.
+The retry policy is hand-written on httpx because the ``openai`` package is not a core dependency.
+Every answer is cached on disk (one small JSON file per request, written atomically), so an
+interrupted run repeats no request. The score is the mean of the judge's 0–10 grades divided by 10;
 answers that hold no grade are counted, never scored as 0.
 """
 
 from __future__ import annotations
 
 import hashlib
-import http.client
 import json
 import logging
+import math
 import os
+import random
 import re
+import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any
+
+import httpx
 
 from cora.evaluation.predictions import PredictionGroup, read_predictions
 from cora.utils.io import atomic_write_json
@@ -36,6 +45,11 @@ SYSTEM_PROMPT = (
     "0 = wrong or unrelated."
 )
 RETRY_STATUS = {408, 409, 429, 500, 502, 503, 504}
+RETRY_AFTER_MAX_S = 60.0  # a server asking for longer is waited on for this long, then asked again
+
+# Module-level so tests can replace the clock's waits and the jitter source.
+_sleep = time.sleep
+_jitter = random.uniform
 
 
 class JudgeError(RuntimeError):
@@ -77,6 +91,41 @@ class Judge:
     concurrency: int = 4
     cache_dir: str | os.PathLike[str] | None = None
     role: str = "judge"  # names the endpoint in errors (the teacher reuses this client)
+    retry_backoff_max_s: float = 30.0  # the longest jittered back-off between two attempts
+    retry_budget_s: float = 600.0  # no wait runs, and no retry starts, later than this after a request's first try
+
+    def __post_init__(self) -> None:
+        # Plain attributes, not fields: equality, repr, replace() and asdict() see only the settings.
+        self._client: httpx.Client | None = None
+        self._client_lock = threading.Lock()
+
+    def __getstate__(self) -> dict[str, Any]:
+        # A pickled or deep-copied judge opens its own connections when first used.
+        return {k: v for k, v in self.__dict__.items() if k not in ("_client", "_client_lock")}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self.__post_init__()
+
+    def __enter__(self) -> Judge:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the connections; a later request opens new ones."""
+        with self._client_lock:
+            client, self._client = self._client, None
+        if client is not None:
+            client.close()
+
+    def _http(self) -> httpx.Client:
+        # Opened on first use and shared by the threads of judge_predictions / the teacher (httpx is thread-safe).
+        with self._client_lock:
+            if self._client is None:
+                self._client = httpx.Client(timeout=httpx.Timeout(self.timeout_s), follow_redirects=True)
+            return self._client
 
     def _payload(self, messages: list[dict[str, str]]) -> dict[str, Any]:
         return {"model": self.model, "messages": messages, "temperature": 0.0, "max_tokens": self.max_tokens}
@@ -101,28 +150,59 @@ class Judge:
 
     def _post(self, payload: dict[str, Any]) -> str:
         endpoint = self.url.rstrip("/") + "/chat/completions"
+        data = json.dumps(payload).encode("utf-8")
+        deadline = time.monotonic() + self.retry_budget_s
+        attempts = self.max_retries + 1
+        for attempt in range(1, attempts + 1):
+            try:
+                return self._attempt(endpoint, data)
+            except _Retryable as exc:
+                failure = exc
+            logger.warning("%s request failed (attempt %d/%d): %s", self.role, attempt, attempts, failure)
+            if attempt == attempts:
+                break
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise JudgeError(
+                    f"{self.role} endpoint {endpoint} failed after {attempt} attempts "
+                    f"(retry budget of {self.retry_budget_s:g} s spent): {failure}"
+                ) from failure
+            _sleep(self._wait_s(attempt, failure.retry_after_s, remaining))
+        raise JudgeError(f"{self.role} endpoint {endpoint} failed after {attempts} attempts: {failure}") from failure
+
+    def _wait_s(self, attempt: int, retry_after_s: float | None, remaining_s: float) -> float:
+        """Seconds before attempt ``attempt + 1``: the server's Retry-After, else full-jitter back-off."""
+        if retry_after_s is not None:
+            wait = min(retry_after_s, RETRY_AFTER_MAX_S)
+        else:  # full jitter spreads clients that failed together; the exponent is bounded to stay a float
+            wait = _jitter(0.0, min(self.retry_backoff_max_s, self.retry_backoff_s * 2.0 ** min(attempt - 1, 64)))
+        return max(0.0, min(wait, remaining_s))
+
+    def _attempt(self, endpoint: str, data: bytes) -> str:
+        """One POST: the answer's text, :class:`_Retryable` for a failure worth another try, else JudgeError."""
+        try:
+            response = self._http().post(endpoint, content=data, headers=self._headers())
+        except (httpx.UnsupportedProtocol, httpx.TooManyRedirects, httpx.InvalidURL) as exc:
+            # A wrong URL stays wrong: no retry.
+            raise JudgeError(f"{self.role} endpoint {endpoint} cannot be used: {exc}") from exc
+        except (httpx.TransportError, httpx.DecodingError) as exc:  # refused, reset, timed out, cut, bad encoding
+            raise _Retryable(f"{type(exc).__name__}: {exc}") from exc
+        if response.status_code in RETRY_STATUS:
+            detail = f"HTTP {response.status_code}: {_error_message(response)}"
+            raise _Retryable(detail, _retry_after_s(response.headers))
+        if not response.is_success:
+            detail = f"HTTP {response.status_code}: {_error_message(response)}"
+            raise JudgeError(f"{self.role} endpoint {endpoint} refused the request: {detail}")
+        try:
+            return _reply_text(response.content)
+        except (UnicodeDecodeError, json.JSONDecodeError, _NoText) as exc:  # garbled or textless: ask again
+            raise _Retryable(f"{type(exc).__name__}: {exc}") from exc
+
+    def _headers(self) -> dict[str, str]:
         headers = {"Content-Type": "application/json"}
         if self.api_key:
             headers["Authorization"] = f"Bearer {self.api_key}"
-        data = json.dumps(payload).encode("utf-8")
-        last: str = ""
-        for attempt in range(self.max_retries + 1):
-            if attempt:
-                time.sleep(self.retry_backoff_s * 2 ** (attempt - 1))
-            request = urllib.request.Request(endpoint, data=data, headers=headers, method="POST")
-            try:
-                with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
-                    return _reply_text(response.read())
-            except urllib.error.HTTPError as exc:
-                detail = exc.read().decode("utf-8", "replace")[:300]
-                last = f"HTTP {exc.code}: {detail}"
-                if exc.code not in RETRY_STATUS:
-                    raise JudgeError(f"{self.role} endpoint {endpoint} refused the request: {last}") from exc
-            except (OSError, http.client.HTTPException, UnicodeDecodeError, json.JSONDecodeError, _NoText) as exc:
-                # A dropped connection, a cut or garbled body, an answer without text: all worth another try.
-                last = f"{type(exc).__name__}: {getattr(exc, 'reason', exc)}"
-            logger.warning("%s request failed (attempt %d/%d): %s", self.role, attempt + 1, self.max_retries + 1, last)
-        raise JudgeError(f"{self.role} endpoint {endpoint} failed after {self.max_retries + 1} attempts: {last}")
+        return headers
 
     def grade(self, query: str, prediction: str, references: Sequence[str]) -> tuple[float | None, str]:
         """(grade 0–10 or None when the answer holds none, the raw answer)."""
@@ -132,6 +212,56 @@ class Judge:
 
 class _NoText(ValueError):
     """A well-formed reply whose ``choices[0].message.content`` is missing or not a string."""
+
+
+class _Retryable(Exception):
+    """One attempt failed in a way another attempt may not; ``retry_after_s`` is the server's requested wait."""
+
+    def __init__(self, detail: str, retry_after_s: float | None = None) -> None:
+        super().__init__(detail)
+        self.retry_after_s = retry_after_s
+
+
+def _retry_after_s(headers: httpx.Headers) -> float | None:
+    """The wait a server asks for: ``retry-after-ms`` (OpenAI's), ``Retry-After`` seconds or HTTP date; else None."""
+    milliseconds = _finite(headers.get("retry-after-ms", ""))
+    if milliseconds is not None:
+        return max(0.0, milliseconds / 1000.0)
+    value = headers.get("retry-after", "").strip()
+    seconds = _finite(value)
+    if seconds is not None:
+        return max(0.0, seconds)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:  # RFC 9110 dates are GMT
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
+
+
+def _finite(text: str) -> float | None:
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    return value if math.isfinite(value) else None
+
+
+def _error_message(response: httpx.Response) -> str:
+    """The server's own words: OpenAI's ``error.message``, a plain ``error``/``detail`` string, else the body."""
+    text = response.content.decode("utf-8", "replace").strip()
+    try:
+        body = json.loads(text)
+    except json.JSONDecodeError:
+        body = None
+    if isinstance(body, dict):
+        error = body.get("error", body.get("detail"))
+        if isinstance(error, dict) and isinstance(error.get("message"), str):
+            error = error["message"]
+        if isinstance(error, str):
+            return error[:300]
+    return text[:300] or response.reason_phrase
 
 
 def _reply_text(raw: bytes) -> str:

@@ -7,13 +7,14 @@ view looks in, from the view's geometry (yaw 0° = ahead, positive to the right,
 convention of :mod:`cora.processors.geometry`): "Ahead: … To the right: … Behind you: …".
 With ``merge: llm`` the endpoint rewrites those notes into one caption.
 
-The client is the judge's (:class:`cora.evaluation.judge.Judge`: retries, disk cache), so an
-interrupted run repeats no request: a second run reads every answer it already has from
-the cache and asks only for the rest. The CSV (``url,query,annotation``) is written once,
-atomically, at the end.
+The client is the judge's (:class:`cora.evaluation.judge.Judge`: one httpx connection pool,
+retries with Retry-After or jittered back-off, disk cache), so an interrupted run repeats no
+request: a second run reads every answer it already has from the cache and asks only for the
+rest. The CSV (``url,query,annotation``) is written once, atomically, at the end. Closing the
+teacher (``close()`` or ``with``) closes the client's connections.
 
->>> teacher = build_teacher(cfg, cache_dir="labels.teacher_cache")
->>> teacher.describe("pano.jpg").caption     # 'Ahead: a lake. To the right: a boat. …'
+>>> with build_teacher(cfg, cache_dir="labels.teacher_cache") as teacher:
+...     teacher.describe("pano.jpg").caption     # 'Ahead: a lake. To the right: a boat. …'
 """
 
 from __future__ import annotations
@@ -158,6 +159,18 @@ class Teacher:
         self.image_format = image_format
         self.jpeg_quality = jpeg_quality
         self.concurrency = concurrency
+
+    def __enter__(self) -> Teacher:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the client's connections (a client without ``close``, e.g. a test double, has none to close)."""
+        close = getattr(self.client, "close", None)
+        if callable(close):
+            close()
 
     def _ask(self, image: str, geom: ViewGeometry, url: str) -> str:
         messages = [
