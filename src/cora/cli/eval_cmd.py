@@ -74,6 +74,9 @@ def _eval(args: argparse.Namespace) -> int:
             )
     except ValueError as exc:  # bad rows, unknown metric names, not a run folder: the message says which
         raise UserError(str(exc)) from exc
+    finally:
+        if judge is not None:
+            judge.close()
     print(format_metrics(result))
     print(f"metrics: {Path(args.out) / 'metrics.json'}")
     return 0

@@ -43,9 +43,9 @@ def _teach(args: argparse.Namespace) -> int:
         images = list_panoramas(args.images, cfg.data.cache_dir)
     except TeacherError as exc:
         raise UserError(f"--images: {exc}") from exc
-    teacher = build_teacher(cfg, cache_dir=out.with_name(out.stem + ".teacher_cache"))
     try:
-        result = teach(teacher, images, out, cfg.teacher.query)
+        with build_teacher(cfg, cache_dir=out.with_name(out.stem + ".teacher_cache")) as teacher:
+            result = teach(teacher, images, out, cfg.teacher.query)
     except TeacherError as exc:
         raise UserError(f"{exc} (the answers so far are cached: the same command resumes)") from exc
     print(json.dumps({k: result[k] for k in ("panoramas", "rows", "out")} | {"empty": len(result["empty"])}))
