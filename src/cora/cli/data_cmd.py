@@ -1,10 +1,12 @@
-"""``cora data``: generate the built-in SynthPano dataset; validate a CSV/JSONL dataset."""
+"""``cora data``: generate the built-in SynthPano dataset; validate a CSV/JSONL dataset; fetch the http(s)
+images of a CSV/TSV dataset into a local folder."""
 
 from __future__ import annotations
 
 import argparse
 import re
 import time
+from pathlib import Path
 
 from cora.cli.main import UserError
 
@@ -12,7 +14,7 @@ ORDER = 30
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    parser = sub.add_parser("data", help="datasets: generate SynthPano, validate CSV/JSONL files")
+    parser = sub.add_parser("data", help="datasets: generate SynthPano, validate CSV/JSONL files, fetch URL images")
     cmds = parser.add_subparsers(dest="data_command", metavar="ACTION", required=True)
     synth = cmds.add_parser("synth", help="write a SynthPano dataset (images, train/val/test CSV + JSONL)")
     synth.add_argument("--out", required=True, help="output folder")
@@ -29,6 +31,33 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     validate.add_argument("--cache-dir", default=".cora/cache", help="where http(s) images are cached")
     validate.set_defaults(func=_validate)
+    _register_fetch(cmds)
+
+
+def _register_fetch(cmds: argparse._SubParsersAction) -> None:
+    fetch = cmds.add_parser(
+        "fetch",
+        help="download the http(s) images of a CSV/TSV dataset into a folder (resumable)",
+        description="Download every distinct http(s) URL of the url/image column into DIR/images/ (kept only "
+        "if it decodes as an image; files already there are not downloaded again, so rerun to resume), then "
+        "write DIR/<name>.csv (the rows with the column pointing at the local files; rows whose image failed "
+        "are left out) and DIR/fetch_failures.csv (url, lines, reason, detail).",
+        epilog="exit code: 0 every image fetched or present; 1 some images failed (see DIR/fetch_failures.csv; "
+        "run the same command again to retry them); 2 unusable input file (missing, not .csv/.tsv, no url column)",
+    )
+    fetch.add_argument("file", help="dataset file (.csv or .tsv) whose url (or image) column holds http(s) URLs")
+    fetch.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    fetch.add_argument("--workers", type=int, default=8, help="parallel downloads (default 8)")
+    fetch.add_argument("--retries", type=int, default=3, help="retries of timeouts, 429 and 5xx per URL (default 3)")
+    fetch.add_argument(
+        "--timeout",
+        type=float,
+        default=30.0,
+        metavar="S",
+        help="seconds to connect or wait for more bytes (default 30)",
+    )
+    fetch.add_argument("--max-mib", type=float, default=64.0, help="refuse an image larger than this (default 64)")
+    fetch.set_defaults(func=_fetch)
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -62,3 +91,27 @@ def _validate(args: argparse.Namespace) -> int:
     if report.fatal:  # the file cannot be used at all (missing, unknown format, missing column)
         return 2
     return 1 if args.strict and not report.ok else 0
+
+
+def _fetch(args: argparse.Namespace) -> int:
+    if args.workers < 1 or args.retries < 0 or args.timeout <= 0 or args.max_mib <= 0:
+        raise UserError("--workers must be >= 1, --retries >= 0, --timeout and --max-mib > 0")
+    if Path(args.out).exists() and not Path(args.out).is_dir():
+        raise UserError(f"--out {args.out}: not a folder")
+    try:
+        from cora.data.download import fetch_dataset, format_fetch_report
+    except ModuleNotFoundError as exc:
+        if exc.name != "httpx":
+            raise
+        raise UserError("cora data fetch needs httpx: pip install httpx (or 'cora[serve]')") from None
+
+    report = fetch_dataset(
+        args.file,
+        args.out,
+        workers=args.workers,
+        retries=args.retries,
+        timeout_s=args.timeout,
+        max_bytes=int(args.max_mib * 2**20),
+    )
+    print(format_fetch_report(report))
+    return 0 if report.ok else 1
