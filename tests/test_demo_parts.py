@@ -1,11 +1,9 @@
-"""Cheap pieces of the demo: the training-only corpus, the SVG loss plot, the verdict, the per-type table."""
+"""Cheap pieces of the demo: the training-only corpus, the loss curves, the verdict, the per-type table."""
 
 from __future__ import annotations
 
-import xml.etree.ElementTree as ET
-
 from cora.config import CoraConfig
-from cora.recipes.demo.plots import read_curve, write_loss_plot
+from cora.training.curves import read_curve, stage_curves, write_loss_curves
 
 
 def test_train_corpus_holds_no_test_text():
@@ -21,19 +19,26 @@ def test_train_corpus_holds_no_test_text():
     assert not (test_captions - train_captions) & texts
 
 
-def test_loss_plot_draws_one_curve_per_run_and_stage(tmp_path):
-    for run, values in (("a", [3.0, 2.0, 1.0]), ("b", [3.0, 2.5, 2.4])):
+def test_loss_curves_draw_train_and_held_out_loss_per_run_and_stage(tmp_path):
+    rows = {"a": [("3.0", ""), ("2.0", ""), ("", "2.5"), ("1.0", "")], "b": [("3.0", ""), ("2.5", ""), ("2.4", "")]}
+    for run, values in rows.items():
         log = tmp_path / run / "logs" / "s1" / "metrics.csv"
         log.parent.mkdir(parents=True)
-        log.write_text("epoch,loss,step\n" + "".join(f"0,{v},{i}\n" for i, v in enumerate(values)))
-    assert read_curve(tmp_path / "a/logs/s1/metrics.csv") == [(0.0, 3.0), (1.0, 2.0), (2.0, 1.0)]
-    out = write_loss_plot(tmp_path / "plot.svg", {"vision": tmp_path / "a", "blind": tmp_path / "b"}, ["s1", "s2"])
-    root = ET.parse(out).getroot()
-    lines = root.findall(".//{http://www.w3.org/2000/svg}polyline")
-    assert len(lines) == 2
-    # The first run falls to the bottom of the panel, the second stays above it.
-    last_y = [float(line.get("points").split()[-1].split(",")[1]) for line in lines]
-    assert last_y[0] > last_y[1]
+        body = "".join(f"0,{loss},{i},{val}\n" for i, (loss, val) in enumerate(values))
+        log.write_text("epoch,loss,step,val/val_loss\n" + body)
+    assert read_curve(tmp_path / "a/logs/s1/metrics.csv") == [(0.0, 3.0), (1.0, 2.0), (3.0, 1.0)]
+    runs = {"vision": tmp_path / "a", "blind": tmp_path / "b"}
+    assert stage_curves(runs, "s1") == {
+        "vision train": [(0.0, 3.0), (1.0, 2.0), (3.0, 1.0)],
+        "vision held-out": [(2.0, 2.5)],
+        "blind train": [(0.0, 3.0), (1.0, 2.5), (2.0, 2.4)],
+    }
+    out = write_loss_curves(tmp_path / "plot.png", runs, ["s1", "s2"])  # s2 has no logs: no panel
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and not list(tmp_path.glob(".plot-*"))
+    from PIL import Image
+
+    assert Image.open(out).size[0] < 600  # one panel, not two
+    assert write_loss_curves(tmp_path / "none.png", runs, ["s2"]) is None
 
 
 def test_verdict_needs_a_clear_margin():

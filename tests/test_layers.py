@@ -38,6 +38,6 @@ def _imports_by_package() -> dict[str, set[str]]:
 
 def test_every_package_imports_only_the_layers_below_it():
     edges = _imports_by_package()
-    assert set(edges) - {"cli", "__init__"} <= set(ALLOWED), "a new package: give it a row in ALLOWED"
+    assert set(edges) - {"cli", "__init__", "__main__"} <= set(ALLOWED), "a new package: give it a row in ALLOWED"
     wrong = {pkg: sorted(targets - ALLOWED[pkg]) for pkg, targets in edges.items() if pkg in ALLOWED}
     assert {pkg: t for pkg, t in wrong.items() if t} == {}

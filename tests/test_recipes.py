@@ -49,6 +49,7 @@ def test_the_scan_finds_a_recipe_import():
         "cli/demo_cmd.py",
         "cli/report_cmd.py",
         "cli/sweep_cmd.py",
+        "cli/train_cmd.py",  # a kit config's preparation (data, kit, priors)
     ]
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from cora.cli.main import UserError
 from cora.config import config_to_yaml, load_config
 
 ORDER = 10
@@ -34,6 +35,10 @@ def _show(args: argparse.Namespace) -> int:
 
 
 def _validate(args: argparse.Namespace) -> int:
+    from cora.training.loggers import missing_logger_packages
+
     config = load_config(args.config)
+    if problems := missing_logger_packages(config.training.loggers):
+        raise UserError(f"{args.config}: " + "; ".join(problems))
     print(f"{args.config}: valid (experiment {config.experiment.name!r}, stages {config.training.stages})")
     return 0

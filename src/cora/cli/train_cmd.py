@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 from cora.cli.main import UserError
-from cora.config import load_config
+from cora.config import CoraConfig, load_config
 
 ORDER = 10
 
@@ -30,10 +31,22 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _train(args: argparse.Namespace) -> int:
     from cora.training.checkpoint import CheckpointError
+    from cora.training.loggers import missing_logger_packages
     from cora.training.module import TrainingDiverged
     from cora.training.runner import RunError, train
 
     config = load_config(args.config)
+    if problems := missing_logger_packages(config.training.loggers):
+        raise UserError(f"{args.config}: " + "; ".join(problems))
+    if config.kit is not None and config.adapt is None:
+        # the kit's models, the SynthPano data and the priors the config enables, as `cora demo` prepares them
+        from cora.recipes.demo import DemoError, prepare_run
+
+        try:
+            config = prepare_run(config, lambda line: print(f"prepare: {line}", flush=True))
+        except DemoError as exc:
+            raise UserError(f"{args.config}: {exc}") from exc
+    _check_local_models(config, args.config)
     if config.adapt is not None:  # an off-the-shelf VLM: the same runner with the adapt model and data
         from cora.adapt.run import train_adapt
 
@@ -50,3 +63,13 @@ def _train(args: argparse.Namespace) -> int:
         )
     print(f"run folder: {result.run_dir}")
     return 0
+
+
+def _check_local_models(config: CoraConfig, config_path: str) -> None:
+    """A model named by a local path that does not exist is one line naming it (not a hub error)."""
+    for key in ("vision_name", "language_model_name"):
+        name = getattr(config.models, key)
+        local = name.startswith((".", "/", "~")) or name.count("/") >= 2
+        if local and not Path(name).expanduser().exists():
+            how = f"`cora kit build --config {config_path}`" if config.kit else "a hub name or an existing folder"
+            raise UserError(f"{config_path}: models.{key}: {name} does not exist (create it with {how})")

@@ -56,15 +56,39 @@ def _provenance(data: Any, path: Path, prefix: str = "") -> Provenance:
     return prov
 
 
+#: The configs shipped inside the package (``tiny.yaml``, ``small.yaml`` ...): what ``configs/tiny.yaml`` or
+#: ``tiny`` names where no such file exists, so ``cora demo`` works from any folder after ``pip install``.
+PACKAGED_CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+
+
+def packaged_configs() -> list[str]:
+    """The names of the packaged configs (without ``.yaml``)."""
+    return sorted(p.stem for p in PACKAGED_CONFIGS.glob("*.yaml"))
+
+
+def resolve_config_path(path: str | Path) -> Path:
+    """``path`` when it exists; else the packaged config it names (``configs/tiny.yaml``, ``tiny.yaml`` or
+    ``tiny``), when the name has no other folder in it; else ``path`` unchanged (the caller reports it)."""
+    path = Path(path)
+    if path.is_file() or path.parent.name not in ("", "configs") or len(path.parts) > 2:
+        return path
+    packaged = PACKAGED_CONFIGS / (path.name if path.suffix in (".yaml", ".yml") else f"{path.name}.yaml")
+    return packaged if packaged.is_file() else path
+
+
 def load_raw(path: str | Path, _chain: tuple[Path, ...] = ()) -> tuple[dict[str, Any], Provenance]:
-    """Read one YAML file and everything it ``extends`` (later bases win, the file itself wins last)."""
-    path = Path(path).resolve()
+    """Read one YAML file and everything it ``extends`` (later bases win, the file itself wins last).
+
+    A file name that does not exist but names a packaged config (``extends: tiny.yaml`` from a folder
+    of your own) is the packaged one.
+    """
+    path = resolve_config_path(path).resolve()
     if path in _chain:
         cycle = " -> ".join(str(p) for p in (*_chain[_chain.index(path) :], path))
         raise ConfigError(f"extends cycle: {cycle}")
     if not path.is_file():
         where = f" (extended by {_chain[-1]})" if _chain else ""
-        raise ConfigError(f"{path}: config file not found{where}")
+        raise ConfigError(f"{path}: config file not found{where} (packaged configs: {', '.join(packaged_configs())})")
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
@@ -83,7 +107,8 @@ def load_raw(path: str | Path, _chain: tuple[Path, ...] = ()) -> tuple[dict[str,
     merged: dict[str, Any] = {}
     prov: Provenance = {}
     for base in extends:
-        base_data, base_prov = load_raw(path.parent / base, (*_chain, path))
+        local = path.parent / base
+        base_data, base_prov = load_raw(local if local.is_file() else resolve_config_path(base), (*_chain, path))
         merged, prov = _deep_merge(merged, prov, base_data, base_prov)
     return _deep_merge(merged, prov, data, _provenance(data, path))
 
@@ -165,7 +190,7 @@ def load_config(path: str | Path, overlays: Sequence[tuple[Mapping[str, Any], st
     (maps key by key, lists replaced); an error in a delta names its ``source`` (e.g. ``sweep.yaml:
     rows.resize``).
     """
-    root = Path(path).resolve()
+    root = resolve_config_path(path).resolve()
     data, prov = load_raw(root)
     for delta, source in overlays:
         if not isinstance(delta, Mapping):

@@ -32,7 +32,7 @@ from pathlib import Path
 
 import httpx
 
-from cora import __version__
+import cora
 from cora.data.fetch import cache_path, image_size, is_url
 from cora.data.readers import IMAGE_COLUMNS, resolve_image
 from cora.data.records import DataError, undecodable_byte
@@ -305,7 +305,7 @@ def _client(workers: int, timeout_s: float) -> httpx.Client:
         follow_redirects=True,
         limits=httpx.Limits(max_connections=workers, max_keepalive_connections=workers),
         # Some image hosts refuse requests without a user agent of their own.
-        headers={"User-Agent": f"cora-data-fetch/{__version__} python-httpx/{httpx.__version__}"},
+        headers={"User-Agent": f"cora-data-fetch/{cora.__version__} python-httpx/{httpx.__version__}"},
     )
 
 

@@ -170,9 +170,7 @@ class ChatFormatter:
         return segments
 
     # -- generation ---------------------------------------------------------------------
-    def prompt_text(
-        self, query: str, history: Sequence[tuple[str, str]] = (), system_prompt: str | None = None
-    ) -> str:
+    def prompt_text(self, query: str, history: Sequence[tuple[str, str]] = (), system_prompt: str | None = None) -> str:
         """Generation prompt text; with the template's empty think block where it has one."""
         messages = self.messages([*history, (query, None)], system_prompt)
         return self._render(messages, generation=True, thinking_off=self.supports_thinking)

@@ -34,7 +34,8 @@ from cora.registry import LOGGERS
 from cora.training.callbacks import LogLineProgress, StageCheckpoint, checkpoint_payload
 from cora.training.checkpoint import CheckpointError, load_checkpoint, load_trainable, save_checkpoint
 from cora.training.contract import StageModel
-from cora.training.loggers import LoggerUnavailable
+from cora.training.curves import write_loss_curves
+from cora.training.loggers import LoggerUnavailable, hyperparameters
 from cora.training.module import StageData, StageModule, StagePlan
 from cora.training.state import StageState
 
@@ -106,10 +107,15 @@ def _is_rank_zero() -> bool:
 
 
 def _build_loggers(config: CoraConfig, run_dir: Path, stage: str) -> list[Any]:
+    """The stage's loggers, the resolved config recorded as their hyperparameters."""
     try:
-        return [LOGGERS.load(name)(config, run_dir, stage) for name in config.training.loggers]
+        loggers = [LOGGERS.load(name)(config, run_dir, stage) for name in config.training.loggers]
     except LoggerUnavailable as exc:
         raise RunError(str(exc)) from exc
+    params = hyperparameters(config) | {"stage": stage}
+    for logger_ in loggers:
+        logger_.log_hyperparams(params)
+    return loggers
 
 
 def default_model_factory(config: CoraConfig) -> StageModel:
@@ -179,6 +185,11 @@ class StageRunner:
         cfg = self.config
         digest = config_digest(cfg)
         state = StageState.load(self.run_dir)
+        if state is not None and not state.completed and state.current is None and not state.last_checkpoint:
+            # A run that failed before its first stage began (a missing model, a bad data file) left only
+            # its config: nothing to keep or resume, so a corrected config starts afresh in the same folder.
+            logger.info("%s never started training: starting afresh", self.run_dir)
+            state = None
         if state is None:
             if resume == "auto":
                 logger.info("no run to resume in %s: starting a new one", self.run_dir)
@@ -257,17 +268,17 @@ class StageRunner:
                 raise RunError(f"--resume {resume}: it is a checkpoint of stage {first_stage!r}, not of {stage!r}")
             todo = [stage] if stage else order[order.index(first_stage) :]
         result = RunResult(self.run_dir)
-        if _is_rank_zero():
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-            save_config(cfg, self.run_dir / "config.yaml")
-            state.save(self.run_dir)
         if not todo:
             logger.info("all stages of %s are complete", self.run_dir)
             return result
         if cfg.training.num_threads:
             torch.set_num_threads(cfg.training.num_threads)
         L.seed_everything(cfg.experiment.seed, workers=True, verbose=False)
-        model = self.model_factory(cfg)
+        model = self.model_factory(cfg)  # before the run folder exists: a model that cannot load leaves none
+        if _is_rank_zero():
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            save_config(cfg, self.run_dir / "config.yaml")
+            state.save(self.run_dir)
         if cfg.training.gradient_checkpointing:
             model.enable_gradient_checkpointing()
         self._load_previous(model, state, todo[0])
@@ -279,6 +290,8 @@ class StageRunner:
         if _is_rank_zero() and self.exporter is not None:
             # The trained model as one loadable folder (generation, evaluation, serving).
             self.exporter(model, self.run_dir / "model", cfg)
+        if _is_rank_zero():
+            write_loss_curves(self.run_dir / "loss_curves.png", {"": self.run_dir}, list(cfg.training.stages))
         return result
 
     def _run_stage(self, model: StageModel, state: StageState, name: str, payload: dict | None) -> dict[str, Any]:

@@ -184,7 +184,7 @@ class TrainingConfig(StrictModel):
     log_every_n_steps: int = Field(10, ge=1)
     checkpoint_every_n_steps: int = Field(200, ge=1)
     val_check_interval: float | int = 1.0
-    loggers: list[registered(LOGGERS)] = ["csv", "tensorboard"]
+    loggers: list[registered(LOGGERS)] = ["csv"]  # tensorboard, wandb: their extras
     wandb_project: str | None = None
     keep_checkpoints: int = Field(2, ge=1, description="intermediate checkpoints kept per stage (final always kept)")
     num_threads: int | None = Field(

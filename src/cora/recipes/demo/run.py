@@ -16,7 +16,7 @@ from typing import Any
 
 from cora.config import CoraConfig
 from cora.recipes.demo.resolve import blind_config, resolve_config
-from cora.recipes.demo.steps import STEPS, DemoRun
+from cora.recipes.demo.steps import PREPARE_STEPS, STEPS, DemoRun
 from cora.recipes.demo.summary import summary_text, verdict
 from cora.utils.io import atomic_write_json
 
@@ -50,3 +50,17 @@ def run_demo(config: CoraConfig, on_step: StepReport | None = None) -> DemoOutco
     summary_file = run.run_dir / "demo_summary.json"
     atomic_write_json(summary_file, run.results)
     return DemoOutcome(run.results, text, summary_file)
+
+
+def prepare_run(config: CoraConfig, on_line: Callable[[str], None]) -> CoraConfig:
+    """What a config with a ``kit:`` section needs before its stages train (``cora train``, a sweep's
+    ``prepare: demo``): the SynthPano data, the kit (built, or checked and kept), and the priors its
+    ``demo:`` section enables (each says whether it trained, was up to date or is off). Returns the
+    config with its unset data files pointing at the SynthPano splits."""
+    from cora.training.runner import run_dir_of
+
+    resolved = resolve_config(config)
+    run = DemoRun(resolved, blind_config(resolved), run_dir_of(resolved))
+    for name, step in PREPARE_STEPS:
+        on_line(f"{name}: {step(run)}")
+    return resolved

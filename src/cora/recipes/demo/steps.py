@@ -196,16 +196,16 @@ def _fmt(value: Any, spec: str = ".3f") -> str:
 
 
 def _step_plot(run: DemoRun) -> str:
-    from cora.recipes.demo.plots import write_loss_plot
+    from cora.training.curves import write_loss_curves
     from cora.training.runner import run_dir_of
 
-    out = write_loss_plot(
-        run.run_dir / "loss_curves.svg",
+    out = write_loss_curves(
+        run.run_dir / "loss_curves.png",
         {"vision": run.run_dir, "blind": run_dir_of(run.blind)},
         list(run.config.training.stages),
     )
     run.results["plot"] = str(out)
-    return str(out)
+    return str(out) if out else "no CSV logs: nothing to draw (training.loggers without csv)"
 
 
 # What every run on the tiny kit needs first (the sweep recipe runs these once too).

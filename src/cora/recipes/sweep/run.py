@@ -105,13 +105,9 @@ def prepare(spec: SweepSpec, on_line: Callable[[str], None]) -> None:
     if spec.prepare != "demo":
         return
     from cora.config import load_config
-    from cora.recipes.demo.resolve import blind_config, resolve_config
-    from cora.recipes.demo.steps import PREPARE_STEPS, DemoRun
+    from cora.recipes.demo.run import prepare_run
 
-    base = resolve_config(load_config(spec.base_path))
-    run = DemoRun(base, blind_config(base), spec.root)
-    for name, step in PREPARE_STEPS:
-        on_line(f"prepare: {name}: {step(run)}")
+    prepare_run(load_config(spec.base_path), lambda line: on_line(f"prepare: {line}"))
 
 
 def run_sweep(

@@ -1,0 +1,7 @@
+"""``python -m cora``: the same command line as ``cora``."""
+
+import sys
+
+from cora.cli.main import main
+
+sys.exit(main())
