@@ -78,6 +78,12 @@ def test_train_eval_export_through_the_cli(tmp_path, synth, capsys):
     assert main(["export", "--run", str(run), "--out", str(tmp_path / "merged"), "--merge"]) == 0
     assert main(["export", "--run", str(run), "--out", str(tmp_path / "merged"), "--merge"]) == 2
     assert "already exists" in capsys.readouterr().err
+    # the family's own processor class (AutoProcessor resolves it), and a card naming base, data and recipe
+    saved = json.loads((tmp_path / "merged" / "processor_config.json").read_text())
+    assert saved["processor_class"] == "Qwen2_5_VLProcessor"
+    card = (tmp_path / "merged" / "README.md").read_text()
+    assert card.startswith("---\n") and "base_model:" in card and "## Training recipe" in card
+    assert str(synth / "train.csv") in card and "| aligner |" in card
 
     # The merged folder loads with the model's own from_pretrained and gives the run's logits.
     model = load_adapt_run(run)
@@ -104,12 +110,12 @@ def test_train_eval_export_through_the_cli(tmp_path, synth, capsys):
     assert torch.allclose(got, want, atol=1e-4)
 
 
-def test_export_refuses_runs_without_adapt(tmp_path, capsys):
+def test_export_of_a_native_run_that_never_finished_is_one_line(tmp_path, capsys):
     run = tmp_path / "run"
     run.mkdir()
     (run / "config.yaml").write_text("experiment: {name: x}\n")
     assert main(["export", "--run", str(run), "--out", str(tmp_path / "o")]) == 2
-    assert "adapt: section" in capsys.readouterr().err
+    assert "no exported model" in capsys.readouterr().err and not (tmp_path / "o").exists()
 
 
 def test_train_refuses_settings_that_cannot_work(tmp_path, synth, capsys):

@@ -236,7 +236,7 @@ def test_save_load_round_trip(model, cfg, tmp_path):
     before = m(pixels, VIEWS, ids, mask).logits
     m.save_pretrained(tmp_path / "saved")
     saved = set((tmp_path / "saved").iterdir())
-    assert {p.name for p in saved} == {"config.yaml", "cora_model.json", "trainable.safetensors"}
+    assert {p.name for p in saved} == {"config.yaml", "config.json", "cora_model.json", "trainable.safetensors"}
     loaded = load_model(tmp_path / "saved").eval()
     assert loaded.language_model.has_lora
     after = loaded(pixels, VIEWS, ids, mask).logits

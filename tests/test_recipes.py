@@ -47,6 +47,7 @@ def test_the_scan_finds_a_recipe_import():
     # The CLI is allowed to run recipes, and does: the scan above would see such an import.
     assert _importers_of_recipes(list((SRC / "cli").rglob("*.py"))) == [
         "cli/demo_cmd.py",
+        "cli/export_cmd.py",  # the model card
         "cli/report_cmd.py",
         "cli/sweep_cmd.py",
         "cli/train_cmd.py",  # a kit config's preparation (data, kit, priors)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from peft import LoraConfig, PeftModel, get_peft_model
 from safetensors.torch import load_file, save_file
@@ -133,4 +134,17 @@ def export_merged(adapted: AdaptedVLM, out_dir: str | Path) -> Path:
     adapted.model = model
     model.save_pretrained(out)
     adapted.processor.save_pretrained(out)
+    _name_public_processor_class(out, adapted.processor)
     return out
+
+
+def _name_public_processor_class(out: Path, processor: Any) -> None:
+    """The saved files name the family's own processor class (e.g. ``Qwen2_5_VLProcessor``), not our
+    image-only subclass: ``AutoProcessor`` resolves names in transformers, and with a name it does not know
+    it silently returned the tokenizer alone (images were then dropped at generation)."""
+    public = next(c for c in type(processor).__mro__ if c.__module__.startswith("transformers."))
+    for path in out.glob("*.json"):
+        data = json.loads(path.read_text())
+        if isinstance(data, dict) and data.get("processor_class") not in (None, public.__name__):
+            data["processor_class"] = public.__name__
+            atomic_write_json(path, data)

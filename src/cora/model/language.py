@@ -93,6 +93,19 @@ class LanguageModel(nn.Module):
         self.has_lora = True
         self.lora_settings = {"r": r, "alpha": alpha, "dropout": dropout, "target_modules": list(target_modules)}
 
+    def merge_lora(self) -> None:
+        """Fold the LoRA updates into the base weights and take the adapters out (a model without PEFT)."""
+        if not self.has_lora:
+            return
+        from peft.tuners.lora import LoraLayer
+
+        for name, module in list(self.model.named_modules()):
+            if isinstance(module, LoraLayer):
+                module.merge()
+                parent, _, child = name.rpartition(".")
+                setattr(self.model.get_submodule(parent) if parent else self.model, child, module.get_base_layer())
+        self.has_lora = False
+
     def forward(
         self,
         inputs_embeds: torch.Tensor,

@@ -347,6 +347,9 @@ class PanoramaVLM(nn.Module):
                 },
             },
         )
+        from cora.model.hf import write_hf_config  # config.json: transformers' Auto classes read model_type
+
+        write_hf_config(out, run.model_copy(update={"models": models}))
         return out
 
     def base_fingerprints(self, saved: set[str]) -> dict[str, str]:
@@ -377,7 +380,13 @@ class PanoramaVLM(nn.Module):
             if not (root / name).is_file():
                 raise FileNotFoundError(f"{root}: not a saved CORA model ({name} missing)")
         config = load_config(root / SAVED_CONFIG)
-        model = cls.from_config(config.models, seed=config.experiment.seed, meta=meta)
+        # an export names its own tower folders relative to itself (portable, e.g. pushed to a hub)
+        inside = {
+            key: str(root / name)
+            for key in ("vision_name", "language_model_name", "tokenizer_name")
+            if (name := getattr(config.models, key)) and not Path(name).is_absolute() and (root / name).is_dir()
+        }
+        model = cls.from_config(config.models.model_copy(update=inside), seed=config.experiment.seed, meta=meta)
         info = json.loads((root / SAVED_META).read_text())
         if info.get("lora"):
             model.language_model.apply_lora(**info["lora"])

@@ -17,6 +17,7 @@ import hashlib
 import json
 import logging
 import os
+import shutil
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -136,6 +137,8 @@ def export_native_model(model: StageModel, out_dir: Path, config: CoraConfig) ->
     if not isinstance(model, PanoramaVLM):
         raise TypeError(f"export_native_model exports a PanoramaVLM, got {type(model).__name__}")
     model.save_pretrained(out_dir, run_config=config)
+    # the run folder itself loads with transformers' Auto classes too (they read config.json's model_type)
+    shutil.copyfile(out_dir / "config.json", out_dir.parent / "config.json")
 
 
 def bad_row_totals(read: Sequence[BadRow], while_training: dict[tuple[str, int], BadRow]) -> dict[str, Any]:
