@@ -67,6 +67,10 @@ class StandIn:
     def vision_tokens(self) -> int:
         return 5
 
+    @property
+    def view_geometries(self) -> list[Any]:
+        return []
+
     def describe(self) -> GeneratorInfo:
         return {"device": "cpu", "views": 2, "view_kinds": ["global", "tile"], "decoding": {"max_new_tokens": 3}}
 

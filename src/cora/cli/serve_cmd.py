@@ -16,10 +16,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser(
         "serve",
         help="serve a trained run over HTTP (answers + OpenAI-compatible chat)",
-        description="Endpoints: GET /health, POST /v1/answer (multipart image + query, or "
-        "JSON with a base64 image), POST /v1/chat/completions (OpenAI format, "
-        "image_url parts as data: URLs). Decoding options come from the "
-        "config's evaluation: section.",
+        description="A page at / (look around a panorama, ask, stop, give feedback); GET /health, "
+        "POST /v1/answer (multipart image + query, or JSON with a base64 image), POST /v1/chat/completions "
+        "and GET /v1/models (OpenAI format, image_url parts as data: URLs), POST /v1/feedback, /docs. "
+        "Decoding options come from the config's evaluation: section.",
     )
     parser.add_argument("--checkpoint", metavar="RUN", required=True, help="trained run folder (runs/<experiment>)")
     parser.add_argument("--config", help="config to use instead of the run's config.yaml")
@@ -35,6 +35,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="NAME",
         help="require 'Authorization: Bearer KEY' on /v1/ requests, KEY read from the environment variable NAME",
     )
+    parser.add_argument(
+        "--feedback",
+        metavar="FILE",
+        help="where POST /v1/feedback appends rows (default RUN/feedback/feedback.jsonl; 'off' to refuse it)",
+    )
+    parser.add_argument("--examples", metavar="DIR", help="a folder of panoramas the page at / offers")
     # defaults: create_app's (8 requests, 10 ms, 64 waiting); the server package is imported only to serve
     batching = parser.add_argument_group("batching (concurrent requests answered together)")
     batching.add_argument("--max-batch", type=int, help="requests per model call (default 8)")
@@ -69,6 +75,9 @@ def build_app(args: argparse.Namespace):  # -> fastapi.FastAPI
             raise UserError(f"--api-key-env {args.api_key_env}: that environment variable is not set or empty")
     if args.allow_paths is not None and not Path(args.allow_paths).is_dir():
         raise UserError(f"--allow-paths {args.allow_paths}: not a folder")
+    if args.examples is not None and not Path(args.examples).is_dir():
+        raise UserError(f"--examples {args.examples}: not a folder")
+    feedback = None if args.feedback == "off" else Path(args.feedback or run / "feedback" / "feedback.jsonl")
     # /health names the run, never a path on this machine.
     try:
         return create_app(
@@ -77,6 +86,8 @@ def build_app(args: argparse.Namespace):  # -> fastapi.FastAPI
             allow_paths=args.allow_paths,
             info={"run": run.name},
             api_key=api_key,
+            feedback_file=feedback,
+            examples=args.examples,
             **{k: v for k in ("max_batch", "max_wait_ms", "max_queue") if (v := getattr(args, k)) is not None},
         )
     except ValueError as exc:  # the batching limits

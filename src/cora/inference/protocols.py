@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol, TypedDict, runtime_checkable
 
 from cora.inference.decoding import DecodingOptions
+from cora.processors.geometry import ViewGeometry
 
 
 class GeneratorInfo(TypedDict):
@@ -93,3 +94,7 @@ class AnswerGenerator(BatchGenerator, Protocol):
         the model is ``prompt_tokens(query) + vision_tokens()`` (usage counts)."""
 
     def describe(self) -> GeneratorInfo: ...
+
+    @property
+    def view_geometries(self) -> list[ViewGeometry]:
+        """Where each image the model sees of a panorama looks (the page draws them)."""

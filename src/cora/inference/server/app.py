@@ -6,18 +6,22 @@ import hmac
 import logging
 import os
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from cora.inference.protocols import AnswerGenerator
-from cora.inference.server import routes_answer, routes_chat, routes_health
+from cora.inference.server import routes_answer, routes_chat, routes_health, routes_web
 from cora.inference.server.batching import DEFAULT_MAX_BATCH, DEFAULT_MAX_QUEUE, DEFAULT_MAX_WAIT_MS
 from cora.inference.server.errors import RequestError, error_payload, from_validation_errors
+from cora.inference.server.feedback import FeedbackStore
+from cora.inference.server.routes_web import STATIC
 from cora.inference.server.service import (
     DEFAULT_MAX_IMAGE_BYTES,
     DEFAULT_MAX_IMAGE_PIXELS,
@@ -41,6 +45,8 @@ def create_app(
     max_batch: int = DEFAULT_MAX_BATCH,
     max_wait_ms: float = DEFAULT_MAX_WAIT_MS,
     max_queue: int = DEFAULT_MAX_QUEUE,
+    feedback_file: str | os.PathLike[str] | None = None,
+    examples: str | os.PathLike[str] | None = None,
 ) -> FastAPI:
     """A FastAPI app answering about panoramas with ``generator`` (e.g. a :class:`~cora.inference.PanoramaGenerator`).
 
@@ -52,10 +58,13 @@ def create_app(
     above, checked before the image is decoded). ``info``: extra fields for ``/health`` (no server paths).
     At most two images are decoded at once (each can take hundreds of MB while it decodes).
 
+    ``feedback_file``: where ``POST /v1/feedback`` appends rows (off when None); ``examples``: a folder of
+    panoramas the page offers. The page at ``/`` and ``/docs`` are served from the package (no network).
+
     Concurrent requests are answered in batches of up to ``max_batch`` (a batch waits at most ``max_wait_ms``
     for company); at most ``max_queue`` wait, more are refused with 503 and ``Retry-After``.
     """
-    app = FastAPI(title="CORA", description="Answers questions about 360° panoramas.")
+    app = FastAPI(title="CORA", description="Answers questions about 360° panoramas.", docs_url=None, redoc_url=None)
     service = PanoramaService(
         generator,
         max_image_bytes,
@@ -68,7 +77,10 @@ def create_app(
         max_wait_ms=max_wait_ms,
         max_queue=max_queue,
     )
+    service.feedback = FeedbackStore(feedback_file) if feedback_file is not None else None
+    service.examples = Path(examples).resolve() if examples is not None else None
     app.state.service = service
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
     app.add_middleware(BodyLimit, service=service)
     if api_key:
         app.middleware("http")(_require_key(api_key))
@@ -76,7 +88,7 @@ def create_app(
     app.exception_handler(RequestValidationError)(_validation_error)
     app.exception_handler(StarletteHTTPException)(_http_error)
     app.exception_handler(Exception)(_server_error)
-    for module in (routes_health, routes_answer, routes_chat):
+    for module in (routes_health, routes_answer, routes_chat, routes_web):
         app.include_router(module.router)
     return app
 

@@ -28,6 +28,7 @@ from cora.inference.server.batching import (
     loop_delivery,
 )
 from cora.inference.server.errors import RequestError
+from cora.inference.server.feedback import FeedbackStore
 from cora.inference.server.schemas import AnswerResponse, DecodingOverrides, HealthResponse
 from cora.processors.image_io import ImageError, decode_image, load_image
 
@@ -79,6 +80,8 @@ class PanoramaService:
         self.decoding = threading.BoundedSemaphore(max_decodes)
         self.batcher = Batcher(generator, max_batch, max_wait_ms, max_queue)
         self.started = int(time.time())
+        self.feedback: FeedbackStore | None = None  # set by create_app
+        self.examples: Path | None = None
         # measured now, before the batching worker owns the model (one blank panorama through it)
         self.vision_tokens = generator.vision_tokens()
 
@@ -156,6 +159,10 @@ class PanoramaService:
 
     def decode_data_url(self, url: str, field: str) -> np.ndarray:
         """A ``data:image/...;base64,...`` URL → ``[H, W, 3]`` uint8 (the server fetches nothing itself)."""
+        return self.decode(self.data_url_bytes(url, field), field)
+
+    def data_url_bytes(self, url: str, field: str) -> bytes:
+        """The encoded image of a ``data:`` URL (its size checked before the base64 is decoded)."""
         if not url.startswith("data:"):
             raise RequestError(
                 400, f"{field}: only data: URLs are accepted (data:image/...;base64,...), got {url[:40]!r}", field
@@ -164,7 +171,7 @@ class PanoramaService:
         if ";base64" not in header:
             raise RequestError(400, f"{field}: the data: URL must be base64 encoded", field)
         self.check_size(len(payload) * 3 // 4, field)  # before decoding: the base64 of a huge image is huge
-        return self.decode_base64(payload, field)
+        return _b64decode(payload, field)
 
     def load_path(self, path: str, field: str = "path") -> np.ndarray:
         """A file under the app's allowed folder → ``[H, W, 3]`` uint8.

@@ -1,0 +1,80 @@
+"""``POST /v1/feedback``: a user's verdict on an answer, appended to a feedback JSONL file in the format
+``cora.data.feedback`` trains from (corrections for SFT, ratings for ``rl`` stages).
+
+Each image is stored once, named by its content hash (``images/<sha256>.<ext>``, written atomically); each
+row is one ``write`` of a whole line under a lock, flushed and synced, so concurrent requests and a crash
+never leave half a row.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import threading
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+from cora.inference.server.errors import RequestError
+from cora.utils.io import atomic_open
+
+_FORMATS = {"PNG": ".png", "JPEG": ".jpg", "WEBP": ".webp", "BMP": ".bmp", "TIFF": ".tif"}
+
+
+class FeedbackStore:
+    """The feedback file and its image folder (created on the first row)."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self.images = self.path.parent / "images"
+        self._lock = threading.Lock()
+
+    def save_image(self, data: bytes) -> str:
+        """The image's path relative to the feedback file (written once per distinct content)."""
+        with Image.open(io.BytesIO(data)) as image:
+            suffix = _FORMATS.get(image.format or "", ".img")
+        name = hashlib.sha256(data).hexdigest()[:32] + suffix
+        target = self.images / name
+        if not target.is_file():
+            self.images.mkdir(parents=True, exist_ok=True)
+            with atomic_open(target, "wb") as handle:
+                handle.write(data)
+        return f"images/{name}"
+
+    def append(self, row: dict[str, Any]) -> int:
+        """Append one row; returns its line number."""
+        line = (json.dumps(row, ensure_ascii=False) + "\n").encode("utf-8")
+        with self._lock:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with open(self.path, "ab") as handle:
+                handle.write(line)
+                handle.flush()
+                os.fsync(handle.fileno())
+            with open(self.path, "rb") as handle:
+                return sum(1 for _ in handle)
+
+
+def feedback_row(body: dict[str, Any], image: str) -> dict[str, Any]:
+    """The JSONL row of a feedback request (validated: 400 naming the field)."""
+    row: dict[str, Any] = {"image": image}
+    for name in ("query", "answer"):
+        value = body.get(name)
+        if not isinstance(value, str) or not value.strip():
+            raise RequestError(400, f"{name}: expected a non-empty string", name)
+        row[name] = value.strip()
+    rating, correction = body.get("rating"), body.get("correction")
+    if rating is not None:
+        if isinstance(rating, bool) or rating not in (-1, 1):
+            raise RequestError(400, f"rating: expected -1 or 1, got {rating!r}", "rating")
+        row["rating"] = rating
+    if correction is not None:
+        if not isinstance(correction, str):
+            raise RequestError(400, "correction: expected a string", "correction")
+        if correction.strip():
+            row["correction"] = correction.strip()
+    if "rating" not in row and "correction" not in row:
+        raise RequestError(400, "rating: give a rating (-1 or 1) or a correction", "rating")
+    return row
