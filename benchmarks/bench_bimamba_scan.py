@@ -1,4 +1,12 @@
-"""BiMamba selective-scan benchmark: the chunked pure-PyTorch scan vs the token-by-token loop.
+"""BiMamba selective-scan benchmark: the compiled block scan and the chunked scan vs the token-by-token loop.
+
+Part 1 (before → after of the scan choice): at the reference shape (9 views × L 256 × d_inner 2048 ×
+d_state 64) and the tiny shape, forward and forward+backward, interleaved: the plain loop (what the
+chunked scan lost to), the chunked scan (the old default), the compiled block scan, and ``scan()`` (what
+the model now runs: compiled at the reference size, the loop at the tiny one). The compiled scan's first
+call (compilation) is timed apart.
+
+Part 2 (as before): forward only, several shapes, chunked vs loop.
 
 Shapes ``(b, L, d_inner, d_state)``: the tiny config's (18 views, 64 tokens, 256, 16), one
 reference-size view sequence (1, 256, 2048, 64: SigLIP2 256 tokens, expand 2 × 1024, d_state
@@ -28,7 +36,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from cora.model.resamplers import build_resampler  # noqa: E402
-from cora.model.resamplers.scan import selective_scan, selective_scan_sequential  # noqa: E402
+from cora.model.resamplers.scan import (  # noqa: E402
+    scan,
+    selective_scan,
+    selective_scan_blocks,
+    selective_scan_sequential,
+)
 from cora.utils.io import atomic_write_json  # noqa: E402
 
 SHAPES = [
@@ -64,6 +77,48 @@ def _inputs(b, L, d, n, device):
     return [t.to(device) for t in tensors]
 
 
+CHOICE_SHAPES = [("reference, 9 views", 9, 256, 2048, 64), ("tiny config, 18 views", 18, 64, 256, 16)]
+
+
+def _forward_backward(fn, inputs):
+    u, delta = (t.detach().clone().requires_grad_() for t in inputs[:2])
+    fn(u, delta, *inputs[2:]).sum().backward()
+
+
+def _choice_rows(repeats: int) -> list[dict]:
+    """Interleaved medians of each implementation, forward and forward+backward, CPU."""
+    rows = []
+    impls = {
+        "sequential": selective_scan_sequential,
+        "chunked": selective_scan,
+        "compiled": selective_scan_blocks,
+        "scan()": scan,
+    }
+    for label, b, L, d, n in CHOICE_SHAPES:
+        inputs = _inputs(b, L, d, n, "cpu")
+        start = time.perf_counter()
+        _forward_backward(selective_scan_blocks, inputs)  # compiles forward and backward for this shape
+        compile_s = time.perf_counter() - start
+        with torch.no_grad():
+            diff = float((selective_scan_blocks(*inputs) - selective_scan_sequential(*inputs)).abs().max())
+        for mode in ("forward", "forward+backward"):
+            times: dict[str, list[float]] = {k: [] for k in impls}
+            for _ in range(repeats):
+                for name, fn in impls.items():  # interleaved: drift hits every implementation alike
+                    if mode == "forward":
+                        with torch.no_grad():
+                            times[name].append(_median_time(partial(fn, *inputs), 1, "cpu"))
+                    else:
+                        times[name].append(_median_time(partial(_forward_backward, fn, inputs), 1, "cpu"))
+            best = {k: statistics.median(v) for k, v in times.items()}
+            row = {"shape": label, "b": b, "L": L, "d_inner": d, "d_state": n, "mode": mode, "seconds": best,
+                   "vs_loop": {k: round(best["sequential"] / v, 2) for k, v in best.items()},
+                   "compile_first_call_s": round(compile_s, 1), "compiled_max_abs_diff": diff}  # fmt: skip
+            rows.append(row)
+            print(f"{label:24} {mode:17} " + "  ".join(f"{k} x{v}" for k, v in row["vs_loop"].items()))
+    return rows
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeats", type=int, default=5)
@@ -73,6 +128,7 @@ def main() -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    choice = _choice_rows(args.repeats)
     rows = []
     with torch.no_grad():
         for device in devices:
@@ -112,7 +168,7 @@ def main() -> int:
         f"{platform.processor() or platform.machine()}, torch {torch.__version__}, threads "
         f"{torch.get_num_threads()}, cpus {os.cpu_count()}; shared machine: timings noisy"
     )
-    atomic_write_json(args.out, {"rows": rows, "note": note})
+    atomic_write_json(args.out, {"scan_choice": choice, "rows": rows, "note": note})
     return 0
 
 

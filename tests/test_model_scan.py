@@ -120,3 +120,60 @@ def test_bimamba_linear_direction_merge_adds_one_linear_per_block():
     assert linear(torch.randn(1, 16, 24)).shape == (1, 16, 32)
     with pytest.raises(ValueError, match="direction_merge"):
         BiMambaResampler(24, 32, direction_merge="sum")
+
+
+def _scan_inputs(b: int, length: int, d: int, n: int, grad: bool = False):
+    g = torch.Generator().manual_seed(1)
+    u = torch.randn(b, length, d, generator=g)
+    delta = torch.rand(b, length, d, generator=g) * 0.2
+    if grad:
+        u.requires_grad_()
+        delta.requires_grad_()
+    A = -torch.rand(d, n, generator=g) * n
+    B, C = torch.randn(b, length, n, generator=g), torch.randn(b, length, n, generator=g)
+    return u, delta, A, B, C, torch.randn(d, generator=g)
+
+
+@pytest.mark.slow
+def test_the_compiled_block_scan_equals_the_loop_forward_and_backward():
+    from cora.model.resamplers.scan import selective_scan_blocks, selective_scan_sequential
+
+    inputs = _scan_inputs(2, 40, 32, 8, grad=True)  # 40 tokens: two blocks and a padded third
+    want = selective_scan_sequential(*inputs)
+    (gu_want, gd_want) = torch.autograd.grad(want.square().sum(), inputs[:2])
+    got = selective_scan_blocks(*inputs)
+    (gu, gd) = torch.autograd.grad(got.square().sum(), inputs[:2])
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(gu, gu_want, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(gd, gd_want, atol=1e-4, rtol=1e-5)
+
+
+def test_the_scan_choice_follows_size_device_and_the_environment(monkeypatch):
+    from cora.model.resamplers import scan as scan_module
+
+    monkeypatch.delenv("CORA_SCAN", raising=False)
+    tiny = torch.zeros(18, 64, 256)
+    assert scan_module.choose_scan(tiny, torch.zeros(256, 16)) == "sequential"  # compiling would not pay
+    reference = torch.empty(9, 256, 2048, device="meta")
+    assert scan_module.choose_scan(reference, torch.empty(2048, 64, device="meta")) == "compiled"
+    monkeypatch.setenv("CORA_SCAN", "chunked")
+    assert scan_module.choose_scan(reference, torch.empty(2048, 64, device="meta")) == "chunked"
+    monkeypatch.setenv("CORA_SCAN", "fast")
+    with pytest.raises(ValueError, match="CORA_SCAN='fast'"):
+        scan_module.choose_scan(tiny, torch.zeros(256, 16))
+
+
+def test_a_failed_compilation_falls_back_to_the_loop(monkeypatch, caplog):
+    from cora.model.resamplers import scan as scan_module
+
+    def broken(*args):
+        raise RuntimeError("no C++ compiler")
+
+    monkeypatch.setenv("CORA_SCAN", "compiled")
+    monkeypatch.setattr(scan_module, "_compiled_block", broken)
+    monkeypatch.setattr(scan_module, "_compile_failed", False)
+    inputs = _scan_inputs(1, 20, 8, 4)
+    got = scan_module.scan(*inputs)
+    torch.testing.assert_close(got, scan_module.selective_scan_sequential(*inputs))
+    assert "compiling the selective scan failed (no C++ compiler)" in caplog.text
+    assert scan_module._compile_failed

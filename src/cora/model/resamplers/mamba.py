@@ -2,7 +2,7 @@
 
 ``in_proj, conv1d, x_proj, dt_proj, A_log, D, out_proj`` match ``mamba_ssm`` exactly, so a
 state dict moves between the two. On CUDA with ``mamba_ssm`` installed its fused selective
-scan is used; everywhere else the chunked PyTorch scan of :mod:`.scan`.
+scan is used; everywhere else the PyTorch scan :mod:`.scan` chooses (compiled, plain loop or chunked).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cora.model.resamplers.scan import selective_scan
+from cora.model.resamplers.scan import scan
 
 try:  # optional CUDA kernels
     from mamba_ssm.ops.selective_scan_interface import selective_scan_fn as _cuda_scan
@@ -86,5 +86,5 @@ class MambaBlock(nn.Module):
             ).transpose(1, 2)
         else:
             delta = F.softplus(dt + self.dt_proj.bias)
-            y = selective_scan(x, delta, A, B, C, self.D, chunk_size=self.chunk_size)
+            y = scan(x, delta, A, B, C, self.D, chunk_size=self.chunk_size)
         return self.out_proj(y.to(hidden.dtype) * F.silu(z))
