@@ -126,3 +126,23 @@ def test_auto_decode_width_follows_the_views(tmp_path) -> None:
     Image.fromarray(cv2.resize(erp(64, 32), (1024, 512))).save(path)
     assert views.load(path).shape == (128, 256, 3)  # 1/4 scale is 256 ≥ 202 wide; 1/8 would be 128 < 202
     assert views(path).pixels.shape == (9, 3, 64, 64)
+
+
+@pytest.mark.parametrize("mode, progressive", [("RGB", False), ("RGB", True), ("L", False), ("CMYK", False)])
+def test_the_jpeg_decoder_agrees_with_pil(tmp_path, mode, progressive) -> None:
+    """libjpeg-turbo (simplejpeg) where it takes the file, OpenCV where it declines (CMYK): both give PIL's
+    pixels within JPEG's rounding, baseline and progressive, colour and grey."""
+    img = cv2.resize(erp(64, 32), (512, 256), interpolation=cv2.INTER_CUBIC)
+    pil = Image.fromarray(img).convert(mode)
+    path = tmp_path / "pano.jpg"
+    pil.save(path, quality=92, progressive=progressive)
+    want = np.asarray(Image.open(path).convert("RGB")).astype(int)
+    got = load_image(path).astype(int)
+    assert got.shape == want.shape
+    assert np.abs(got - want).max() <= (16 if mode == "CMYK" else 2), np.abs(got - want).max()
+    assert np.abs(got - want).mean() < (2.0 if mode == "CMYK" else 0.5)
+
+
+def test_the_default_views_decode_jpegs_reduced_to_the_width_they_need() -> None:
+    views = PanoramaViews.from_config(ImageProcessingConfig())
+    assert ImageProcessingConfig().decode_min_width == "auto" and views.decode_min_width == views.needed_width()

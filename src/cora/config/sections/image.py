@@ -39,7 +39,7 @@ class ImageProcessingConfig(StrictModel):
         "the ERP is much denser than the views)",
     )
     decode_min_width: int | Literal["auto"] = Field(
-        0,
+        "auto",
         description="JPEG decode shortcut: decode at 1/2, 1/4 or 1/8 scale (libjpeg DCT scaling, faster) when "
         "the result stays at least this wide; 0 = always full size; auto = as wide as the views need "
         "(with erp_filter: area; full size with remap)",
