@@ -17,6 +17,8 @@ if os.environ.get("CORA_TEST_THREADS", "1") != "0":
     import torch
 
     torch.set_num_threads(int(os.environ.get("CORA_TEST_THREADS", "1")))
+    # configs with `auto` threads and loader workers (tiny.yaml) count one CPU: one thread, no worker process
+    os.environ.setdefault("CORA_CPUS", os.environ.get("CORA_TEST_THREADS", "1"))
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "configs"

@@ -122,3 +122,19 @@ def test_non_mapping_and_bad_yaml(tmp_path: Path) -> None:
     (tmp_path / "broken.yaml").write_text("a: [1, 2\n")
     with pytest.raises(ConfigError, match="broken.yaml: not valid YAML"):
         load_config(tmp_path / "broken.yaml")
+
+
+def test_auto_threads_and_workers_follow_the_cpus_a_process_may_use(monkeypatch):
+    from cora.utils.machine import resolve_threads, resolve_workers, usable_cpus
+
+    monkeypatch.setenv("CORA_CPUS", "2")
+    assert (usable_cpus(), resolve_threads("auto"), resolve_workers("auto")) == (2, 2, 1)
+    monkeypatch.setenv("CORA_CPUS", "16")
+    assert (resolve_threads("auto"), resolve_workers("auto")) == (16, 4)  # workers capped at 4
+    monkeypatch.setenv("CORA_CPUS", "1")  # one of two demo jobs on two cores
+    assert (resolve_threads("auto"), resolve_workers("auto")) == (1, 0)
+    assert (resolve_threads(None), resolve_threads(3), resolve_workers(2)) == (None, 3, 2)
+    from cora.config import load_config
+
+    cfg = load_config(CONFIGS / "tiny.yaml")
+    assert (cfg.training.num_threads, cfg.data.num_workers) == ("auto", "auto")

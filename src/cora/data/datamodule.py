@@ -22,6 +22,7 @@ from cora.config.sections.training import StageConfig
 from cora.data.dataset import Collator, PanoramaDataset, TrainFormatter, ViewsFn
 from cora.data.readers import read_records
 from cora.data.records import BadRowLog, DataError, Record
+from cora.utils.machine import resolve_workers
 
 logger = logging.getLogger(__name__)
 
@@ -175,7 +176,7 @@ def build_datamodule(
         dataset(train_path, False, train=True),
         dataset(data.val, True),
         batch_size=stage_cfg.batch_size,
-        num_workers=data.num_workers,
+        num_workers=resolve_workers(data.num_workers),
         pin_memory=data.pin_memory,
         seed=cfg.experiment.seed,
         pad_id=pad_id,

@@ -39,6 +39,7 @@ from cora.training.curves import write_loss_curves
 from cora.training.loggers import LoggerUnavailable, hyperparameters
 from cora.training.module import StageData, StageModule, StagePlan
 from cora.training.state import StageState
+from cora.utils.machine import resolve_threads, resolve_workers
 
 logger = logging.getLogger(__name__)
 
@@ -274,8 +275,8 @@ class StageRunner:
         if not todo:
             logger.info("all stages of %s are complete", self.run_dir)
             return result
-        if cfg.training.num_threads:
-            torch.set_num_threads(cfg.training.num_threads)
+        if threads := resolve_threads(cfg.training.num_threads):
+            torch.set_num_threads(threads)
         L.seed_everything(cfg.experiment.seed, workers=True, verbose=False)
         model = self.model_factory(cfg)  # before the run folder exists: a model that cannot load leaves none
         if _is_rank_zero():
@@ -408,7 +409,9 @@ class StageRunner:
     ) -> StageModule:
         cfg = self.config
         stage_cfg = cfg.training.stage_configs[name]
-        common: dict[str, Any] = dict(resume=payload, blind=cfg.training.blind, num_workers=cfg.data.num_workers)
+        common: dict[str, Any] = dict(
+            resume=payload, blind=cfg.training.blind, num_workers=resolve_workers(cfg.data.num_workers)
+        )
         if stage_cfg.kind == "sft":
             return StageModule(model, name, stage_cfg, data, plan, **common)
         from cora.rewards import RewardSettings, build_reward

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
@@ -35,7 +35,9 @@ class DataConfig(StrictModel):
     max_text_length: int = Field(512, ge=16)
     system_prompt: str | None = None
     cache_dir: str = ".cora/cache"
-    num_workers: int = Field(4, ge=0)
+    num_workers: Annotated[int, Field(ge=0)] | Literal["auto"] = Field(
+        4, description="data-loader worker processes; auto: one per CPU beyond the training process's, at most 4"
+    )
     pin_memory: bool = True
     view_cache: int = Field(
         0,

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, model_validator
 from pydantic_core import PydanticCustomError
@@ -187,11 +187,10 @@ class TrainingConfig(StrictModel):
     loggers: list[registered(LOGGERS)] = ["csv"]  # tensorboard, wandb: their extras
     wandb_project: str | None = None
     keep_checkpoints: int = Field(2, ge=1, description="intermediate checkpoints kept per stage (final always kept)")
-    num_threads: int | None = Field(
+    num_threads: Annotated[int, Field(ge=1)] | Literal["auto"] | None = Field(
         None,
-        ge=1,
-        description="torch CPU threads (None: torch's default); tiny "
-        "models run fastest with 1, especially on a shared machine",
+        description="torch CPU threads (None: torch's default; auto: every CPU this process may use, "
+        "CORA_CPUS when a demo or sweep runs several jobs at once)",
     )
     progress_bar: bool = Field(True, description="live bar with loss, lr, samples/s (off: one log line per step)")
     blind: bool = Field(False, description="ablation: every pixel value is zero, the model sees no image")

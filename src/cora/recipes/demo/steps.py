@@ -133,9 +133,10 @@ def _jobs(run: DemoRun) -> int:
 
 def _one_thread() -> None:
     # Two processes on two cores: a second torch thread in each oversubscribes them (measured: the demo's
-    # evaluation took 6.8 min that way instead of about 1).
+    # evaluation took 6.8 min that way instead of about 1). CORA_CPUS makes `auto` threads/workers agree.
     import torch
 
+    os.environ["CORA_CPUS"] = "1"
     torch.set_num_threads(1)
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import multiprocessing
+import os
 import time
 import traceback
 from collections.abc import Callable, Sequence
@@ -21,6 +22,7 @@ from typing import Any, Literal
 from cora.config import CoraConfig
 from cora.recipes.sweep.spec import SweepSpec, load_sweep
 from cora.utils.io import atomic_write_json, atomic_write_text
+from cora.utils.machine import resolve_threads, usable_cpus
 
 logger = logging.getLogger(__name__)
 
@@ -60,8 +62,8 @@ def _train_and_measure(config: CoraConfig, run_dir: Path) -> dict[str, Any]:
     from cora.recipes.sweep.measure import measure_run
     from cora.training import runner
 
-    if config.training.num_threads:
-        torch.set_num_threads(config.training.num_threads)
+    if threads := resolve_threads(config.training.num_threads):
+        torch.set_num_threads(threads)
     t0 = time.perf_counter()
     if config.adapt is not None:  # an off-the-shelf VLM: the same runner with the adapt model and data
         from cora.adapt.run import load_adapt_run, train_adapt
@@ -131,7 +133,10 @@ def run_sweep(
             outcomes.append(run_one(*a))
             on_outcome(outcomes[-1])
     else:
-        with multiprocessing.get_context("spawn").Pool(jobs, maxtasksperchild=1) as pool:
+        share = max(1, usable_cpus() // jobs)  # each job's CPUs: `auto` threads and workers count these
+        with multiprocessing.get_context("spawn").Pool(
+            jobs, initializer=os.environ.__setitem__, initargs=("CORA_CPUS", str(share)), maxtasksperchild=1
+        ) as pool:
             for outcome in pool.imap(_star, args):
                 outcomes.append(outcome)
                 on_outcome(outcome)
