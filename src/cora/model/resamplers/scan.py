@@ -167,10 +167,9 @@ def choose_scan(u: torch.Tensor, A: torch.Tensor) -> str:
         if forced not in ("compiled", "chunked", "sequential"):
             raise ValueError(f"CORA_SCAN={forced!r}: expected compiled, chunked or sequential")
         return forced
-    if u.is_cuda:
-        return "chunked"
     work = u.shape[0] * u.shape[1] * u.shape[2] * A.shape[1]
-    return "compiled" if work >= COMPILE_MIN_WORK and not _compile_failed else "sequential"
+    eager = "chunked" if u.is_cuda else "sequential"  # few kernel launches on a GPU; fewest flops on a CPU
+    return "compiled" if work >= COMPILE_MIN_WORK and not _compile_failed else eager
 
 
 def scan(
@@ -192,10 +191,10 @@ def scan(
     if choice == "compiled":
         try:
             return selective_scan_blocks(u, delta, A, B, C, D)
-        except Exception as exc:  # no C++ compiler, an unsupported platform: the loop still works
+        except Exception as exc:  # no C++ compiler / Triton, an unsupported platform: the eager scans work
             _compile_failed = True
-            logger.warning("compiling the selective scan failed (%s): using the plain loop", exc)
-            choice = "sequential"
+            choice = "chunked" if u.is_cuda else "sequential"
+            logger.warning("compiling the selective scan failed (%s): using the %s scan", exc, choice)
     if choice == "sequential":
         return selective_scan_sequential(u, delta, A, B, C, D).to(u.dtype)
     return selective_scan(u, delta, A, B, C, D, chunk_size=chunk_size)
