@@ -46,7 +46,8 @@ def _train(args: argparse.Namespace) -> int:
             config = prepare_run(config, lambda line: print(f"prepare: {line}", flush=True))
         except DemoError as exc:
             raise UserError(f"{args.config}: {exc}") from exc
-    _check_local_models(config, args.config)
+    if config.adapt is None:  # an adapted VLM loads adapt.model_name, not models.*
+        _check_local_models(config, args.config)
     if config.adapt is not None:  # an off-the-shelf VLM: the same runner with the adapt model and data
         from cora.adapt.run import train_adapt
 
