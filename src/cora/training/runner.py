@@ -326,6 +326,7 @@ class StageRunner:
             dict(
                 accelerator=cfg.training.accelerator,
                 devices=cfg.training.devices,
+                num_nodes=cfg.training.num_nodes,
                 strategy=cfg.training.strategy,  # the YAML values are Lightning's names
                 precision=resolve_precision(cfg.training.precision, cfg.training.accelerator),
                 max_epochs=1,

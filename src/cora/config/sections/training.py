@@ -180,6 +180,7 @@ class TrainingConfig(StrictModel):
     strategy: Literal["auto", "ddp", "fsdp", "deepspeed_stage_2"] = "auto"
     accelerator: str = "auto"
     devices: int | str = "auto"
+    num_nodes: int = Field(1, ge=1, description="machines in a multi-node run (devices is per machine)")
     gradient_checkpointing: bool = False
     log_every_n_steps: int = Field(10, ge=1)
     checkpoint_every_n_steps: int = Field(200, ge=1)
