@@ -316,10 +316,10 @@ def test_serve_cli_builds_the_app_of_a_run(tiny, generator, panoramas, tmp_path,
         answer = client.post("/v1/answer", files={"image": ("p.png", handle)}, data={"query": QUERY}).json()
     assert answer["answer"] == generator(panoramas[0], QUERY)
     batcher = seen["app"].state.service.batcher
-    assert (batcher.max_batch, batcher.max_wait, batcher.jobs.maxsize) == (8, 0.01, 64)  # the defaults
+    assert (batcher.max_batch, batcher.max_wait, batcher.max_queue) == (8, 0.01, 64)  # the defaults
     assert main(["serve", "--checkpoint", str(saved), "--max-batch", "2", "--max-queue", "5"]) == 0
     batcher = seen["app"].state.service.batcher
-    assert (batcher.max_batch, batcher.jobs.maxsize) == (2, 5)
+    assert (batcher.max_batch, batcher.max_queue) == (2, 5)
     assert main(["serve", "--checkpoint", str(saved), "--max-batch", "0"]) == 2
     assert "max_batch 0" in capsys.readouterr().err
     assert main(["serve", "--checkpoint", str(tmp_path)]) == 2

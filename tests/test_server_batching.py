@@ -3,6 +3,7 @@ the client leaves, request bodies counted while they are read (chunked ones too)
 
 from __future__ import annotations
 
+import base64
 import concurrent.futures
 import threading
 import time
@@ -257,3 +258,37 @@ def test_a_declared_length_over_the_limit_is_refused_before_reading():
     client = TestClient(create_app(StandIn(), max_image_bytes=100_000))
     response = client.post("/v1/answer", content=b"x" * 300_000, headers={"content-type": "application/json"})
     assert response.status_code == 413 and response.json()["error"]["param"] == "image"
+
+
+def test_a_full_queue_refuses_a_streamed_request_with_a_503_before_the_stream_starts():
+    gen = Ticking(steps=50, tick=0.01)
+    gen.release.clear()
+    client = TestClient(create_app(gen, max_batch=1, max_queue=1))
+    body = {"files": {"image": ("p.png", PNG)}, "data": {"query": "q"}}
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        first = pool.submit(client.post, "/v1/answer", **body)
+        time.sleep(0.3)
+        second = pool.submit(client.post, "/v1/answer", **body)
+        time.sleep(0.3)
+        streamed = client.post("/v1/answer", files=body["files"], data={"query": "q", "stream": "true"})
+        image = {"type": "image_url", "image_url": {"url": "data:image/png;base64," + base64.b64encode(PNG).decode()}}
+        messages = [{"role": "user", "content": [image, {"type": "text", "text": "q"}]}]
+        chat = client.post("/v1/chat/completions", json={"stream": True, "messages": messages})
+        gen.release.set()
+        first.result(), second.result()
+    for refused in (streamed, chat):
+        assert refused.status_code == 503 and refused.headers["retry-after"].isdigit(), refused.text
+
+
+def test_jobs_held_for_other_options_still_count_against_the_queue():
+    gen = Ticking(steps=2, tick=0)
+    gen.release.clear()
+    batcher = Batcher(gen, max_batch=1, max_wait_ms=0, max_queue=3)
+    batcher.submit(_job({"max_new_tokens": 1})[0])
+    time.sleep(0.1)  # running (blocked)
+    for n in (2, 3, 4):  # each with other options: the worker may move them to its held list
+        batcher.submit(_job({"max_new_tokens": n})[0])
+    with pytest.raises(RequestError) as refused:
+        batcher.submit(_job({"max_new_tokens": 5})[0])
+    assert refused.value.status == 503 and batcher.stats()["waiting"] == 3
+    gen.release.set()

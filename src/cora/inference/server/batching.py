@@ -135,8 +135,11 @@ class Batcher:
         self.generator = generator
         self.max_batch = max_batch
         self.max_wait = max_wait_ms / 1000.0
-        self.jobs: queue.Queue[Job] = queue.Queue(maxsize=max_queue)
+        self.max_queue = max_queue
+        self.jobs: queue.Queue[Job] = queue.Queue()
         self.held: collections.deque[Job] = collections.deque()  # taken, but other options than the batch's
+        self._waiting = 0  # queued + held: what max_queue bounds (held jobs still wait)
+        self._count_lock = threading.Lock()
         self.batch_seconds = 1.0  # running estimate of one batch's time, for Retry-After
         self.batches = 0
         self.answered = 0
@@ -145,23 +148,29 @@ class Batcher:
         self._start_lock = threading.Lock()
 
     def submit(self, job: Job) -> None:
-        """Queue ``job``; 503 with ``Retry-After`` when the queue is full."""
+        """Queue ``job``; 503 with ``Retry-After`` when ``max_queue`` jobs wait already."""
         self._ensure_started()
-        try:
-            self.jobs.put_nowait(job)
-        except queue.Full:
-            waiting = self.jobs.qsize() + len(self.held)
+        with self._count_lock:
+            waiting = self._waiting
+            if waiting < self.max_queue:
+                self._waiting += 1
+        if waiting >= self.max_queue:
             retry = max(1, round(self.batch_seconds * (1 + waiting / self.max_batch)))
             message = f"server busy: {waiting} requests are waiting; retry after {retry} s"
-            raise RequestError(503, message, headers={"Retry-After": str(retry)}) from None
+            raise RequestError(503, message, headers={"Retry-After": str(retry)})
+        self.jobs.put_nowait(job)
+
+    def _started(self, jobs: Sequence[Job]) -> None:
+        with self._count_lock:
+            self._waiting -= len(jobs)
 
     def stats(self) -> dict[str, float]:
         """Limits and counters (``/health``): how full the batches are, how many wait."""
         return {
             "max_batch": self.max_batch,
             "max_wait_ms": self.max_wait * 1000.0,
-            "max_queue": self.jobs.maxsize,
-            "waiting": self.jobs.qsize() + len(self.held),
+            "max_queue": self.max_queue,
+            "waiting": self._waiting,
             "batches": self.batches,
             "answered": self.answered,
             "mean_batch_size": round(self.answered / self.batches, 2) if self.batches else 0.0,
@@ -175,9 +184,16 @@ class Batcher:
 
     def _loop(self) -> None:
         while True:
-            batch = self._collect()
-            if batch:
-                self._run(batch)
+            batch: list[Job] = []
+            try:
+                batch = self._collect()
+                if batch:
+                    self._run(batch)
+            except BaseException as exc:  # this thread must not die: every later request would wait forever
+                logger.exception("the batching worker failed; it goes on")
+                for job in batch:
+                    with contextlib.suppress(Exception):
+                        job.finish(exc if isinstance(exc, Exception) else RuntimeError(repr(exc)))
 
     def _collect(self) -> list[Job]:
         """The oldest job and those with its options that arrive within ``max_wait`` (cancelled ones dropped)."""
@@ -196,6 +212,7 @@ class Batcher:
                 break
             (batch if job.options == first.options else others).append(job)
         self.held.extend(others)
+        self._started(batch)
         self.last_batch = len(batch)
         live = []
         for job in batch:

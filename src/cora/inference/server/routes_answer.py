@@ -15,8 +15,8 @@ from cora.inference.server.batching import Finished
 from cora.inference.server.deps import Service, check_length, client_left, json_object
 from cora.inference.server.errors import RequestError
 from cora.inference.server.events import sse, stream_error
-from cora.inference.server.schemas import AnswerForm, AnswerJSON, AnswerResponse, DecodingOverrides, parse
-from cora.inference.server.service import PanoramaService
+from cora.inference.server.schemas import AnswerForm, AnswerJSON, AnswerResponse, parse
+from cora.inference.server.service import PanoramaService, Submitted
 
 logger = logging.getLogger(__name__)
 router = APIRouter()
@@ -28,10 +28,10 @@ async def answer(request: Request, service: Service) -> AnswerResponse | Streami
     fields = await _fields(request)
     await run_in_threadpool(service.check_query, fields.query)
     image = await _image(fields, service)
+    submitted = service.submit(image, fields.query, fields.decoding())  # a full queue: 503 before any byte
     if fields.stream:
-        events = _events(service, image, fields.query, fields.decoding(), request)
-        return StreamingResponse(events, media_type="text/event-stream")
-    result = await service.answer(image, fields.query, fields.decoding(), request.is_disconnected)
+        return StreamingResponse(_events(service, submitted, request), media_type="text/event-stream")
+    result = await service.answer(submitted, request.is_disconnected)
     return result if result is not None else client_left()
 
 
@@ -62,14 +62,12 @@ async def _image(fields: AnswerForm | AnswerJSON, service: PanoramaService) -> n
     raise RequestError(400, f"image: missing (base64 of the panorama file{or_path})", "image")
 
 
-async def _events(
-    service: PanoramaService, image: np.ndarray, query: str, options: DecodingOverrides, request: Request
-) -> AsyncIterator[str]:
+async def _events(service: PanoramaService, submitted: Submitted, request: Request) -> AsyncIterator[str]:
     """One ``data: {"text"}`` event per piece, then ``event: done`` with the whole answer (or ``event: error``)."""
     start = time.perf_counter()
     answer = ""
     try:
-        async for piece in service.stream(image, query, options, request.is_disconnected):
+        async for piece in service.stream(submitted, request.is_disconnected):
             if isinstance(piece, Finished):
                 answer = piece.text.strip()
             elif piece:

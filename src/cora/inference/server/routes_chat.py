@@ -30,7 +30,7 @@ from cora.inference.server.schemas import (
     Usage,
     parse,
 )
-from cora.inference.server.service import PanoramaService
+from cora.inference.server.service import PanoramaService, Submitted
 
 logger = logging.getLogger(__name__)
 router = APIRouter()
@@ -54,11 +54,11 @@ async def chat_completions(request: Request, service: Service) -> ChatCompletion
         id=f"chatcmpl-{uuid.uuid4().hex[:24]}", created=int(time.time()), model=service.model_name, choices=[]
     )
     prompt_tokens = service.usage_prompt_tokens(conversation)
+    submitted = service.submit(image, conversation, options, body.stop or ())  # a full queue: 503 before any byte
     if body.stream:
         usage = prompt_tokens if body.include_usage else None
-        chunks = _chunks(service, image, conversation, options, body.stop or (), head, usage, request)
-        return StreamingResponse(chunks, media_type="text/event-stream")
-    result = await service.answer(image, conversation, options, request.is_disconnected, body.stop or ())
+        return StreamingResponse(_chunks(service, submitted, head, usage, request), media_type="text/event-stream")
+    result = await service.answer(submitted, request.is_disconnected)
     if result is None:
         return client_left()
     return ChatCompletion(
@@ -86,10 +86,7 @@ def _inputs(service: PanoramaService, body: ChatRequest) -> tuple[np.ndarray, Co
 
 async def _chunks(
     service: PanoramaService,
-    image: np.ndarray,
-    conversation: Conversation,
-    options: dict,
-    stop: list[str] | tuple[str, ...],
+    submitted: Submitted,
     head: ChatCompletionChunk,
     prompt_tokens: int | None,
     request: Request,
@@ -103,7 +100,7 @@ async def _chunks(
 
     yield chunk({"role": "assistant"})
     try:
-        async for item in service.stream(image, conversation, options, request.is_disconnected, stop):
+        async for item in service.stream(submitted, request.is_disconnected):
             if isinstance(item, Finished):
                 yield chunk({}, item.reason)
                 if prompt_tokens is not None:

@@ -11,6 +11,7 @@ import os
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +46,14 @@ DEFAULT_MAX_DECODES = 2
 # How often a request waiting for its first (or next) token checks whether its client is still there.
 POLL_SECONDS = 0.05
 Disconnected = Callable[[], Awaitable[bool]]
+
+
+@dataclass(frozen=True)
+class Submitted:
+    """A queued answer: its job and the queue its text arrives on."""
+
+    job: Job
+    items: asyncio.Queue
 
 
 class PanoramaService:
@@ -199,18 +208,23 @@ class PanoramaService:
             raise RequestError(404, PATH_REFUSED, field) from exc
 
     # -- generation (batched) --------------------------------------------------------------
-    async def answer(
-        self,
-        image: np.ndarray,
-        query: Prompt,
-        options: DecodingOverrides,
-        disconnected: Disconnected | None = None,
-        stop: Sequence[str] = (),
-    ) -> AnswerResponse | None:
-        """The answer about one panorama ``[H, W, 3]``, its length in tokens and the time it took; ``None``
-        when the client left first (its generation is cancelled)."""
+    def submit(
+        self, image: np.ndarray, query: Prompt, options: DecodingOverrides, stop: Sequence[str] = ()
+    ) -> Submitted:
+        """Queue the generation of one answer (before any response starts: a full queue is a 503 with
+        ``Retry-After``, for streamed requests too). Call from the request's event loop."""
+        items: asyncio.Queue[str | Finished] = asyncio.Queue()
+        deliver = loop_delivery(asyncio.get_running_loop(), items)
+        limit = options.get("max_new_tokens", self.generator.options.max_new_tokens)
+        job = Job(image, query, dict(options), deliver, self.generator.decode, limit, tuple(stop))
+        self.batcher.submit(job)
+        return Submitted(job, items)
+
+    async def answer(self, submitted: Submitted, disconnected: Disconnected | None = None) -> AnswerResponse | None:
+        """The whole answer, its length in tokens and the time it took; ``None`` when the client left first
+        (its generation is cancelled)."""
         start = time.perf_counter()
-        async with contextlib.aclosing(self.stream(image, query, options, disconnected, stop)) as items:
+        async with contextlib.aclosing(self.stream(submitted, disconnected)) as items:
             async for item in items:
                 if isinstance(item, Finished):
                     return AnswerResponse(
@@ -222,37 +236,12 @@ class PanoramaService:
         return None
 
     async def stream(
-        self,
-        image: np.ndarray,
-        query: Prompt,
-        options: DecodingOverrides,
-        disconnected: Disconnected | None = None,
-        stop: Sequence[str] = (),
+        self, submitted: Submitted, disconnected: Disconnected | None = None
     ) -> AsyncIterator[str | Finished]:
-        """Text pieces as they are generated, then the :class:`Finished` answer (an error is raised);
-        closing the iterator (or the client leaving) cancels the generation, which then stops within
-        one token. ``stop``: strings that end the answer (OpenAI's ``stop``)."""
-        async with contextlib.aclosing(self._items(image, query, options, disconnected, tuple(stop))) as items:
-            async for item in items:
-                if isinstance(item, Finished) and item.error is not None:
-                    raise item.error
-                yield item
-
-    async def _items(
-        self,
-        image: np.ndarray,
-        query: Prompt,
-        options: DecodingOverrides,
-        disconnected: Disconnected | None,
-        stop: tuple[str, ...],
-    ) -> AsyncIterator[str | Finished]:
-        """A job's text pieces then its :class:`Finished`; ``disconnected()`` is asked every
-        :data:`POLL_SECONDS`, and however the iteration ends, the job is cancelled."""
-        items: asyncio.Queue[str | Finished] = asyncio.Queue()
-        deliver = loop_delivery(asyncio.get_running_loop(), items)
-        limit = options.get("max_new_tokens", self.generator.options.max_new_tokens)
-        job = Job(image, query, dict(options), deliver, self.generator.decode, limit, stop)
-        self.batcher.submit(job)
+        """Text pieces as they are generated, then the :class:`Finished` answer (an error is raised).
+        ``disconnected()`` is asked every :data:`POLL_SECONDS`; however the iteration ends (the client
+        left, the iterator was closed), the job is cancelled and stops within one token."""
+        job, items = submitted.job, submitted.items
         check = time.monotonic() + POLL_SECONDS
         try:
             while True:
@@ -266,6 +255,8 @@ class PanoramaService:
                     check = time.monotonic() + POLL_SECONDS
                 if item is None:
                     continue
+                if isinstance(item, Finished) and item.error is not None:
+                    raise item.error
                 yield item
                 if isinstance(item, Finished):
                     return
