@@ -138,3 +138,21 @@ def test_auto_threads_and_workers_follow_the_cpus_a_process_may_use(monkeypatch)
 
     cfg = load_config(CONFIGS / "tiny.yaml")
     assert (cfg.training.num_threads, cfg.data.num_workers) == ("auto", "auto")
+
+
+def test_extends_names_the_file_beside_the_config_or_the_packaged_one_never_the_working_directory(
+    tmp_path, monkeypatch
+):
+    """A config means the same from any folder: a `tiny.yaml` in the working directory is not what another
+    folder's `extends: tiny.yaml` names."""
+    project, elsewhere = tmp_path / "project", tmp_path / "elsewhere"
+    project.mkdir()
+    elsewhere.mkdir()
+    (elsewhere / "tiny.yaml").write_text("experiment: {name: FROM_CWD}\n")
+    (elsewhere / "base.yaml").write_text("experiment: {name: ALSO_CWD}\n")
+    (project / "mine.yaml").write_text("extends: tiny.yaml\n")
+    monkeypatch.chdir(elsewhere)
+    assert load_config(project / "mine.yaml").experiment.name == "cora-tiny"  # the packaged tiny.yaml
+    (project / "other.yaml").write_text("extends: base.yaml\n")
+    with pytest.raises(ConfigError, match=f"{project / 'base.yaml'}: config file not found"):
+        load_config(project / "other.yaml")

@@ -78,3 +78,22 @@ def test_cora_export_of_a_native_run_is_a_self_contained_hf_folder(tiny, panoram
     assert "library_name: cora" in (out / "README.md").read_text()
     exported = AutoModelForImageTextToText.from_pretrained(out)
     assert _answers(exported, AutoProcessor.from_pretrained(out), panoramas) == expected
+
+
+def test_import_cora_registers_once_transformers_is_imported_even_after_a_probe():
+    """`import cora` stays light (no transformers); an `importlib.util.find_spec("transformers")` probe (how
+    libraries ask whether it is installed) does not use the registration up."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, importlib.util, cora\n"
+        "assert 'transformers' not in sys.modules\n"
+        "importlib.util.find_spec('transformers')\n"
+        "import transformers\n"
+        "from transformers.models.auto.configuration_auto import CONFIG_MAPPING\n"
+        "print('cora' in CONFIG_MAPPING)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "True"

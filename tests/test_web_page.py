@@ -194,3 +194,12 @@ def test_feedback_is_validated_and_appended_whole(generator, panoramas, tmp_path
     rows = [json.loads(line) for line in feedback.read_text().splitlines()]
     assert sorted(r["query"] for r in rows) == [f"q{i}" for i in range(8)]
     assert len({r["image"] for r in rows}) == 1 and len(list((tmp_path / "images").iterdir())) == 1
+
+
+def test_feedback_text_is_bounded(generator, tmp_path):  # noqa: F811
+    from fastapi.testclient import TestClient
+
+    client = TestClient(create_app(generator, feedback_file=tmp_path / "fb.jsonl"))
+    body = {"image": "data:image/png;base64,aGVsbG8=", "query": "q" * 20_000, "answer": "a", "rating": 1}
+    response = client.post("/v1/feedback", json=body)
+    assert response.status_code == 413 and response.json()["error"]["param"] == "query"

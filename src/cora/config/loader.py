@@ -76,13 +76,24 @@ def resolve_config_path(path: str | Path) -> Path:
     return packaged if packaged.is_file() else path
 
 
+def _extended(config: Path, base: str) -> Path:
+    """What ``extends: base`` in ``config`` names: the file beside ``config``, else the packaged config of that
+    name; never a file of the working directory (the same config must mean the same thing from anywhere)."""
+    local = config.parent / base
+    if local.is_file() or Path(base).parent.name not in ("", "configs") or len(Path(base).parts) > 2:
+        return local
+    name = Path(base).name if Path(base).suffix in (".yaml", ".yml") else f"{Path(base).name}.yaml"
+    packaged = PACKAGED_CONFIGS / name
+    return packaged if packaged.is_file() else local
+
+
 def load_raw(path: str | Path, _chain: tuple[Path, ...] = ()) -> tuple[dict[str, Any], Provenance]:
     """Read one YAML file and everything it ``extends`` (later bases win, the file itself wins last).
 
     A file name that does not exist but names a packaged config (``extends: tiny.yaml`` from a folder
     of your own) is the packaged one.
     """
-    path = resolve_config_path(path).resolve()
+    path = (resolve_config_path(path) if not _chain else Path(path)).resolve()
     if path in _chain:
         cycle = " -> ".join(str(p) for p in (*_chain[_chain.index(path) :], path))
         raise ConfigError(f"extends cycle: {cycle}")
@@ -107,8 +118,7 @@ def load_raw(path: str | Path, _chain: tuple[Path, ...] = ()) -> tuple[dict[str,
     merged: dict[str, Any] = {}
     prov: Provenance = {}
     for base in extends:
-        local = path.parent / base
-        base_data, base_prov = load_raw(local if local.is_file() else resolve_config_path(base), (*_chain, path))
+        base_data, base_prov = load_raw(_extended(path, base), (*_chain, path))
         merged, prov = _deep_merge(merged, prov, base_data, base_prov)
     return _deep_merge(merged, prov, data, _provenance(data, path))
 

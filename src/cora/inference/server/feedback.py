@@ -21,6 +21,7 @@ from PIL import Image
 from cora.inference.server.errors import RequestError
 from cora.utils.io import atomic_open
 
+MAX_TEXT = 16_384  # characters per text field: a question, an answer, a correction — not a disk filler
 _FORMATS = {"PNG": ".png", "JPEG": ".jpg", "WEBP": ".webp", "BMP": ".bmp", "TIFF": ".tif"}
 
 
@@ -31,6 +32,7 @@ class FeedbackStore:
         self.path = Path(path)
         self.images = self.path.parent / "images"
         self._lock = threading.Lock()
+        self._lines: int | None = None  # counted once, then kept
 
     def save_image(self, data: bytes) -> str:
         """The image's path relative to the feedback file (written once per distinct content)."""
@@ -49,17 +51,30 @@ class FeedbackStore:
         line = (json.dumps(row, ensure_ascii=False) + "\n").encode("utf-8")
         with self._lock:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            if self._lines is None:
+                self._lines = _count_lines(self.path)
             with open(self.path, "ab") as handle:
                 handle.write(line)
                 handle.flush()
                 os.fsync(handle.fileno())
-            with open(self.path, "rb") as handle:
-                return sum(1 for _ in handle)
+            self._lines += 1
+            return self._lines
+
+
+def _count_lines(path: Path) -> int:
+    if not path.is_file():
+        return 0
+    with open(path, "rb") as handle:
+        return sum(1 for _ in handle)
 
 
 def feedback_row(body: dict[str, Any], image: str) -> dict[str, Any]:
     """The JSONL row of a feedback request (validated: 400 naming the field)."""
     row: dict[str, Any] = {"image": image}
+    for name in ("query", "answer", "correction"):
+        value = body.get(name)
+        if isinstance(value, str) and len(value) > MAX_TEXT:
+            raise RequestError(413, f"{name}: {len(value)} characters is over the limit of {MAX_TEXT}", name)
     for name in ("query", "answer"):
         value = body.get(name)
         if not isinstance(value, str) or not value.strip():

@@ -1,13 +1,14 @@
 """Selective scan (Mamba's S6 recurrence) in pure PyTorch: which implementation runs, and three of them.
 
-:func:`scan` chooses (once per device and size class, logged): on CPU, a ``torch.compile``d loop over
-blocks of 16 tokens (:func:`selective_scan_blocks`: each block one fused kernel, no per-step temporaries;
-3.8× the plain loop forward and 5.4× forward+backward at the reference shape, ``benchmarks/
-results/bimamba_scan.json``) when the work is large enough to repay the compilation (tens of seconds on
-first use, then cached on disk by PyTorch), else the plain loop (:func:`selective_scan_sequential`, the
-fastest eager form on CPU); on CUDA, the chunked scan below (few kernel launches), unless ``mamba_ssm``'s
-kernels are installed (``MambaBlock`` uses them directly). ``CORA_SCAN=compiled|chunked|sequential``
-forces one. Hand-written because no installed library provides a CPU selective scan.
+:func:`scan` chooses (once per device and size class, logged): a ``torch.compile``d loop over blocks of 16
+tokens (:func:`selective_scan_blocks`: each block one fused kernel, no per-step temporaries; on CPU 4.0× the
+plain loop forward and 7.2× forward+backward at the reference shape, ``benchmarks/results/bimamba_scan.json``;
+on CUDA inductor's Triton kernels) when the work is large enough to repay the compilation (seconds to tens
+of seconds on first use, then cached on disk by PyTorch); below that, the plain loop on CPU
+(:func:`selective_scan_sequential`, the fastest eager form there) and the chunked scan on CUDA (few kernel
+launches). With ``mamba_ssm`` installed, ``MambaBlock`` uses its CUDA kernels and does not ask.
+``CORA_SCAN=compiled|chunked|sequential`` forces one. The compiled blocks have static shapes: each new
+batch size compiles once more. Hand-written because no installed library provides a CPU selective scan.
 
 The chunked scan, :func:`selective_scan`:
 

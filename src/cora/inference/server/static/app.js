@@ -4,7 +4,9 @@ import { Viewer } from "@photo-sphere-viewer/core";
 import { MarkersPlugin } from "@photo-sphere-viewer/markers-plugin";
 
 const $ = (id) => document.getElementById(id);
-const state = { image: null, messages: [], controller: null, model: "cora", views: [] };
+// `conversation` counts new conversations: an answer still streaming when the panorama changes or the
+// conversation is cleared is stopped and never joins the new history.
+const state = { image: null, messages: [], controller: null, model: "cora", views: [], conversation: 0 };
 // what the page has done, for people and for the browser test
 window.cora = { chunks: 0, answers: 0, feedback: 0, tiles: 0 };
 
@@ -31,10 +33,16 @@ async function errorText(response) {
 }
 
 // -- the panorama ---------------------------------------------------------------------------------------
-async function usePanorama(dataUrl) {
-  state.image = dataUrl;
+function newConversation() {
+  if (state.controller) state.controller.abort();
+  state.conversation += 1;
   state.messages = [];
   $("history").replaceChildren();
+}
+
+async function usePanorama(dataUrl) {
+  newConversation();
+  state.image = dataUrl;
   $("drop").hidden = true;
   await viewer.setPanorama(dataUrl, { showLoader: true });
   drawTiles();
@@ -133,6 +141,7 @@ async function* events(response) {
 }
 
 async function ask(question) {
+  const conversation = state.conversation;
   const turn = addTurn(question);
   const answer = turn.querySelector(".a");
   const message = userMessage(question);
@@ -174,7 +183,7 @@ async function ask(question) {
     $("stop").disabled = true;
   }
   text = text.trim();
-  if (text) {
+  if (text && conversation === state.conversation) {
     state.messages.push(message, { role: "assistant", content: text });
     window.cora.answers += 1;
     offerFeedback(turn, question, text);
@@ -196,10 +205,7 @@ $("question").addEventListener("keydown", (e) => {
   }
 });
 $("stop").addEventListener("click", () => state.controller && state.controller.abort());
-$("clear").addEventListener("click", () => {
-  state.messages = [];
-  $("history").replaceChildren();
-});
+$("clear").addEventListener("click", newConversation);
 
 // -- feedback -------------------------------------------------------------------------------------------
 function offerFeedback(turn, question, answer) {
