@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from cora.config.sections.image import ImageProcessingConfig  # noqa: E402
-from cora.processors.image_io import load_image  # noqa: E402
+from cora.processors.image_io import _jpeg_reduction, load_image  # noqa: E402
 from cora.processors.views import PanoramaViews  # noqa: E402
 from cora.utils.io import atomic_write_json  # noqa: E402
 
@@ -61,11 +61,11 @@ def _time(fn, repeats: int) -> float:
     return statistics.median(times)
 
 
-def _ways(data: bytes, width: int, need: int) -> dict:
+def _ways(data: bytes, need: int) -> dict:
     import simplejpeg
 
     buf = np.frombuffer(data, np.uint8)
-    reduction = max((r for r in (1, 2, 4, 8) if -(-width // r) >= need), default=1)
+    reduction = _jpeg_reduction(data, need)  # what the OpenCV path of load_image picks
     flag = {1: cv2.IMREAD_COLOR, 2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4,
             8: cv2.IMREAD_REDUCED_COLOR_8}[reduction]  # fmt: skip
     return {
@@ -92,7 +92,7 @@ def main() -> int:
         image = _panorama(width)
         for progressive in (False, True):
             data = _jpeg(image, progressive)
-            ways = _ways(data, width, need)
+            ways = _ways(data, need)
             times = {k: [] for k in ways}
             for _ in range(args.repeats):
                 for name, fn in ways.items():  # interleaved

@@ -132,23 +132,6 @@ def test_a_full_queue_is_refused_at_once_with_retry_after():
     gen.release.set()
 
 
-def test_over_http_a_full_queue_is_a_503_in_the_openai_shape_with_retry_after():
-    gen = Ticking(steps=50, tick=0.01)
-    gen.release.clear()
-    client = TestClient(create_app(gen, max_batch=1, max_queue=1))
-    body = {"files": {"image": ("p.png", PNG)}, "data": {"query": "q"}}
-    with concurrent.futures.ThreadPoolExecutor(4) as pool:
-        first = pool.submit(client.post, "/v1/answer", **body)
-        time.sleep(0.3)
-        second = pool.submit(client.post, "/v1/answer", **body)
-        time.sleep(0.3)
-        refused = client.post("/v1/answer", **body)
-        gen.release.set()
-        assert first.result().status_code == 200 and second.result().status_code == 200
-    assert refused.status_code == 503 and refused.headers["retry-after"].isdigit()
-    assert refused.json()["error"]["type"] == "server_error" and "busy" in refused.json()["error"]["message"]
-
-
 def test_concurrent_requests_are_batched_and_answer_as_alone(generator, panoramas):  # noqa: F811
     """Eight clients at once on the tiny model: fewer model calls than requests, the same answers."""
     calls: list[int] = []
@@ -260,24 +243,30 @@ def test_a_declared_length_over_the_limit_is_refused_before_reading():
     assert response.status_code == 413 and response.json()["error"]["param"] == "image"
 
 
-def test_a_full_queue_refuses_a_streamed_request_with_a_503_before_the_stream_starts():
+def test_over_http_a_full_queue_is_a_503_with_retry_after_before_any_response_starts():
+    """Answers, streamed answers and streamed chat completions alike: the OpenAI error shape, no 200 first."""
     gen = Ticking(steps=50, tick=0.01)
     gen.release.clear()
     client = TestClient(create_app(gen, max_batch=1, max_queue=1))
     body = {"files": {"image": ("p.png", PNG)}, "data": {"query": "q"}}
+    image = {"type": "image_url", "image_url": {"url": "data:image/png;base64," + base64.b64encode(PNG).decode()}}
+    messages = [{"role": "user", "content": [image, {"type": "text", "text": "q"}]}]
     with concurrent.futures.ThreadPoolExecutor(2) as pool:
         first = pool.submit(client.post, "/v1/answer", **body)
-        time.sleep(0.3)
+        time.sleep(0.3)  # running (blocked in the model)
         second = pool.submit(client.post, "/v1/answer", **body)
-        time.sleep(0.3)
-        streamed = client.post("/v1/answer", files=body["files"], data={"query": "q", "stream": "true"})
-        image = {"type": "image_url", "image_url": {"url": "data:image/png;base64," + base64.b64encode(PNG).decode()}}
-        messages = [{"role": "user", "content": [image, {"type": "text", "text": "q"}]}]
-        chat = client.post("/v1/chat/completions", json={"stream": True, "messages": messages})
+        time.sleep(0.3)  # waiting: the queue is full
+        refused = [
+            client.post("/v1/answer", **body),
+            client.post("/v1/answer", files=body["files"], data={"query": "q", "stream": "true"}),
+            client.post("/v1/chat/completions", json={"stream": True, "messages": messages}),
+        ]
         gen.release.set()
-        first.result(), second.result()
-    for refused in (streamed, chat):
-        assert refused.status_code == 503 and refused.headers["retry-after"].isdigit(), refused.text
+        assert first.result().status_code == 200 and second.result().status_code == 200
+    for response in refused:
+        assert response.status_code == 503 and response.headers["retry-after"].isdigit(), response.text
+        error = response.json()["error"]
+        assert error["type"] == "server_error" and "busy" in error["message"]
 
 
 def test_jobs_held_for_other_options_still_count_against_the_queue():

@@ -16,7 +16,7 @@ def _register_with_transformers() -> None:
     try:
         importlib.import_module("cora.model.hf")
     except ImportError:  # cora.model is being imported right now: it registers when it is done
-        pass
+        return
     except Exception as exc:  # never make `import transformers` fail because of us
         logging.getLogger(__name__).warning("could not register CORA with transformers' Auto classes: %s", exc)
 

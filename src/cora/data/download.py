@@ -16,6 +16,7 @@ whose image failed are left out), ``DIR/fetch_failures.csv`` (url, lines, reason
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import email.utils
 import logging
@@ -406,11 +407,9 @@ def _remove_stale_temp_files(images: Path) -> None:
         return
     cutoff = time.time() - _STALE_TMP_S
     for tmp in images.glob(".*.tmp"):
-        try:
+        with contextlib.suppress(FileNotFoundError):  # another process may remove it first
             if tmp.stat().st_mtime < cutoff:
                 tmp.unlink()
-        except FileNotFoundError:
-            pass
 
 
 # ---------------------------------------------------------------- outputs

@@ -22,6 +22,7 @@ import torch
 from cora.inference.base import GeneratorBase, stream_text
 from cora.inference.decoding import DecodingOptions
 from cora.inference.protocols import Conversation, Prompt
+from cora.model.fusion import left_padded
 from cora.processors.geometry import ViewGeometry
 from cora.processors.text import ChatFormatter
 
@@ -140,14 +141,7 @@ class PanoramaGenerator(GeneratorBase):
         if not images:
             raise ValueError("nothing to generate: no images")
         views = self._views(images)
-        prompts = [self._encode(q) for q in queries]
-        length = max(len(p) for p in prompts)
-        pad = self.tokenizer.pad_token_id
-        input_ids = torch.full((len(prompts), length), pad, dtype=torch.long)
-        attention_mask = torch.zeros((len(prompts), length), dtype=torch.long)
-        for i, ids in enumerate(prompts):  # left padding: every prompt ends where generation starts
-            input_ids[i, length - len(ids) :] = torch.tensor(ids, dtype=torch.long)
-            attention_mask[i, length - len(ids) :] = 1
+        input_ids, attention_mask = left_padded([self._encode(q) for q in queries], self.tokenizer.pad_token_id)
         device = self.device
         return {
             "pixel_values": views.pixels.to(device),

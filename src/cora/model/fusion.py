@@ -8,6 +8,7 @@ stays where it was.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -75,6 +76,18 @@ def fuse_vision(
     mask = torch.stack(masks)
     position_ids = (mask.long().cumsum(dim=1) - 1).clamp(min=0)
     return FusedInputs(torch.stack(embeds), mask, position_ids, torch.stack(labs) if labels is not None else None)
+
+
+def left_padded(sequences: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token id lists as ``input_ids`` / ``attention_mask [B, T]``, left padded: every prompt ends where
+    generation starts."""
+    length = max(len(ids) for ids in sequences)
+    input_ids = torch.full((len(sequences), length), pad_id, dtype=torch.long)
+    attention_mask = torch.zeros((len(sequences), length), dtype=torch.long)
+    for i, ids in enumerate(sequences):
+        input_ids[i, length - len(ids) :] = torch.tensor(list(ids), dtype=torch.long)
+        attention_mask[i, length - len(ids) :] = 1
+    return input_ids, attention_mask
 
 
 def to_left_padding(

@@ -23,6 +23,7 @@ import torch
 from transformers import PretrainedConfig, PreTrainedModel
 
 from cora.config import CoraConfig, load_config
+from cora.model.fusion import left_padded
 from cora.model.vlm import SAVED_CONFIG, SAVED_META, PanoramaOutput, PanoramaVLM
 from cora.utils.io import atomic_write_json
 
@@ -151,13 +152,7 @@ class CoraProcessor:
         images = images if isinstance(images, list | tuple) else [images]
         views = self.views(list(images))
         prompts = [self.formatter.encode_prompt(t) for t in texts]
-        length = max(len(p) for p in prompts)
-        pad = self.tokenizer.pad_token_id
-        input_ids = torch.full((len(prompts), length), pad, dtype=torch.long)
-        attention_mask = torch.zeros((len(prompts), length), dtype=torch.long)
-        for i, ids in enumerate(prompts):
-            input_ids[i, length - len(ids) :] = torch.tensor(ids)
-            attention_mask[i, length - len(ids) :] = 1
+        input_ids, attention_mask = left_padded(prompts, self.tokenizer.pad_token_id)
         return {
             "pixel_values": views.pixels,
             "geometries": views.geometries,
