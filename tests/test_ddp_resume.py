@@ -1,6 +1,7 @@
-"""A 2-process DDP run (gloo, CPU) killed after step 3 and resumed with ``--resume auto`` ends with the weights
-of the uninterrupted run, on both ranks (the one distributed strategy Lightning runs on a CPU: FSDP and
-DeepSpeed need CUDA)."""
+"""2-process runs (gloo, CPU) killed after a step and resumed with ``--resume auto`` end with the weights of
+the uninterrupted run, on both ranks, for every distributed strategy that runs on a CPU: DDP, and FSDP
+(FSDP2, parameters and optimiser state sharded; its checkpoints hold the gathered state). DeepSpeed needs
+CUDA. An FSDP checkpoint also resumes in a process without ``torch.distributed``."""
 
 from __future__ import annotations
 
@@ -15,38 +16,78 @@ import torch
 from tests.ddp_util import ROOT, run_two_ranks
 
 
-def _config(tmp: Path, kit_paths, synth: Path) -> Path:
+def _config(tmp: Path, kit_paths, synth: Path, strategy: str, stages: list[str], name: str | None = None) -> Path:
     tmp.mkdir(parents=True, exist_ok=True)
-    cfg = tmp / "ddp.yaml"
+    name = name or strategy
+    cfg = tmp / f"{strategy}.yaml"
+    stage_cfgs = "".join(f"    {s}: {{max_steps: 6, batch_size: 2, accumulate_grad_batches: 1}}\n" for s in stages)
     cfg.write_text(
         f"extends: {ROOT / 'configs' / 'tiny.yaml'}\n"
-        f"experiment: {{name: ddp, output_dir: {tmp / 'runs'}}}\n"
+        f"experiment: {{name: {name}, output_dir: {tmp / 'runs'}}}\n"
         f"models: {{vision_name: {kit_paths.vision}, language_model_name: {kit_paths.language_model}}}\n"
         f"data: {{train: {synth / 'train.csv'}, val: null, view_cache: 0, num_workers: 0}}\n"
-        "training:\n  strategy: ddp\n  devices: 2\n  accelerator: cpu\n  num_threads: 1\n"
-        "  stages: [finetune]\n  progress_bar: false\n  loggers: [csv]\n  checkpoint_every_n_steps: 1\n"
-        "  stage_configs:\n    finetune: {max_steps: 6, batch_size: 2, accumulate_grad_batches: 1}\n"
+        f"training:\n  strategy: {strategy}\n  devices: 2\n  accelerator: cpu\n  num_threads: 1\n"
+        f"  stages: [{', '.join(stages)}]\n  progress_bar: false\n  loggers: [csv]\n  checkpoint_every_n_steps: 1\n"
+        f"  stage_configs:\n{stage_cfgs}"
     )
     return cfg
 
 
-@pytest.mark.slow
-def test_a_killed_ddp_run_resumes_to_the_uninterrupted_weights(tmp_path, kit_paths, synth):
-    whole_cfg = _config(tmp_path / "whole", kit_paths, synth)
-    whole = run_two_ranks("tests.ddp_resume_run", [str(whole_cfg), str(tmp_path / "whole/out"), "whole"],
-                          tmp_path / "whole/out", "29551")  # fmt: skip
-
-    cfg, out = _config(tmp_path / "killed", kit_paths, synth), tmp_path / "killed/out"
+def _killed_and_resumed(
+    tmp: Path, cfg: Path, ports: tuple[str, str], stage: str, resume_with: Path | None = None
+) -> dict[str, torch.Tensor]:
+    out = tmp / "out"
     out.mkdir(parents=True)
-    env = dict(os.environ, PYTHONPATH=f"{ROOT / 'src'}{os.pathsep}{ROOT}", MASTER_PORT="29552", OMP_NUM_THREADS="1")
+    env = dict(os.environ, PYTHONPATH=f"{ROOT / 'src'}{os.pathsep}{ROOT}", MASTER_PORT=ports[0], OMP_NUM_THREADS="1")
     crashed = subprocess.run(
-        [sys.executable, "-m", "tests.ddp_resume_run", str(cfg), str(out), "crash"],
+        [sys.executable, "-m", "tests.ddp_resume_run", str(cfg), str(out), "crash", stage],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert crashed.returncode != 0
-    assert (tmp_path / "killed/runs/ddp/checkpoints/finetune/step-000003.ckpt").is_file()
-    resumed = run_two_ranks("tests.ddp_resume_run", [str(cfg), str(out), "resume"], out, "29553")
+    assert (tmp / f"runs/{cfg.stem}/checkpoints/{stage}/step-000003.ckpt").is_file(), crashed.stderr[-3000:]
+    resumed = run_two_ranks("tests.ddp_resume_run", [str(resume_with or cfg), str(out), "resume", stage], out, ports[1])
     assert [(out / f"resumed_at{r}.txt").read_text() for r in (0, 1)] == ["3", "3"]  # it continued, not restarted
-    assert whole.keys() == resumed.keys() and whole
-    for name in whole:
-        torch.testing.assert_close(resumed[name], whole[name], rtol=0, atol=0, msg=name)
+    return resumed
+
+
+def _assert_equal(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:
+    assert a.keys() == b.keys() and a
+    for name in a:
+        torch.testing.assert_close(a[name], b[name], rtol=0, atol=0, msg=name)
+
+
+@pytest.mark.slow
+def test_a_killed_ddp_run_resumes_to_the_uninterrupted_weights(tmp_path, kit_paths, synth):
+    whole_cfg = _config(tmp_path / "whole", kit_paths, synth, "ddp", ["finetune"])
+    whole = run_two_ranks("tests.ddp_resume_run", [str(whole_cfg), str(tmp_path / "whole/out"), "whole", "finetune"],
+                          tmp_path / "whole/out", "29551")  # fmt: skip
+    cfg = _config(tmp_path / "killed", kit_paths, synth, "ddp", ["finetune"])
+    _assert_equal(_killed_and_resumed(tmp_path / "killed", cfg, ("29552", "29553"), "finetune"), whole)
+
+
+@pytest.mark.slow
+def test_a_killed_fsdp_run_resumes_to_the_uninterrupted_weights(tmp_path, kit_paths, synth):
+    # Two stages: the second shards a fresh model rebuilt from the first's gathered checkpoint.
+    stages = ["resampler", "finetune"]
+    whole_cfg = _config(tmp_path / "whole", kit_paths, synth, "fsdp", stages)
+    whole = run_two_ranks("tests.ddp_resume_run", [str(whole_cfg), str(tmp_path / "whole/out"), "whole", "finetune"],
+                          tmp_path / "whole/out", "29561")  # fmt: skip
+    cfg = _config(tmp_path / "killed", kit_paths, synth, "fsdp", stages)
+    _assert_equal(_killed_and_resumed(tmp_path / "killed", cfg, ("29562", "29563"), "finetune"), whole)
+
+    # Its checkpoints hold whole tensors keyed by name: the same run resumes under DDP as well.
+    cfg = _config(tmp_path / "to_ddp", kit_paths, synth, "fsdp", stages)
+    as_ddp = _config(tmp_path / "to_ddp", kit_paths, synth, "ddp", stages, name="fsdp")
+    resumed = _killed_and_resumed(tmp_path / "to_ddp", cfg, ("29565", "29566"), "finetune", resume_with=as_ddp)
+    _assert_close(resumed, whole)
+
+    # Sharding changes where gradients are reduced, not what is learnt: DDP ends where FSDP does.
+    ddp_cfg = _config(tmp_path / "ddp", kit_paths, synth, "ddp", stages)
+    _assert_close(run_two_ranks("tests.ddp_resume_run", [str(ddp_cfg), str(tmp_path / "ddp/out"), "whole", "finetune"],
+                                tmp_path / "ddp/out", "29567"), whole)  # fmt: skip
+
+
+def _assert_close(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:
+    assert a.keys() == b.keys() and a
+    for name in a:
+        torch.testing.assert_close(a[name], b[name], rtol=1e-4, atol=1e-5, msg=name)

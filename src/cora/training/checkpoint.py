@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from cora.training.sharding import full_tensor
 from cora.utils.io import atomic_open
 
 MAGIC = b"CORA-CKPT\x01"
@@ -67,8 +68,11 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
 
 
 def trainable_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
-    """Only the parameters that train in the current stage (detached CPU copies)."""
-    return {name: p.detach().cpu().clone() for name, p in model.named_parameters() if p.requires_grad}
+    """Only the parameters that train in the current stage (detached whole CPU copies).
+
+    Collective when the model is sharded (FSDP): every rank must call it.
+    """
+    return {name: full_tensor(p).detach().cpu().clone() for name, p in model.named_parameters() if p.requires_grad}
 
 
 def load_trainable(model: nn.Module, state: dict[str, torch.Tensor], source: str | Path = "checkpoint") -> None:

@@ -24,6 +24,7 @@ from cora.training.contract import StageModel
 from cora.training.diagnostics import overlap_diagnostics
 from cora.training.losses import build_loss
 from cora.training.schedule import StageSampler, warmup_cosine
+from cora.training.sharding import FullyShardedStrategy, load_optimizer_state, shard_model
 
 
 class TrainingDiverged(RuntimeError):
@@ -250,6 +251,11 @@ class StageModule(L.LightningModule):
         )
 
     # -- optimisation ----------------------------------------------------------------
+    def configure_model(self) -> None:
+        # Called by Lightning before the optimiser exists; only strategy fsdp shards (on its data-parallel mesh).
+        if isinstance(self.trainer.strategy, FullyShardedStrategy):
+            shard_model(self.model, self.trainer.strategy.device_mesh["data_parallel"])
+
     def configure_optimizers(self) -> dict[str, Any]:
         cfg = self.stage_cfg
         params = [p for p in self.model.parameters() if p.requires_grad]
@@ -265,7 +271,7 @@ class StageModule(L.LightningModule):
         warmup = round(cfg.warmup_ratio * total)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: warmup_cosine(s, total, warmup))
         if self.resume is not None:
-            optimizer.load_state_dict(self.resume["optimizer"])
+            load_optimizer_state(self.model, optimizer, self.resume["optimizer"], self.resume.get("optimizer_layout"))
             scheduler.load_state_dict(self.resume["scheduler"])
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 

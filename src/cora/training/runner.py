@@ -32,12 +32,20 @@ from cora.config import CoraConfig, save_config
 from cora.config.sections.training import StageConfig
 from cora.data.records import BadRow
 from cora.registry import LOGGERS
-from cora.training.callbacks import LogLineProgress, StageCheckpoint, checkpoint_payload
-from cora.training.checkpoint import CheckpointError, load_checkpoint, load_trainable, save_checkpoint
+from cora.training.callbacks import LogLineProgress, StageCheckpoint
+from cora.training.checkpoint import (
+    CheckpointError,
+    load_checkpoint,
+    load_trainable,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
 from cora.training.contract import StageModel
 from cora.training.curves import write_loss_curves
 from cora.training.loggers import LoggerUnavailable, hyperparameters
 from cora.training.module import StageData, StageModule, StagePlan
+from cora.training.sharding import build_strategy, is_sharded
 from cora.training.state import StageState
 from cora.utils.machine import resolve_threads, resolve_workers
 
@@ -70,6 +78,9 @@ def config_digest(config: CoraConfig) -> str:
     data = config.model_dump(mode="json")
     for key in ("progress_bar", "loggers", "log_every_n_steps"):
         data["training"].pop(key, None)
+    # How the ranks share the work, not what is learnt: a run may resume under another strategy (an FSDP run
+    # with DDP, say). Written as the default so digests of runs made before this rule stay the same.
+    data["training"]["strategy"] = "auto"
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -125,7 +136,11 @@ def default_model_factory(config: CoraConfig) -> StageModel:
 
     model = build_model(config)
     mode = config.training.feature_cache
-    if mode != "none":
+    if mode != "none" and config.training.strategy == "fsdp":
+        # A cache hit skips the tower's forward on one rank, but a sharded tower gathers its weights in
+        # every rank's forward together: one rank skipping would leave the others waiting.
+        logger.info("training.feature_cache %s is not used with strategy fsdp", mode)
+    elif mode != "none":
         disk = run_dir_of(config) / "cache" / "tower" if mode == "disk" else None
         model.enable_feature_cache(config.training.feature_cache_items, disk)
     return model
@@ -233,10 +248,13 @@ class StageRunner:
     def _load_previous(self, model: StageModel, state: StageState, first: str) -> None:
         """Replay the final weights of every stage before ``first`` (their modes, then their weights)."""
         order = list(self.config.training.stages)
-        for prev in order[: order.index(first)]:
+        self._replay(model, state, order[: order.index(first)], needed_by=first)
+
+    def _replay(self, model: StageModel, state: StageState, stages: list[str], needed_by: str | None = None) -> None:
+        for prev in stages:
             if prev not in state.checkpoints:
                 raise CheckpointError(
-                    f"stage {first!r} needs the weights of stage {prev!r}, but "
+                    f"stage {needed_by!r} needs the weights of stage {prev!r}, but "
                     f"{self.run_dir / 'stage_state.json'} has no completed checkpoint for it: "
                     f"run `cora train --config CFG --stage {prev}` first"
                 )
@@ -244,6 +262,25 @@ class StageRunner:
             model.set_stage(self.config.training.stage_configs[prev])
             load_trainable(model, load_checkpoint(path)["trainable"], path)
             logger.info("loaded stage %s weights from %s", prev, path)
+
+    def _rebuilt_model(self, state: StageState, first: str | None) -> StageModel:
+        """A new unsharded model with the weights of the completed stages before ``first`` (None: all of them).
+
+        Same seed as the run's first model, so the weights no stage trains come out identical; the random
+        state is then put back as it was, so what the next stage draws (a LoRA adapter's initial weights)
+        is what an unsharded run draws.
+        """
+        rng = rng_state()
+        L.seed_everything(self.config.experiment.seed, workers=True, verbose=False)
+        model = self.model_factory(self.config)
+        if self.config.training.gradient_checkpointing:
+            model.enable_gradient_checkpointing()
+        if first is not None:
+            self._load_previous(model, state, first)
+        else:
+            self._replay(model, state, [s for s in self.config.training.stages if s in state.checkpoints])
+        set_rng_state(rng)
+        return model
 
     def _resume_payload(self, state: StageState, stage: str, resume: str | None, first: bool) -> dict | None:
         if resume is None:
@@ -287,13 +324,16 @@ class StageRunner:
             model.enable_gradient_checkpointing()
         self._load_previous(model, state, todo[0])
         for i, name in enumerate(todo):
+            if i > 0 and is_sharded(model):
+                # FSDP left the previous stage's model sharded: the next stage shards a fresh copy.
+                model = self._rebuilt_model(state, name)
             payload = self._resume_payload(state, name, resume, first=i == 0)
             result.summaries[name] = self._run_stage(model, state, name, payload)
             result.stages_run.append(name)
-        result.model = model
+        result.model = self._rebuilt_model(state, None) if is_sharded(model) else model
         if _is_rank_zero() and self.exporter is not None:
             # The trained model as one loadable folder (generation, evaluation, serving).
-            self.exporter(model, self.run_dir / "model", cfg)
+            self.exporter(result.model, self.run_dir / "model", cfg)
         if _is_rank_zero():
             write_loss_curves(self.run_dir / "loss_curves.png", {"": self.run_dir}, list(cfg.training.stages))
         return result
@@ -310,6 +350,12 @@ class StageRunner:
             else None
         )
         if payload is not None:
+            if cfg.training.strategy.startswith("deepspeed"):
+                raise RunError(
+                    f"stage {name}: strategy {cfg.training.strategy} cannot resume in the middle of a stage (its "
+                    "optimiser state is partitioned across ranks; the checkpoint holds rank 0's part only): "
+                    "run with strategy fsdp to resume mid-stage, or restart the stage"
+                )
             load_trainable(model, payload["trainable"], f"resume checkpoint of stage {name}")
             logger.info("stage %s: resuming at step %d/%d", name, payload["step"], payload["total_steps"])
         stage_index = list(cfg.training.stages).index(name)
@@ -327,7 +373,7 @@ class StageRunner:
                 accelerator=cfg.training.accelerator,
                 devices=cfg.training.devices,
                 num_nodes=cfg.training.num_nodes,
-                strategy=cfg.training.strategy,  # the YAML values are Lightning's names
+                strategy=build_strategy(cfg.training.strategy),
                 precision=resolve_precision(cfg.training.precision, cfg.training.accelerator),
                 max_epochs=1,
                 accumulate_grad_batches=stage_cfg.accumulate_grad_batches,
@@ -378,15 +424,18 @@ class StageRunner:
         }
         if module.val_before:
             summary["val_before"] = module.val_before
+        final = self.run_dir / "checkpoints" / name / "final.ckpt"
+        # Every rank knows the stage is done (a sharded run's next stage rebuilds its model from final.ckpt).
+        state.update_best(name, module.val_metrics)
+        state.mark_completed(name, str(final.relative_to(self.run_dir)), module.val_metrics, summary)
         if trainer.is_global_zero:
-            final = save_checkpoint(
-                self.run_dir / "checkpoints" / name / "final.ckpt", checkpoint_payload(module, total, complete=True)
-            )
-            state.update_best(name, module.val_metrics)
-            state.mark_completed(name, str(final.relative_to(self.run_dir)), module.val_metrics, summary)
+            if ckpt_cb.final_payload is None:
+                raise RunError(f"stage {name}: training ended without its final state (see the log above)")
+            save_checkpoint(final, ckpt_cb.final_payload)
             state.save(self.run_dir)
             for stale in (self.run_dir / "checkpoints" / name).glob("step-*.ckpt"):
                 stale.unlink(missing_ok=True)
+        trainer.strategy.barrier("final-checkpoint")
         logger.info(
             "stage %s done: %d steps, %d samples in %.1fs (%.1f samples/s); train %s; val %s",
             name,

@@ -238,6 +238,14 @@ class TrainingConfig(StrictModel):
         typos = [
             (name, hint) for name in self.stage_configs if name not in known and (hint := closest(name, known, n=1))
         ]
+        rl = [s for s in self.stages if self.stage_configs[s].kind == "rl"]
+        if self.strategy == "fsdp" and rl:
+            raise PydanticCustomError(
+                "fsdp_rl",
+                "strategy fsdp trains sft stages only; {stage} is an rl stage: run it with strategy ddp or auto "
+                "(`cora train --stage {stage}` with another config resumes from the run's earlier stages)",
+                {"key": "strategy", "stage": rl[0]},
+            )
         if typos:
             name, hint = typos[0]
             raise PydanticCustomError(
