@@ -177,3 +177,17 @@ def test_a_failed_compilation_falls_back_to_the_loop(monkeypatch, caplog):
     torch.testing.assert_close(got, scan_module.selective_scan_sequential(*inputs))
     assert "compiling the selective scan failed (no C++ compiler): using the sequential scan" in caplog.text
     assert scan_module._compile_failed
+
+
+def test_running_out_of_memory_in_the_compiled_scan_is_not_a_failed_compilation(monkeypatch):
+    from cora.model.resamplers import scan as scan_module
+
+    def out_of_memory(*args):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setenv("CORA_SCAN", "compiled")
+    monkeypatch.setattr(scan_module, "_compiled_block", out_of_memory)
+    monkeypatch.setattr(scan_module, "_compile_failed", False)
+    with pytest.raises(torch.OutOfMemoryError):  # the caller sees it (a smaller batch will do) ...
+        scan_module.scan(*_scan_inputs(1, 20, 8, 4))
+    assert not scan_module._compile_failed  # ... and the next call still compiles

@@ -195,6 +195,8 @@ def scan(
     if choice == "compiled":
         try:
             return selective_scan_blocks(u, delta, A, B, C, D)
+        except (torch.OutOfMemoryError, MemoryError):
+            raise  # the inputs are too large, not the compiler broken: the eager scans would need more memory
         except Exception as exc:  # no C++ compiler / Triton, an unsupported platform: the eager scans work
             _compile_failed = True
             choice = "chunked" if u.is_cuda else "sequential"
