@@ -1,7 +1,7 @@
 """2-process runs (gloo, CPU) killed after a step and resumed with ``--resume auto`` end with the weights of
 the uninterrupted run, on both ranks, for every distributed strategy that runs on a CPU: DDP, and FSDP
-(FSDP2, parameters and optimiser state sharded; its checkpoints hold the gathered state). DeepSpeed needs
-CUDA. An FSDP checkpoint also resumes in a process without ``torch.distributed``."""
+(FSDP2, parameters and optimiser state sharded; its checkpoints hold the gathered state, so the run also
+continues under DDP). DeepSpeed needs CUDA."""
 
 from __future__ import annotations
 

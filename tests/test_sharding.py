@@ -13,7 +13,7 @@ import torch.distributed as dist
 from torch import nn
 from torch.distributed.checkpoint.state_dict import StateDictOptions, get_optimizer_state_dict
 
-from cora.training.checkpoint import load_checkpoint
+from cora.training.checkpoint import load_checkpoint, save_checkpoint
 from cora.training.runner import RunError, config_digest, train
 from cora.training.sharding import BY_NAME, _keyed_by_name, load_optimizer_state, shard_model
 from tests.standin import standin_config, standin_data, standin_model
@@ -113,9 +113,21 @@ def test_an_fsdp_run_learns_what_an_unsharded_run_learns_and_resumes(one_rank_gr
     assert json.loads((run / "stage_state.json").read_text())["completed"] == ["vision", "resampler", "finetune"]
 
 
-def test_the_strategy_is_not_part_of_what_a_run_trains(tmp_path):
+def test_the_strategy_is_not_part_of_what_a_run_trains(one_rank_group, tmp_path):
     assert config_digest(standin_config(tmp_path, strategy="fsdp")) == config_digest(standin_config(tmp_path))
     assert config_digest(standin_config(tmp_path, devices=2)) != config_digest(standin_config(tmp_path))
+    # A run recorded with its strategy in the digest (before this rule) still resumes with its config.
+    ddp = standin_config(tmp_path, strategy="ddp")
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        train(ddp, model_factory=standin_model, data_factory=standin_data, callbacks=[Crash("resampler", 3)])
+    state_file = tmp_path / "runs/standin/stage_state.json"
+    state = json.loads(state_file.read_text())
+    state["config_digest"] = config_digest(ddp, legacy=True)
+    assert state["config_digest"] != config_digest(ddp)
+    state_file.write_text(json.dumps(state))
+    resumed = train(ddp, resume="auto", model_factory=standin_model, data_factory=standin_data)
+    assert resumed.summaries["resampler"]["resumed_at"] == 2
+    assert json.loads(state_file.read_text())["config_digest"] == config_digest(ddp)
 
 
 def test_deepspeed_refuses_to_resume_mid_stage_and_fsdp_refuses_rl_stages(tmp_path):
@@ -125,11 +137,19 @@ def test_deepspeed_refuses_to_resume_mid_stage_and_fsdp_refuses_rl_stages(tmp_pa
     deepspeed = standin_config(tmp_path, strategy="deepspeed_stage_2")
     with pytest.raises(RunError, match="deepspeed_stage_2 cannot resume in the middle of a stage"):
         train(deepspeed, resume="auto", model_factory=standin_model, data_factory=standin_data)
+    # A checkpoint DeepSpeed wrote holds rank 0's part of a partitioned optimiser: no strategy resumes it.
+    ckpt = tmp_path / "runs/standin/checkpoints/resampler/step-000002.ckpt"
+    payload = load_checkpoint(ckpt)
+    save_checkpoint(ckpt, payload | {"strategy": "DeepSpeedStrategy", "optimizer": {"zero_stage": 2}})
+    with pytest.raises(RunError, match="written under DeepSpeed.*`cora train --config CFG --stage resampler`"):
+        train(cfg, resume="auto", model_factory=standin_model, data_factory=standin_data)
 
     from pydantic import ValidationError
 
     from cora.config import CoraConfig
 
+    with pytest.raises(ValidationError, match="strategy fsdp runs without fp16 loss scaling"):
+        CoraConfig.model_validate({"training": {"strategy": "fsdp", "precision": "16-mixed"}})
     with pytest.raises(ValidationError, match="strategy fsdp trains sft stages only; rl is an rl stage"):
         CoraConfig.model_validate(
             {"training": {"strategy": "fsdp", "stages": ["finetune", "rl"], "stage_configs": {"rl": {"kind": "rl"}}}}

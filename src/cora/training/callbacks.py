@@ -9,26 +9,32 @@ from typing import Any
 import lightning as L
 
 from cora.training.checkpoint import rng_state, save_checkpoint, trainable_state_dict
-from cora.training.sharding import is_sharded, optimizer_state
+from cora.training.sharding import is_sharded, optimizer_state, reshard
 from cora.training.state import StageState
 
 logger = logging.getLogger(__name__)
 
 
-def checkpoint_payload(module: L.LightningModule, step: int, complete: bool) -> dict[str, Any]:
-    """What a stage checkpoint holds. Collective when the model is sharded (FSDP): every rank must call it,
-    and only rank 0's payload is whole (it is the one written)."""
+def checkpoint_payload(module: L.LightningModule, step: int, complete: bool) -> dict[str, Any] | None:
+    """What a stage checkpoint holds. Collective when the model is sharded (FSDP): every rank must call it;
+    rank 0 gets the payload, the other ranks None (rank 0 writes)."""
     trainer = module.trainer
+    if is_sharded(module.model):
+        reshard(module.model)
     optimizer, layout = optimizer_state(module.model, trainer.optimizers[0])
+    trainable = trainable_state_dict(module.model, keep=trainer.is_global_zero)
+    if not trainer.is_global_zero:
+        return None
     return {
         "format": 1,
         "stage": module.stage_name,
         "step": step,
         "total_steps": module.plan.total_steps,
         "complete": complete,
-        "trainable": trainable_state_dict(module.model),
+        "trainable": trainable,
         "optimizer": optimizer,
         "optimizer_layout": layout,
+        "strategy": type(trainer.strategy).__name__,
         "scheduler": trainer.lr_scheduler_configs[0].scheduler.state_dict(),
         "rng": rng_state(),
         "metrics": dict(module.val_metrics),
@@ -45,8 +51,6 @@ class StageCheckpoint(L.Callback):
 
     def __init__(self, run_dir: Path, state: StageState, every_n_steps: int, keep: int) -> None:
         self.run_dir, self.state, self.every, self.keep = Path(run_dir), state, every_n_steps, keep
-        #: the stage's final payload (rank 0's is whole), taken when training ends; the runner writes it
-        self.final_payload: dict[str, Any] | None = None
 
     def stage_dir(self, stage: str) -> Path:
         return self.run_dir / "checkpoints" / stage
@@ -60,10 +64,8 @@ class StageCheckpoint(L.Callback):
         step = module.plan.start_step + (batch_idx + 1) // accumulate
         if step % self.every or step >= module.plan.total_steps:
             return
-        if not trainer.is_global_zero and not is_sharded(module.model):
-            return
         payload = checkpoint_payload(module, step, complete=False)
-        if not trainer.is_global_zero:
+        if payload is None:
             return
         path = save_checkpoint(self.stage_dir(module.stage_name) / f"step-{step:06d}.ckpt", payload)
         self.state.last_checkpoint[module.stage_name] = str(path.relative_to(self.run_dir))
@@ -72,12 +74,6 @@ class StageCheckpoint(L.Callback):
         for stale in old:
             stale.unlink(missing_ok=True)
         logger.debug("checkpoint %s", path)
-
-    def on_train_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
-        # Taken here, inside fit: once fit returns, FSDP has put other parameter objects in the model than
-        # the optimiser holds, and the optimiser state could no longer be named.
-        if trainer.is_global_zero or is_sharded(module.model):
-            self.final_payload = checkpoint_payload(module, module.plan.total_steps, complete=True)
 
 
 class LogLineProgress(L.Callback):

@@ -67,12 +67,19 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
 
 
-def trainable_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
+def trainable_state_dict(model: nn.Module, keep: bool = True) -> dict[str, torch.Tensor]:
     """Only the parameters that train in the current stage (detached whole CPU copies).
 
-    Collective when the model is sharded (FSDP): every rank must call it.
+    Collective when the model is sharded (FSDP): every rank must call it, and a rank that does not write
+    passes ``keep=False`` (it joins each gather, then drops the tensor: one parameter at a time in memory).
     """
-    return {name: full_tensor(p).detach().cpu().clone() for name, p in model.named_parameters() if p.requires_grad}
+    out = {}
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            whole = full_tensor(p)
+            if keep:
+                out[name] = whole.detach().cpu().clone()
+    return out
 
 
 def load_trainable(model: nn.Module, state: dict[str, torch.Tensor], source: str | Path = "checkpoint") -> None:

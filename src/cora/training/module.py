@@ -206,7 +206,8 @@ class StageModule(L.LightningModule):
         metrics = {k: v / self._val_count for k, v in self._val_sums.items()}
         # Every rank validates its own shard: average across ranks so all agree.
         reduce = self.trainer.strategy.reduce
-        metrics = {k: float(reduce(torch.tensor(v), reduce_op="mean")) for k, v in metrics.items()}
+        # (On the module's device: NCCL reduces CUDA tensors only.)
+        metrics = {k: float(reduce(torch.tensor(v, device=self.device), reduce_op="mean")) for k, v in metrics.items()}
         self.val_metrics = metrics
         for key, value in metrics.items():
             self.log(f"val/{key}", value, prog_bar=key == "val_loss", sync_dist=False, rank_zero_only=True)

@@ -32,7 +32,7 @@ from cora.config import CoraConfig, save_config
 from cora.config.sections.training import StageConfig
 from cora.data.records import BadRow
 from cora.registry import LOGGERS
-from cora.training.callbacks import LogLineProgress, StageCheckpoint
+from cora.training.callbacks import LogLineProgress, StageCheckpoint, checkpoint_payload
 from cora.training.checkpoint import (
     CheckpointError,
     load_checkpoint,
@@ -73,23 +73,35 @@ def run_dir_of(config: CoraConfig) -> Path:
     return Path(config.experiment.output_dir) / config.experiment.name
 
 
-def config_digest(config: CoraConfig) -> str:
-    """Identity of what a run trains (progress display and logger choice excluded)."""
+def config_digest(config: CoraConfig, legacy: bool = False) -> str:
+    """Identity of what a run trains (progress display, logger choice and strategy excluded).
+
+    ``legacy``: the digest as runs made before the strategy left it recorded it (see :func:`same_config`).
+    """
     data = config.model_dump(mode="json")
     for key in ("progress_bar", "loggers", "log_every_n_steps"):
         data["training"].pop(key, None)
-    # How the ranks share the work, not what is learnt: a run may resume under another strategy (an FSDP run
-    # with DDP, say). Written as the default so digests of runs made before this rule stay the same.
-    data["training"]["strategy"] = "auto"
+    if not legacy:
+        # How the ranks share the work, not what is learnt: a run may resume under another strategy (an FSDP
+        # run with DDP, say). Written as the default so the digests of `auto` runs did not change.
+        data["training"]["strategy"] = "auto"
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def resolve_precision(precision: str, accelerator: str = "auto") -> str:
-    """``auto``: bf16 mixed where the GPU supports it, else fp16 mixed on GPU, fp32 on CPU."""
+def same_config(digest: str, config: CoraConfig) -> bool:
+    """Whether a recorded ``digest`` is ``config``'s, also one recorded with its strategy (older runs)."""
+    return digest in (config_digest(config), config_digest(config, legacy=True))
+
+
+def resolve_precision(precision: str, accelerator: str = "auto", strategy: str = "auto") -> str:
+    """``auto``: bf16 mixed where the GPU supports it, else fp16 mixed on GPU (fp32 under fsdp, which
+    Lightning runs without fp16 loss scaling), fp32 on CPU."""
     if precision != "auto":
         return "32-true" if precision == "32" else precision
     if accelerator != "cpu" and torch.cuda.is_available():
-        return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
+        if torch.cuda.is_bf16_supported():
+            return "bf16-mixed"
+        return "32-true" if strategy == "fsdp" else "16-mixed"
     return "32-true"
 
 
@@ -213,7 +225,9 @@ class StageRunner:
             if resume == "auto":
                 logger.info("no run to resume in %s: starting a new one", self.run_dir)
             return StageState(cfg.experiment.name, digest, list(cfg.training.stages))
-        if state.config_digest != digest:
+        if same_config(state.config_digest, cfg):
+            state.config_digest = digest
+        else:
             if resume is not None:
                 raise RunError(
                     f"{self.run_dir}: the config changed since this run started (digest "
@@ -226,7 +240,7 @@ class StageRunner:
                 )
             logger.warning("%s: config differs from the run's; running stage %s on top of it", self.run_dir, stage)
             state.config_digest = digest
-        elif resume is None and stage is None and (state.completed or state.current) and _is_rank_zero():
+        if resume is None and stage is None and (state.completed or state.current) and _is_rank_zero():
             # (Ranks > 0 start after rank 0 has begun writing this file: only rank 0 judges it.)
             raise RunError(
                 f"{self.run_dir} already holds a run (completed: {state.completed or 'none'}, "
@@ -263,8 +277,8 @@ class StageRunner:
             load_trainable(model, load_checkpoint(path)["trainable"], path)
             logger.info("loaded stage %s weights from %s", prev, path)
 
-    def _rebuilt_model(self, state: StageState, first: str | None) -> StageModel:
-        """A new unsharded model with the weights of the completed stages before ``first`` (None: all of them).
+    def _rebuilt_model(self, state: StageState, stages: list[str], needed_by: str | None = None) -> StageModel:
+        """A new unsharded model with the final weights of ``stages`` replayed in order.
 
         Same seed as the run's first model, so the weights no stage trains come out identical; the random
         state is then put back as it was, so what the next stage draws (a LoRA adapter's initial weights)
@@ -275,10 +289,7 @@ class StageRunner:
         model = self.model_factory(self.config)
         if self.config.training.gradient_checkpointing:
             model.enable_gradient_checkpointing()
-        if first is not None:
-            self._load_previous(model, state, first)
-        else:
-            self._replay(model, state, [s for s in self.config.training.stages if s in state.checkpoints])
+        self._replay(model, state, stages, needed_by)
         set_rng_state(rng)
         return model
 
@@ -300,9 +311,9 @@ class StageRunner:
         cfg = self.config
         state = self._open_state(stage, resume)
         todo = self._stages_to_run(state, stage, resume)
+        order = list(cfg.training.stages)
         if resume is not None and resume != "auto":
             first_stage = load_checkpoint(resume).get("stage")
-            order = list(cfg.training.stages)
             if first_stage not in order:
                 raise RunError(f"--resume {resume}: stage {first_stage!r} is not in training.stages {order}")
             if stage is not None and stage != first_stage:
@@ -326,11 +337,13 @@ class StageRunner:
         for i, name in enumerate(todo):
             if i > 0 and is_sharded(model):
                 # FSDP left the previous stage's model sharded: the next stage shards a fresh copy.
-                model = self._rebuilt_model(state, name)
+                model = self._rebuilt_model(state, order[: order.index(name)], needed_by=name)
             payload = self._resume_payload(state, name, resume, first=i == 0)
             result.summaries[name] = self._run_stage(model, state, name, payload)
             result.stages_run.append(name)
-        result.model = self._rebuilt_model(state, None) if is_sharded(model) else model
+        if is_sharded(model):  # the result is the unsharded model of the stages up to the last one run
+            model = self._rebuilt_model(state, order[: order.index(todo[-1]) + 1])
+        result.model = model
         if _is_rank_zero() and self.exporter is not None:
             # The trained model as one loadable folder (generation, evaluation, serving).
             self.exporter(result.model, self.run_dir / "model", cfg)
@@ -350,12 +363,7 @@ class StageRunner:
             else None
         )
         if payload is not None:
-            if cfg.training.strategy.startswith("deepspeed"):
-                raise RunError(
-                    f"stage {name}: strategy {cfg.training.strategy} cannot resume in the middle of a stage (its "
-                    "optimiser state is partitioned across ranks; the checkpoint holds rank 0's part only): "
-                    "run with strategy fsdp to resume mid-stage, or restart the stage"
-                )
+            self._check_resumable(name, payload)
             load_trainable(model, payload["trainable"], f"resume checkpoint of stage {name}")
             logger.info("stage %s: resuming at step %d/%d", name, payload["step"], payload["total_steps"])
         stage_index = list(cfg.training.stages).index(name)
@@ -374,7 +382,10 @@ class StageRunner:
                 devices=cfg.training.devices,
                 num_nodes=cfg.training.num_nodes,
                 strategy=build_strategy(cfg.training.strategy),
-                precision=resolve_precision(cfg.training.precision, cfg.training.accelerator),
+                precision=resolve_precision(cfg.training.precision, cfg.training.accelerator, cfg.training.strategy),
+                # FSDP2 cannot run its first forward under inference mode (validation before a feedback
+                # stage trains), and Lightning uses it for validation on CUDA: plain no_grad instead.
+                inference_mode=cfg.training.strategy != "fsdp",
                 max_epochs=1,
                 accumulate_grad_batches=stage_cfg.accumulate_grad_batches,
                 gradient_clip_val=stage_cfg.grad_clip,
@@ -425,13 +436,12 @@ class StageRunner:
         if module.val_before:
             summary["val_before"] = module.val_before
         final = self.run_dir / "checkpoints" / name / "final.ckpt"
+        payload = checkpoint_payload(module, total, complete=True)  # collective when sharded; None on ranks > 0
         # Every rank knows the stage is done (a sharded run's next stage rebuilds its model from final.ckpt).
         state.update_best(name, module.val_metrics)
         state.mark_completed(name, str(final.relative_to(self.run_dir)), module.val_metrics, summary)
         if trainer.is_global_zero:
-            if ckpt_cb.final_payload is None:
-                raise RunError(f"stage {name}: training ended without its final state (see the log above)")
-            save_checkpoint(final, ckpt_cb.final_payload)
+            save_checkpoint(final, payload)
             state.save(self.run_dir)
             for stale in (self.run_dir / "checkpoints" / name).glob("step-*.ckpt"):
                 stale.unlink(missing_ok=True)
@@ -447,6 +457,27 @@ class StageRunner:
             {k: round(v, 4) for k, v in module.val_metrics.items()},
         )
         return summary
+
+    def _check_resumable(self, name: str, payload: dict[str, Any]) -> None:
+        """Refuse a mid-stage resume that DeepSpeed is part of: ZeRO partitions the optimiser state across
+        ranks and the checkpoint holds rank 0's part only (a torch optimiser state has ``state``)."""
+        strategy = self.config.training.strategy
+        optimizer = payload.get("optimizer")
+        written_by_deepspeed = "DeepSpeed" in str(payload.get("strategy", "")) or not (
+            isinstance(optimizer, dict) and "state" in optimizer
+        )
+        if not strategy.startswith("deepspeed") and not written_by_deepspeed:
+            return
+        why = (
+            f"strategy {strategy} cannot resume in the middle of a stage"
+            if strategy.startswith("deepspeed")
+            else "this checkpoint was written under DeepSpeed and cannot be resumed in the middle of its stage"
+        )
+        raise RunError(
+            f"stage {name}: {why} (ZeRO partitions the optimiser state across ranks; the checkpoint holds rank "
+            f"0's part only): restart the stage with `cora train --config CFG --stage {name}`, or train with "
+            "strategy ddp or fsdp, whose runs resume"
+        )
 
     def _stage_module(
         self,

@@ -6,9 +6,9 @@ on CUDA (NCCL) and on CPU (gloo) alike. Lightning's ``strategy="fsdp"`` (FSDP1) 
 resumable checkpoints are folders of per-rank shards tied to the world size. Here the runner gathers the
 trainable weights and the optimiser state into the same single-file checkpoint every other strategy
 writes (``torch.distributed.checkpoint``'s full state dicts, keyed by parameter name): a sharded run
-resumes with ``--resume auto`` on the same or another number of ranks, and its checkpoints load
-without ``torch.distributed``. The adapters only train in these runs (LoRA, resampler, projectors: a few
-per cent of the model), so gathering them costs little next to a step.
+resumes with ``--resume auto`` under ``fsdp`` or ``ddp``, and its checkpoints load without
+``torch.distributed``. Only the trainable weights are gathered (LoRA, resampler, projectors in the
+reference stages: a few per cent of the model), one parameter at a time; rank 0 alone keeps them.
 
 What is hand-written: the sharding plan (which modules become FSDP units) — Lightning leaves it to
 ``configure_model`` and PyTorch to the caller.

@@ -238,6 +238,13 @@ class TrainingConfig(StrictModel):
         typos = [
             (name, hint) for name in self.stage_configs if name not in known and (hint := closest(name, known, n=1))
         ]
+        if self.strategy == "fsdp" and self.precision == "16-mixed":
+            raise PydanticCustomError(
+                "fsdp_fp16",
+                "strategy fsdp runs without fp16 loss scaling (Lightning refuses it): use precision bf16-mixed, "
+                "32, or auto (bf16 where the GPU has it, else 32)",
+                {"key": "precision"},
+            )
         rl = [s for s in self.stages if self.stage_configs[s].kind == "rl"]
         if self.strategy == "fsdp" and rl:
             raise PydanticCustomError(

@@ -176,6 +176,16 @@ def choose_scan(u: torch.Tensor, A: torch.Tensor) -> str:
     return "compiled" if work >= COMPILE_MIN_WORK and not _compile_failed else eager
 
 
+def _out_of_memory(exc: BaseException | None) -> bool:
+    """An out-of-memory error, also one that compilation or autotuning wrapped in its own exception."""
+    seen = 0
+    while exc is not None and seen < 16:
+        if isinstance(exc, (torch.OutOfMemoryError, MemoryError)):
+            return True
+        exc, seen = exc.__cause__ or exc.__context__, seen + 1
+    return False
+
+
 def scan(
     u: torch.Tensor,
     delta: torch.Tensor,
@@ -195,9 +205,9 @@ def scan(
     if choice == "compiled":
         try:
             return selective_scan_blocks(u, delta, A, B, C, D)
-        except (torch.OutOfMemoryError, MemoryError):
-            raise  # the inputs are too large, not the compiler broken: the eager scans would need more memory
         except Exception as exc:  # no C++ compiler / Triton, an unsupported platform: the eager scans work
+            if _out_of_memory(exc):
+                raise  # the inputs are too large, not the compiler broken: the eager scans would need more memory
             _compile_failed = True
             choice = "chunked" if u.is_cuda else "sequential"
             logger.warning("compiling the selective scan failed (%s): using the %s scan", exc, choice)

@@ -49,9 +49,11 @@ def _resolved(spec: SweepSpec, row: str, seed: int) -> CoraConfig:
     return resolve_config(config)
 
 
-def _finished(run_dir: Path, digest: str) -> bool:
+def _finished(run_dir: Path, config: CoraConfig) -> bool:
+    from cora.training.runner import same_config
+
     try:
-        return json.loads((run_dir / RESULT).read_text())["config_digest"] == digest
+        return same_config(json.loads((run_dir / RESULT).read_text())["config_digest"], config)
     except (OSError, ValueError, KeyError):
         return False
 
@@ -89,7 +91,7 @@ def run_one(spec_file: str, row: str, seed: int) -> RunOutcome:
     try:
         config = _resolved(spec, row, seed)
         digest = config_digest(config)
-        if _finished(run_dir, digest):
+        if _finished(run_dir, config):
             return RunOutcome(row, seed, "skipped", 0.0, str(run_dir / RESULT))
         (run_dir / ERROR).unlink(missing_ok=True)
         measured = _train_and_measure(config, run_dir)
