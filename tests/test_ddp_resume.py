@@ -5,6 +5,7 @@ continues under DDP). DeepSpeed needs CUDA."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -91,3 +92,40 @@ def _assert_close(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> Non
     assert a.keys() == b.keys() and a
     for name in a:
         torch.testing.assert_close(a[name], b[name], rtol=1e-4, atol=1e-5, msg=name)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("strategy", ["ddp", "fsdp"])
+def test_a_rank_whose_batch_is_all_unreadable_does_not_stop_the_run(strategy, tmp_path, kit_paths, synth):
+    # Half the panoramas do not decode (bad_row_policy: skip) and each rank draws one row per step: some
+    # steps leave one rank with an empty batch while the other trains. That rank must still take part in
+    # the step's gradient exchange (Lightning stopped the run: "Skipping the training_step ... not supported").
+    import csv
+
+    rows = list(csv.DictReader((synth / "train.csv").open()))
+    bad_dir = tmp_path / "bad"
+    bad_dir.mkdir()
+    for i, row in enumerate(rows):
+        if int(Path(row["url"]).stem) % 2:
+            bad = bad_dir / f"{i}.png"
+            whole = (synth / row["url"]).read_bytes()
+            bad.write_bytes(whole[: len(whole) // 3])  # a valid header, then cut: refused when decoded
+            row["url"] = str(bad)
+        else:
+            row["url"] = str(synth / row["url"])
+    train_csv = tmp_path / "train.csv"
+    with train_csv.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    cfg = _config(tmp_path, kit_paths, synth, strategy, ["finetune"])
+    text = cfg.read_text().replace(str(synth / "train.csv"), str(train_csv))
+    text = text.replace("batch_size: 2", "batch_size: 1").replace(
+        "num_workers: 0}", "num_workers: 0, bad_row_policy: skip}"
+    )
+    cfg.write_text(text)
+    out = tmp_path / "out"
+    port = "29581" if strategy == "ddp" else "29582"
+    run_two_ranks("tests.ddp_resume_run", [str(cfg), str(out), "whole", "finetune"], out, port, timeout=120)
+    summary = json.loads((tmp_path / f"runs/{strategy}/stage_state.json").read_text())["summaries"]["finetune"]
+    assert summary["skipped_samples"] > 0 and summary["samples"] > 0

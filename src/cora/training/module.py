@@ -24,7 +24,7 @@ from cora.training.contract import StageModel
 from cora.training.diagnostics import overlap_diagnostics
 from cora.training.losses import build_loss
 from cora.training.schedule import StageSampler, warmup_cosine
-from cora.training.sharding import FullyShardedStrategy, load_optimizer_state, shard_model
+from cora.training.sharding import FullyShardedStrategy, is_sharded, load_optimizer_state, shard_model
 
 
 class TrainingDiverged(RuntimeError):
@@ -83,6 +83,7 @@ class StageModule(L.LightningModule):
         self.samples_seen = 0
         self.skipped_samples = 0
         self.bad_rows: dict[tuple[str, int], BadRow] = {}
+        self._last_good: dict[str, Any] | None = None  # a batch to step on when a rank's batch is all unreadable
         # Held-out metrics before the stage trained (feedback stages measure forgetting); kept across a resume.
         self.val_before: dict[str, float] = dict(((resume or {}).get("module_state") or {}).get("val_before") or {})
 
@@ -140,9 +141,32 @@ class StageModule(L.LightningModule):
         self.samples_seen += batch["pixel_values"].shape[0]
         return True
 
+    def _skipped_step(self) -> torch.Tensor | None:
+        """The step of a batch with no readable sample left (``bad_row_policy: skip``): skipped on one process;
+        in a distributed run, a zero-weighted loss over a stand-in batch, because every rank must take part
+        in each step's gradient exchange (Lightning refuses a skipped step there: the run stopped)."""
+        if self.trainer.world_size == 1:
+            return None
+        stand_in = self._stand_in()
+        loss, _, _ = self.losses(stand_in)
+        return loss * 0.0
+
+    def _stand_in(self) -> dict[str, Any]:
+        """The last batch this rank trained on, or else the first readable row of its data."""
+        if self._last_good is None:
+            for i in range(len(self.data.train)):
+                batch = self.data.collate([self.data.train[i]])
+                if not is_empty(batch):
+                    self._last_good = self.transfer_batch_to_device(batch, self.device, 0)
+                    break
+            else:
+                raise RuntimeError(f"stage {self.stage_name}: no row of the training data has a readable image")
+        return self._last_good
+
     def training_step(self, batch: dict[str, Any] | None, batch_idx: int) -> torch.Tensor | None:
         if not self._count(batch):  # every image of the batch was unreadable and skipped (bad_row_policy: skip)
-            return None
+            return self._skipped_step()
+        self._last_good = batch
         loss, parts, _ = self.losses(batch)
         self._check_finite(loss, parts)
         bs = batch["pixel_values"].shape[0]
@@ -183,6 +207,8 @@ class StageModule(L.LightningModule):
 
     def validation_step(self, batch: dict[str, Any] | None, batch_idx: int) -> None:
         if is_empty(batch):
+            if is_sharded(self.model) and self.trainer.world_size > 1:
+                self.losses(self._stand_in())  # a sharded forward gathers weights with every rank: take part
             return
         loss, parts, out = self.losses(batch)
         values = {"val_loss": float(loss)} | {f"val_{k}": float(v) for k, v in parts.items()}
