@@ -21,7 +21,11 @@ def _config(tmp: Path, kit_paths, synth: Path, strategy: str, stages: list[str],
     tmp.mkdir(parents=True, exist_ok=True)
     name = name or strategy
     cfg = tmp / f"{strategy}.yaml"
-    stage_cfgs = "".join(f"    {s}: {{max_steps: 6, batch_size: 2, accumulate_grad_batches: 1}}\n" for s in stages)
+    # The resampler stage accumulates 2 micro-batches a step (under FSDP the first one skips the gradient sync).
+    stage_cfgs = "".join(
+        f"    {s}: {{max_steps: 6, batch_size: 2, accumulate_grad_batches: {2 if s == 'resampler' else 1}}}\n"
+        for s in stages
+    )
     cfg.write_text(
         f"extends: {ROOT / 'configs' / 'tiny.yaml'}\n"
         f"experiment: {{name: {name}, output_dir: {tmp / 'runs'}}}\n"
