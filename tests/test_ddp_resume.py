@@ -133,3 +133,18 @@ def test_a_rank_whose_batch_is_all_unreadable_does_not_stop_the_run(strategy, tm
     run_two_ranks("tests.ddp_resume_run", [str(cfg), str(out), "whole", "finetune"], out, port, timeout=120)
     summary = json.loads((tmp_path / f"runs/{strategy}/stage_state.json").read_text())["summaries"]["finetune"]
     assert summary["skipped_samples"] > 0 and summary["samples"] > 0
+
+
+@pytest.mark.slow
+def test_a_rank_that_read_no_heldout_sample_does_not_stall_validation(tmp_path):
+    # The ranks combine their held-out sums in one collective: one that skipped it left the others waiting.
+    out = tmp_path / "out"
+    out.mkdir()
+    env = dict(os.environ, PYTHONPATH=f"{ROOT / 'src'}{os.pathsep}{ROOT}", MASTER_PORT="29591", OMP_NUM_THREADS="1")
+    proc = subprocess.run(
+        [sys.executable, "-m", "tests.ddp_val_run", str(out)],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    val0, val1 = (json.loads((out / f"val{r}.json").read_text()) for r in (0, 1))
+    assert val0 == val1 and val0["val_loss"] > 0  # rank 0's batches, on both ranks

@@ -239,7 +239,6 @@ class GRPOStageModule(StageModule):
     def training_step(self, batch: dict[str, Any] | None, batch_idx: int) -> torch.Tensor | None:
         if not self._count(batch):
             return self._skipped_step()
-        self._last_good = batch
         step = self.plan.start_step + self.trainer.global_step
         fresh = self._rollout is None or step % self.rl.iterations == 0
         if fresh:

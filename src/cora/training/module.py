@@ -83,7 +83,7 @@ class StageModule(L.LightningModule):
         self.samples_seen = 0
         self.skipped_samples = 0
         self.bad_rows: dict[tuple[str, int], BadRow] = {}
-        self._last_good: dict[str, Any] | None = None  # a batch to step on when a rank's batch is all unreadable
+        self._stand_in_batch: dict[str, Any] | None = None  # see _skipped_step
         # Held-out metrics before the stage trained (feedback stages measure forgetting); kept across a resume.
         self.val_before: dict[str, float] = dict(((resume or {}).get("module_state") or {}).get("val_before") or {})
 
@@ -142,31 +142,37 @@ class StageModule(L.LightningModule):
         return True
 
     def _skipped_step(self) -> torch.Tensor | None:
-        """The step of a batch with no readable sample left (``bad_row_policy: skip``): skipped on one process;
-        in a distributed run, a zero-weighted loss over a stand-in batch, because every rank must take part
-        in each step's gradient exchange (Lightning refuses a skipped step there: the run stopped)."""
+        """The step of a batch with no readable sample left (``bad_row_policy: skip``): skipped on one process.
+
+        In a distributed run every rank must take part in each step's gradient exchange (Lightning refuses a
+        skipped step there: the run stopped), so this rank steps on a stand-in — its first readable training
+        row — with the loss weighted 0: its gradient is zero and the step's average over ranks counts it
+        (as an empty micro-batch counts under accumulation). Its forward draws no random numbers (a resumed
+        run draws what the uninterrupted one drew). Were every rank's batch unreadable in the same step, the
+        optimiser would still step on zero gradients (AdamW's momentum and weight decay move the weights).
+        """
         if self.trainer.world_size == 1:
             return None
-        stand_in = self._stand_in()
-        loss, _, _ = self.losses(stand_in)
+        with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
+            loss, parts, _ = self.losses(self._stand_in())
+        self._check_finite(loss, parts)
         return loss * 0.0
 
     def _stand_in(self) -> dict[str, Any]:
-        """The last batch this rank trained on, or else the first readable row of its data."""
-        if self._last_good is None:
+        """The first readable row of the training data, as a batch on this module's device (kept)."""
+        if self._stand_in_batch is None:
             for i in range(len(self.data.train)):
                 batch = self.data.collate([self.data.train[i]])
                 if not is_empty(batch):
-                    self._last_good = self.transfer_batch_to_device(batch, self.device, 0)
+                    self._stand_in_batch = self.transfer_batch_to_device(batch, self.device, 0)
                     break
             else:
                 raise RuntimeError(f"stage {self.stage_name}: no row of the training data has a readable image")
-        return self._last_good
+        return self._stand_in_batch
 
     def training_step(self, batch: dict[str, Any] | None, batch_idx: int) -> torch.Tensor | None:
         if not self._count(batch):  # every image of the batch was unreadable and skipped (bad_row_policy: skip)
             return self._skipped_step()
-        self._last_good = batch
         loss, parts, _ = self.losses(batch)
         self._check_finite(loss, parts)
         bs = batch["pixel_values"].shape[0]
@@ -227,13 +233,21 @@ class StageModule(L.LightningModule):
         self._val_count += 1
 
     def on_validation_epoch_end(self) -> None:
-        if not self._val_count:
+        sums, count = self._val_sums, self._val_count
+        if self.trainer.world_size > 1 and torch.distributed.is_initialized():
+            # Every rank validates the whole held-out set, but one may have read fewer batches (an image
+            # that failed to load there): combine every rank's sums, always (a rank that skipped this
+            # collective would leave the others waiting).
+            gathered: list[Any] = [None] * self.trainer.world_size
+            torch.distributed.all_gather_object(gathered, (sums, count))
+            sums = {}
+            for rank_sums, _ in gathered:
+                for key, value in rank_sums.items():
+                    sums[key] = sums.get(key, 0.0) + value
+            count = sum(c for _, c in gathered)
+        if not count:
             return
-        metrics = {k: v / self._val_count for k, v in self._val_sums.items()}
-        # Every rank validates its own shard: average across ranks so all agree.
-        reduce = self.trainer.strategy.reduce
-        # (On the module's device: NCCL reduces CUDA tensors only.)
-        metrics = {k: float(reduce(torch.tensor(v, device=self.device), reduce_op="mean")) for k, v in metrics.items()}
+        metrics = {k: v / count for k, v in sums.items()}
         self.val_metrics = metrics
         for key, value in metrics.items():
             self.log(f"val/{key}", value, prog_bar=key == "val_loss", sync_dist=False, rank_zero_only=True)

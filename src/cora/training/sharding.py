@@ -55,8 +55,10 @@ class FullyShardedStrategy(ModelParallelStrategy):
     @contextmanager
     def block_backward_sync(self) -> Generator[None, None, None]:
         """Micro-batches before the last of an accumulated step keep their gradients unsharded and
-        unreduced (one reduce-scatter per step instead of one per micro-batch). Lightning does this for
-        DDP only. It costs one unsharded copy of the trainable gradients: adapters in the reference stages."""
+        unreduced (one reduce-scatter per step instead of one per micro-batch), as Lightning's ``no_sync``
+        does for DDP. It costs one whole fp32 copy of the trainable gradients per rank until the step's
+        last micro-batch: small for adapters (LoRA, resampler, projectors), the size of the model for a
+        stage that trains the LLM or the tower in full."""
         units = [m for m in self.lightning_module.modules() if isinstance(m, FSDPModule)]
         for unit in units:
             unit.set_requires_gradient_sync(False, recurse=False)
