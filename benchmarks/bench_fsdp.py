@@ -1,12 +1,14 @@
-"""DDP against FSDP (FSDP2) on 2 CPU processes (gloo): what each rank holds, what a checkpoint costs, samples/s.
+"""DDP against FSDP (FSDP2) on 2 CPU processes (gloo): what each rank holds, what a checkpoint costs, samples/s;
+and FSDP's gradient accumulation without a reduce-scatter per micro-batch against one per micro-batch.
 
     PYTHONPATH=src python benchmarks/bench_fsdp.py [--steps 20] [--repeats 2]
 
 Each run trains the tiny config's ``finetune`` stage (LoRA) for ``--steps`` steps on 2 ranks; at the end of
 training every rank reports the bytes of weights and of optimiser state it holds (a shard under FSDP)
 and the time to gather a stage checkpoint's payload (under FSDP every rank joins the gather; under DDP rank
-0 copies its replica). The strategies alternate. Writes benchmarks/results/fsdp.json. Run it alone: the two
-ranks take both cores.
+0 copies its replica). Two more FSDP runs accumulate 4 micro-batches per step (a quarter of the steps, the
+same micro-batches), reducing gradients once per step or after every micro-batch. The runs alternate.
+Writes benchmarks/results/fsdp.json. Run it alone: the two ranks take both cores.
 """
 
 from __future__ import annotations
@@ -61,13 +63,21 @@ class Measure(L.Callback):
 
 
 def _child(config: Path, out: Path) -> None:
+    if os.environ.get("BENCH_SYNC_EACH_MICRO_BATCH"):
+        # The baseline of sync-free accumulation: reduce-scatter after every micro-batch (Lightning's default
+        # for strategies other than DDP).
+        from lightning.pytorch.strategies import ParallelStrategy
+
+        from cora.training.sharding import FullyShardedStrategy
+
+        FullyShardedStrategy.block_backward_sync = ParallelStrategy.block_backward_sync
     result = train(load_config(config), callbacks=[Measure(out)])
     if int(os.environ.get("LOCAL_RANK", "0")) == 0:
         summary = result.summaries["finetune"]
         (out / "summary.json").write_text(json.dumps({"samples_per_s": summary["samples_per_s"]}))
 
 
-def _config(tmp: Path, kit, strategy: str, steps: int, n: int) -> Path:
+def _config(tmp: Path, kit, strategy: str, steps: int, n: int, accumulate: int = 1) -> Path:
     cfg = tmp / f"{strategy}-{n}.yaml"
     cfg.write_text(
         f"extends: {ROOT / 'configs' / 'tiny.yaml'}\n"
@@ -76,7 +86,8 @@ def _config(tmp: Path, kit, strategy: str, steps: int, n: int) -> Path:
         f"data: {{train: {tmp / 'synth' / 'train.csv'}, val: null, view_cache: 64, num_workers: 0}}\n"
         f"training:\n  strategy: {strategy}\n  devices: 2\n  accelerator: cpu\n  num_threads: 1\n"
         "  stages: [finetune]\n  progress_bar: false\n  loggers: [csv]\n  feature_cache: none\n"
-        f"  checkpoint_every_n_steps: 1000\n  stage_configs:\n    finetune: {{max_steps: {steps}, batch_size: 2}}\n"
+        f"  checkpoint_every_n_steps: 1000\n  stage_configs:\n    finetune: {{max_steps: {steps}, batch_size: 2, "
+        f"accumulate_grad_batches: {accumulate}}}\n"
     )
     return cfg
 
@@ -99,14 +110,23 @@ def main() -> int:
     tmp = Path(tempfile.mkdtemp(prefix="bench_fsdp_"))
     write_synth_dataset(tmp / "synth", n=40, seed=0, width=512, height=256)
     kit = build_kit(load_config(ROOT / "configs" / "tiny.yaml").kit, out_dir=tmp / "kit", seed=0)
-    runs: dict[str, list[dict]] = {"ddp": [], "fsdp": []}
+    # name: (strategy, micro-batches per step, steps, reduce after every micro-batch)
+    variants = {
+        "ddp": ("ddp", 1, args.steps, False),
+        "fsdp": ("fsdp", 1, args.steps, False),
+        "fsdp, accumulate 4, sync each micro-batch": ("fsdp", 4, args.steps // 4, True),
+        "fsdp, accumulate 4": ("fsdp", 4, args.steps // 4, False),
+    }
+    runs: dict[str, list[dict]] = {name: [] for name in variants}
     n = 0
     for _ in range(args.repeats):
-        for strategy in runs:
+        for name, (strategy, accumulate, steps, sync_each) in variants.items():
             n += 1
-            cfg, out = _config(tmp, kit, strategy, args.steps, n), tmp / f"out-{strategy}-{n}"
+            cfg, out = _config(tmp, kit, strategy, steps, n, accumulate), tmp / f"out-{strategy}-{n}"
             out.mkdir()
             env = dict(os.environ, PYTHONPATH=str(ROOT / "src"), MASTER_PORT=str(29600 + n), OMP_NUM_THREADS="1")
+            if sync_each:
+                env["BENCH_SYNC_EACH_MICRO_BATCH"] = "1"
             proc = subprocess.run(
                 [sys.executable, __file__, "--child", str(cfg), str(out)], env=env, capture_output=True, text=True
             )
@@ -114,8 +134,8 @@ def main() -> int:
                 print(proc.stderr[-3000:], file=sys.stderr)
                 return 1
             ranks = [json.loads((out / f"rank{r}.json").read_text()) for r in (0, 1)]
-            runs[strategy].append(json.loads((out / "summary.json").read_text()) | {"ranks": ranks})
-            print(strategy, runs[strategy][-1], flush=True)
+            runs[name].append(json.loads((out / "summary.json").read_text()) | {"ranks": ranks})
+            print(name, runs[name][-1], flush=True)
 
     def med(strategy: str, key: str) -> float:
         values = [r[key] if key in r else max(x[key] for x in r["ranks"]) for r in runs[strategy]]
@@ -124,9 +144,14 @@ def main() -> int:
     keys = ("samples_per_s", "weights_mb", "optimizer_state_mb", "checkpoint_gather_s")
     summary = {s: {k: med(s, k) for k in keys} for s in runs}
     summary["fsdp_over_ddp"] = {k: round(summary["fsdp"][k] / summary["ddp"][k], 3) for k in keys}
+    baseline = summary["fsdp, accumulate 4, sync each micro-batch"]["samples_per_s"]
+    summary["sync_free_accumulation_samples_per_s_ratio"] = round(
+        summary["fsdp, accumulate 4"]["samples_per_s"] / baseline, 3
+    )
     result = {
-        "what": "tiny config, finetune stage (LoRA), 2 CPU processes (gloo), 1 thread each; per rank, median "
-        "over repeats (the larger rank's value for bytes and gather time)",
+        "what": "tiny config, finetune stage (LoRA), 2 CPU processes (gloo), 1 thread each, batch 2 per rank; "
+        "per rank, median over repeats (the larger rank's value for bytes and gather time); the accumulating "
+        "runs take steps/4 steps of 4 micro-batches",
         "steps": args.steps,
         "repeats": args.repeats,
         "torch": torch.__version__,
