@@ -15,16 +15,15 @@ import argparse
 import logging
 import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
+from tiny_runs import prepare, run_config  # noqa: E402
+
 from cora.config import load_config  # noqa: E402
-from cora.data.synth.dataset import write_synth_dataset  # noqa: E402
-from cora.kit import build_kit  # noqa: E402
 from cora.training.runner import train  # noqa: E402
 from cora.utils.io import atomic_write_json  # noqa: E402
 
@@ -38,16 +37,18 @@ STAGES = ("vision", "resampler", "finetune")
 
 
 def _config(tmp: Path, kit, stage: str, threads: int, workers: int, steps: int) -> Path:
-    cfg = tmp / f"{stage}-{threads}-{workers}.yaml"
-    cfg.write_text(
-        f"extends: {ROOT / 'configs' / 'tiny.yaml'}\n"
-        f"experiment: {{name: cores-{stage}-{threads}-{workers}-{time.monotonic_ns()}, output_dir: {tmp / 'runs'}}}\n"
-        f"models: {{vision_name: {kit.vision}, language_model_name: {kit.language_model}}}\n"
-        f"data: {{train: {tmp / 'synth' / 'train.csv'}, val: null, view_cache: 64, num_workers: {workers}}}\n"
-        f"training:\n  stages: [{stage}]\n  num_threads: {threads}\n  feature_cache: none\n  loggers: [csv]\n"
-        f"  stage_configs:\n    {stage}: {{max_steps: {steps}}}\n"
+    return run_config(
+        tmp,
+        kit,
+        f"cores-{stage}-{threads}-{workers}-{time.monotonic_ns()}",
+        {
+            "stages": [stage],
+            "num_threads": threads,
+            "feature_cache": "none",
+            "stage_configs": {stage: {"max_steps": steps}},
+        },
+        data={"num_workers": workers},
     )
-    return cfg
 
 
 def main() -> int:
@@ -57,9 +58,7 @@ def main() -> int:
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "cores.json"))
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
-    tmp = Path(tempfile.mkdtemp(prefix="bench_cores_"))
-    write_synth_dataset(tmp / "synth", n=200, seed=0, width=512, height=256)
-    kit = build_kit(load_config(ROOT / "configs" / "tiny.yaml").kit, out_dir=tmp / "kit", seed=0)
+    tmp, kit = prepare("bench_cores_", panoramas=200)
     rates: dict[str, dict[str, list[float]]] = {s: {k: [] for k in SETTINGS} for s in STAGES}
     for _ in range(args.repeats):
         for stage in STAGES:

@@ -13,16 +13,15 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
+from tiny_runs import prepare, run_config  # noqa: E402
+
 from cora.config import load_config  # noqa: E402
-from cora.data.synth.dataset import write_synth_dataset  # noqa: E402
-from cora.kit import build_kit  # noqa: E402
 from cora.training.runner import train  # noqa: E402
 from cora.utils.io import atomic_write_json  # noqa: E402
 
@@ -31,17 +30,9 @@ STAGES = ("resampler", "finetune")
 
 
 def _config(tmp: Path, kit, stage: str, resampler: str, steps: int) -> Path:
-    cfg = tmp / f"{stage}-{resampler}.yaml"
-    cfg.write_text(
-        f"extends: {ROOT / 'configs' / 'tiny.yaml'}\n"
-        f"experiment: {{name: {stage}-{resampler}-{time.monotonic_ns()}, output_dir: {tmp / 'runs'}}}\n"
-        f"models: {{vision_name: {kit.vision}, language_model_name: {kit.language_model}, "
-        f"resampler_type: {resampler}}}\n"
-        f"data: {{train: {tmp / 'synth' / 'train.csv'}, val: null, view_cache: 64}}\n"
-        f"training:\n  stages: [{stage}]\n  loggers: [csv]\n  progress_bar: false\n"
-        f"  stage_configs:\n    {stage}: {{max_steps: {steps}}}\n"
-    )
-    return cfg
+    training = {"stages": [stage], "stage_configs": {stage: {"max_steps": steps}}}
+    name = f"{stage}-{resampler}-{time.monotonic_ns()}"
+    return run_config(tmp, kit, name, training, models={"resampler_type": resampler})
 
 
 def main() -> int:
@@ -51,9 +42,7 @@ def main() -> int:
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "demo_resampler.json"))
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
-    tmp = Path(tempfile.mkdtemp(prefix="bench_demo_resampler_"))
-    write_synth_dataset(tmp / "synth", n=60, seed=0, width=512, height=256)
-    kit = build_kit(load_config(ROOT / "configs" / "tiny.yaml").kit, out_dir=tmp / "kit", seed=0)
+    tmp, kit = prepare("bench_demo_resampler_", panoramas=60)
     rates: dict[str, dict[str, list[float]]] = {s: {r: [] for r in RESAMPLERS} for s in STAGES}
     for _ in range(args.repeats):
         for stage in STAGES:

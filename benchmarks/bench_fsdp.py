@@ -20,7 +20,6 @@ import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -29,6 +28,7 @@ sys.path.insert(0, str(ROOT / "src"))
 
 import lightning as L  # noqa: E402
 import torch  # noqa: E402
+from tiny_runs import run_config  # noqa: E402
 
 from cora.config import load_config  # noqa: E402
 from cora.training.callbacks import checkpoint_payload  # noqa: E402
@@ -78,18 +78,17 @@ def _child(config: Path, out: Path) -> None:
 
 
 def _config(tmp: Path, kit, strategy: str, steps: int, n: int, accumulate: int = 1) -> Path:
-    cfg = tmp / f"{strategy}-{n}.yaml"
-    cfg.write_text(
-        f"extends: {ROOT / 'configs' / 'tiny.yaml'}\n"
-        f"experiment: {{name: {strategy}-{n}, output_dir: {tmp / 'runs'}}}\n"
-        f"models: {{vision_name: {kit.vision}, language_model_name: {kit.language_model}}}\n"
-        f"data: {{train: {tmp / 'synth' / 'train.csv'}, val: null, view_cache: 64, num_workers: 0}}\n"
-        f"training:\n  strategy: {strategy}\n  devices: 2\n  accelerator: cpu\n  num_threads: 1\n"
-        "  stages: [finetune]\n  progress_bar: false\n  loggers: [csv]\n  feature_cache: none\n"
-        f"  checkpoint_every_n_steps: 1000\n  stage_configs:\n    finetune: {{max_steps: {steps}, batch_size: 2, "
-        f"accumulate_grad_batches: {accumulate}}}\n"
-    )
-    return cfg
+    training = {
+        "strategy": strategy,
+        "devices": 2,
+        "accelerator": "cpu",
+        "num_threads": 1,
+        "stages": ["finetune"],
+        "feature_cache": "none",
+        "checkpoint_every_n_steps": 1000,
+        "stage_configs": {"finetune": {"max_steps": steps, "batch_size": 2, "accumulate_grad_batches": accumulate}},
+    }
+    return run_config(tmp, kit, f"{strategy}-{n}", training, data={"num_workers": 0})
 
 
 def main() -> int:
@@ -104,12 +103,9 @@ def main() -> int:
         _child(Path(args.child[0]), Path(args.child[1]))
         return 0
 
-    from cora.data.synth.dataset import write_synth_dataset
-    from cora.kit import build_kit
+    from tiny_runs import prepare
 
-    tmp = Path(tempfile.mkdtemp(prefix="bench_fsdp_"))
-    write_synth_dataset(tmp / "synth", n=40, seed=0, width=512, height=256)
-    kit = build_kit(load_config(ROOT / "configs" / "tiny.yaml").kit, out_dir=tmp / "kit", seed=0)
+    tmp, kit = prepare("bench_fsdp_", panoramas=40)
     # name: (strategy, micro-batches per step, steps, reduce after every micro-batch)
     variants = {
         "ddp": ("ddp", 1, args.steps, False),

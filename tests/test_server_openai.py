@@ -7,6 +7,7 @@ import base64
 from pathlib import Path
 
 import pytest
+import torch
 
 pytest.importorskip("fastapi", reason="needs the serve extra")
 pytest.importorskip("openai", reason="needs the openai client (dev extra)")
@@ -64,7 +65,11 @@ def test_a_completion_uses_the_system_prompt_and_counts_the_vision_tokens(client
     assert generator(image, conversation) != generator(image, QUERY)  # the system prompt reached the model
     assert reply.choices[0].finish_reason == "length"  # 8 tokens: the random model never stops by itself
     vision = generator.vision_tokens()
-    assert vision > 0
+    batch = generator.prepare([image], [QUERY])
+    with torch.inference_mode():  # what the model actually puts in place of the one placeholder
+        features = generator.model.encode_vision(batch["pixel_values"], batch["geometries"])
+        embedded = generator.model.vision_embeddings(features, batch["geometries"])
+    assert vision == embedded.shape[1] - 1 > 0
     assert reply.usage.prompt_tokens == generator.prompt_tokens(conversation) + vision
     assert reply.usage.completion_tokens == OPTIONS.max_new_tokens
 

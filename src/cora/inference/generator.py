@@ -16,7 +16,6 @@ import os
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
-import numpy as np
 import torch
 
 from cora.inference.base import GeneratorBase, stream_text
@@ -126,12 +125,10 @@ class PanoramaGenerator(GeneratorBase):
             return self.formatter.encode_prompt(query.query, query.history, query.system_prompt)
         return self.formatter.encode_prompt(query)
 
-    @torch.inference_mode()
     def _count_vision_tokens(self) -> int:
-        """The vision tokens that replace the one placeholder (resampler tokens, separators ...)."""
-        batch = self.prepare([np.zeros((64, 128, 3), np.uint8)], ["x"])
-        pixels, geometries = batch["pixel_values"], batch["geometries"]
-        return int(self.model.vision_embeddings(self.model.encode_vision(pixels, geometries), geometries).shape[1]) - 1
+        """The vision tokens that replace the one placeholder (resampler tokens, separators ...), from the
+        stitching plan (no forward)."""
+        return self.model.num_vision_tokens(self._geometries) - 1
 
     def prepare(self, images: Sequence[Any], queries: Sequence[Prompt]) -> dict[str, Any]:
         """Model inputs for a batch: ``pixel_values [B, V, 3, S, S]``, ``geometries``, left-padded

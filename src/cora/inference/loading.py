@@ -18,22 +18,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from cora.model.vlm import SAVED_CONFIG, SAVED_META
+from cora.model.vlm import SAVED_CONFIG, saved_model_dir
 
 logger = logging.getLogger(__name__)
-
-SAVED_MODEL_MARKER = SAVED_META  # written by PanoramaVLM.save_pretrained
 
 
 class RunLoadError(ValueError):
     """A folder that is neither a saved model nor a usable training run."""
-
-
-def _saved_model_dir(run: Path) -> Path | None:
-    for folder in (run, run / "model"):
-        if (folder / SAVED_MODEL_MARKER).is_file():
-            return folder
-    return None
 
 
 RunLoader = Callable[[Any, Path], Any]  # (run config, run folder) -> model
@@ -56,7 +47,7 @@ def load_run(
     if not run.is_dir():
         raise FileNotFoundError(f"run folder not found: {run}")
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    saved = _saved_model_dir(run)
+    saved = saved_model_dir(run)
     if saved is not None:
         from cora.config import load_config
         from cora.model import load_model

@@ -24,7 +24,7 @@ from transformers import PretrainedConfig, PreTrainedModel
 
 from cora.config import CoraConfig, load_config
 from cora.model.fusion import left_padded
-from cora.model.vlm import SAVED_CONFIG, SAVED_META, PanoramaOutput, PanoramaVLM
+from cora.model.vlm import SAVED_CONFIG, PanoramaOutput, PanoramaVLM, saved_model_dir
 from cora.utils.io import atomic_write_json
 
 PROCESSOR_FILE = "cora_processor.json"
@@ -43,14 +43,6 @@ class CoraHFConfig(PretrainedConfig):
 
     def cora_config(self) -> CoraConfig:
         return CoraConfig.model_validate(self.cora)
-
-
-def saved_folder(path: str | Path) -> Path:
-    """A saved model folder, or a run folder's ``model/`` (what ``cora train`` exports)."""
-    root = Path(path)
-    if not (root / SAVED_META).is_file() and (root / "model" / SAVED_META).is_file():
-        return root / "model"
-    return root
 
 
 def write_hf_config(out: Path, config: CoraConfig, weights: str = "trainable") -> None:
@@ -88,7 +80,7 @@ class CoraForImageTextToText(PreTrainedModel):
     ) -> CoraForImageTextToText:
         """A saved CORA model folder (or a run folder). ``allow_base_mismatch=True`` loads a trainable-weights
         folder on base weights other than those it was saved with (a warning instead of an error)."""
-        root = saved_folder(pretrained_model_name_or_path)
+        root = saved_model_dir(pretrained_model_name_or_path) or Path(pretrained_model_name_or_path)
         vlm = PanoramaVLM.from_pretrained(root, allow_base_mismatch=kwargs.pop("allow_base_mismatch", False))
         return cls(CoraHFConfig.from_pretrained(root), vlm).eval()
 
@@ -177,7 +169,7 @@ class CoraProcessor:
         """From a saved model folder (its ``config.yaml`` and tokenizer) or a run folder."""
         from transformers import AutoTokenizer
 
-        root = saved_folder(path)
+        root = saved_model_dir(path) or Path(path)
         config = load_config(root / SAVED_CONFIG)
         tokenizer_dir = root if (root / "tokenizer_config.json").is_file() else None
         if tokenizer_dir is None:

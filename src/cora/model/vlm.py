@@ -37,6 +37,15 @@ SAVED_META = "cora_model.json"
 SAVED_CONFIG = "config.yaml"
 
 
+def saved_model_dir(path: str | Path) -> Path | None:
+    """The saved model in ``path``: the folder itself, or a run folder's ``model/`` (what ``cora train``
+    exports); None when neither holds one."""
+    for folder in (Path(path), Path(path) / "model"):
+        if (folder / SAVED_META).is_file():
+            return folder
+    return None
+
+
 @dataclass
 class VisionFeatures:
     tokens: torch.Tensor  # [B, V, rows*cols, latent]

@@ -3,13 +3,14 @@ to load it — in the Hugging Face model-card format (YAML metadata, then Markdo
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from cora.config import CoraConfig
+from cora.model.stages import COMPONENTS, StageModes
+from cora.training.state import StageState
 from cora.utils.io import atomic_write_text
 
 
@@ -23,8 +24,10 @@ def _recipe_rows(config: CoraConfig, summaries: dict[str, Any]) -> list[str]:
     rows = ["| stage | kind | trained | steps | batch | lr | samples | held-out |", "|---|---|---|---|---|---|---|---|"]
     for name in config.training.stages:
         stage = config.training.stage_configs[name]
-        modes = {c: getattr(stage, c, None) for c in ("vision", "resampler", "panorama_projector", "language_model")}
-        trained = ", ".join(f"{c} {m}" for c, m in modes.items() if m not in (None, "frozen", "unused")) or "—"
+        modes = StageModes.of(stage)
+        trained = (
+            ", ".join(f"{c} {m}" for c in COMPONENTS if (m := getattr(modes, c)) not in ("frozen", "unused")) or "—"
+        )
         done = summaries.get(name, {})
         held_out = ", ".join(f"{k} {v:.4g}" for k, v in (done.get("val") or {}).items()) or "—"
         rows.append(
@@ -82,7 +85,7 @@ def model_card(config: CoraConfig, summaries: dict[str, Any], merged: bool) -> s
 
 
 def write_model_card(out: Path, config: CoraConfig, run_dir: Path, merged: bool) -> Path:
-    state = run_dir / "stage_state.json"
-    summaries = json.loads(state.read_text()).get("summaries", {}) if state.is_file() else {}
+    state = StageState.load(run_dir)
+    summaries = state.summaries if state is not None else {}
     atomic_write_text(out / "README.md", model_card(config, summaries, merged))
     return out / "README.md"

@@ -32,7 +32,6 @@ class FeedbackStore:
         self.path = Path(path)
         self.images = self.path.parent / "images"
         self._lock = threading.Lock()
-        self._lines: int | None = None  # counted once, then kept
 
     def save_image(self, data: bytes) -> str:
         """The image's path relative to the feedback file (written once per distinct content)."""
@@ -46,26 +45,15 @@ class FeedbackStore:
                 handle.write(data)
         return f"images/{name}"
 
-    def append(self, row: dict[str, Any]) -> int:
-        """Append one row; returns its line number."""
+    def append(self, row: dict[str, Any]) -> None:
+        """Append one row as one whole line (locked, flushed to disk)."""
         line = (json.dumps(row, ensure_ascii=False) + "\n").encode("utf-8")
         with self._lock:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            if self._lines is None:
-                self._lines = _count_lines(self.path)
             with open(self.path, "ab") as handle:
                 handle.write(line)
                 handle.flush()
                 os.fsync(handle.fileno())
-            self._lines += 1
-            return self._lines
-
-
-def _count_lines(path: Path) -> int:
-    if not path.is_file():
-        return 0
-    with open(path, "rb") as handle:
-        return sum(1 for _ in handle)
 
 
 def feedback_row(body: dict[str, Any], image: str) -> dict[str, Any]:

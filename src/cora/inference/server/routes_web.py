@@ -110,5 +110,5 @@ async def feedback(request: Request, service: Service) -> dict:
     data = await run_in_threadpool(service.data_url_bytes, url, "image")
     await run_in_threadpool(service.decode, data, "image")  # the same checks as a question's image
     row["image"] = await run_in_threadpool(store.save_image, data)
-    line = await run_in_threadpool(store.append, row)
-    return {"object": "feedback", "line": line, "image": row["image"]}
+    await run_in_threadpool(store.append, row)
+    return {"object": "feedback", "image": row["image"]}
