@@ -17,7 +17,7 @@ import pytest
 from PIL import Image
 
 from cora.cli.main import main
-from cora.data.download import FAILURES_NAME, FetchError, _in_threads, _retry_after, fetch_dataset
+from cora.data.download import FAILURES_NAME, FetchError, _in_threads, fetch_dataset
 from cora.data.readers import read_records
 from cora.data.records import DataError
 from cora.processors.image_io import decode_image
@@ -216,12 +216,6 @@ def test_output_never_overwrites_the_input(tmp_path: Path) -> None:
     source = _write(tmp_path / "data.csv", [["a.png", "q", "a"]])
     with pytest.raises(DataError, match="would overwrite the input"):
         fetch_dataset(source, tmp_path)
-
-
-def test_retry_after_seconds_or_http_date() -> None:
-    assert _retry_after("7") == 7.0
-    assert _retry_after(None) is None and _retry_after("soon") is None
-    assert _retry_after("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0  # in the past: retry now
 
 
 def test_worker_threads_hand_back_failures_and_reraise_bugs() -> None:

@@ -17,6 +17,7 @@ import pytest
 
 import cora.evaluation.judge as judge_module
 from cora.evaluation.judge import Judge, JudgeError
+from cora.utils.http import retry_after_s
 
 MESSAGES = [{"role": "user", "content": "grade"}]
 GOOD = (200, {}, {"choices": [{"message": {"role": "assistant", "content": '{"score": 7}'}}]})
@@ -136,16 +137,16 @@ def test_a_spent_retry_budget_ends_the_retries(sleeps):
         assert server.served == 1
 
 
-def test_retry_after_accepts_seconds_an_http_date_or_milliseconds():
+def test_retry_after_accepts_seconds_an_http_date_or_milliseconds():  # (cora.utils.http, shared with data fetch)
     now = datetime.now(UTC)
-    assert judge_module._retry_after_s(httpx.Headers({"Retry-After": "7"})) == 7.0
-    in_30s = judge_module._retry_after_s(httpx.Headers({"Retry-After": format_datetime(now + timedelta(seconds=30))}))
+    assert retry_after_s(httpx.Headers({"Retry-After": "7"})) == 7.0
+    in_30s = retry_after_s(httpx.Headers({"Retry-After": format_datetime(now + timedelta(seconds=30))}))
     assert in_30s is not None and 28.0 <= in_30s <= 30.0
-    assert judge_module._retry_after_s(httpx.Headers({"Retry-After": format_datetime(now - timedelta(hours=1))})) == 0
-    assert judge_module._retry_after_s(httpx.Headers({"retry-after-ms": "250", "Retry-After": "9"})) == 0.25
+    assert retry_after_s(httpx.Headers({"Retry-After": format_datetime(now - timedelta(hours=1))})) == 0
+    assert retry_after_s(httpx.Headers({"retry-after-ms": "250", "Retry-After": "9"})) == 0.25
     for junk in ("soon", "nan", "-inf", ""):
-        assert judge_module._retry_after_s(httpx.Headers({"Retry-After": junk})) is None
-    assert judge_module._retry_after_s(httpx.Headers()) is None
+        assert retry_after_s(httpx.Headers({"Retry-After": junk})) is None
+    assert retry_after_s(httpx.Headers()) is None
 
 
 def test_one_connection_is_reused_and_close_is_clean(tmp_path):

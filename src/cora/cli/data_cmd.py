@@ -98,12 +98,7 @@ def _fetch(args: argparse.Namespace) -> int:
         raise UserError("--workers must be >= 1, --retries >= 0, --timeout and --max-mib > 0")
     if Path(args.out).exists() and not Path(args.out).is_dir():
         raise UserError(f"--out {args.out}: not a folder")
-    try:
-        from cora.data.download import fetch_dataset, format_fetch_report
-    except ModuleNotFoundError as exc:
-        if exc.name != "httpx":
-            raise
-        raise UserError("cora data fetch needs httpx: pip install httpx (or 'cora[serve]')") from None
+    from cora.data.download import fetch_dataset, format_fetch_report
 
     report = fetch_dataset(
         args.file,

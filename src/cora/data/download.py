@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import email.utils
 import logging
 import os
 import queue
@@ -28,7 +27,6 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -37,6 +35,7 @@ import cora
 from cora.data.fetch import cache_path, image_size, is_url
 from cora.data.readers import IMAGE_COLUMNS, resolve_image
 from cora.data.records import DataError, undecodable_byte
+from cora.utils.http import retry_after_s
 from cora.utils.io import atomic_open
 
 logger = logging.getLogger(__name__)
@@ -168,25 +167,9 @@ def url_lines(table: Table) -> dict[str, list[int]]:
 # ---------------------------------------------------------------- one URL
 
 
-def _retry_after(value: str | None) -> float | None:
-    """Seconds from a ``Retry-After`` header (delta-seconds or an HTTP date); None when absent or unreadable."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - datetime.now(UTC)).total_seconds())
-
-
 def _status_failure(response: httpx.Response) -> FetchError:
     code = response.status_code
-    wait = _retry_after(response.headers.get("retry-after")) if code in _RETRY_AFTER_STATUSES else None
+    wait = retry_after_s(response.headers) if code in _RETRY_AFTER_STATUSES else None
     phrase = response.reason_phrase or ""
     return FetchError(f"http {code}", f"{code} {phrase}".strip(), retryable=code in _RETRY_STATUSES, retry_after=wait)
 

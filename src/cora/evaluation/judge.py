@@ -17,7 +17,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import math
 import os
 import random
 import re
@@ -26,14 +25,13 @@ import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
 
 from cora.evaluation.predictions import PredictionGroup, read_predictions
+from cora.utils.http import retry_after_s
 from cora.utils.io import atomic_write_json
 
 logger = logging.getLogger(__name__)
@@ -189,7 +187,7 @@ class Judge:
             raise _Retryable(f"{type(exc).__name__}: {exc}") from exc
         if response.status_code in RETRY_STATUS:
             detail = f"HTTP {response.status_code}: {_error_message(response)}"
-            raise _Retryable(detail, _retry_after_s(response.headers))
+            raise _Retryable(detail, retry_after_s(response.headers))
         if not response.is_success:
             detail = f"HTTP {response.status_code}: {_error_message(response)}"
             raise JudgeError(f"{self.role} endpoint {endpoint} refused the request: {detail}")
@@ -220,32 +218,6 @@ class _Retryable(Exception):
     def __init__(self, detail: str, retry_after_s: float | None = None) -> None:
         super().__init__(detail)
         self.retry_after_s = retry_after_s
-
-
-def _retry_after_s(headers: httpx.Headers) -> float | None:
-    """The wait a server asks for: ``retry-after-ms`` (OpenAI's), ``Retry-After`` seconds or HTTP date; else None."""
-    milliseconds = _finite(headers.get("retry-after-ms", ""))
-    if milliseconds is not None:
-        return max(0.0, milliseconds / 1000.0)
-    value = headers.get("retry-after", "").strip()
-    seconds = _finite(value)
-    if seconds is not None:
-        return max(0.0, seconds)
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when.tzinfo is None:  # RFC 9110 dates are GMT
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - datetime.now(UTC)).total_seconds())
-
-
-def _finite(text: str) -> float | None:
-    try:
-        value = float(text)
-    except ValueError:
-        return None
-    return value if math.isfinite(value) else None
 
 
 def _error_message(response: httpx.Response) -> str:

@@ -15,13 +15,10 @@ from typing import Any
 
 import cv2
 import numpy as np
+import simplejpeg
 
 logger = logging.getLogger(__name__)
 
-try:  # libjpeg-turbo bindings (a core dependency; OpenCV decodes where they are missing)
-    import simplejpeg as _simplejpeg
-except ImportError:  # pragma: no cover - depends on the install
-    _simplejpeg = None
 
 ASPECT_TOLERANCE = 0.01  # relative: 2048×1024 ± 1 %
 JPEG_MAGIC = b"\xff\xd8\xff"
@@ -99,11 +96,9 @@ def _decode_jpeg(buf: np.ndarray, reduction: int) -> np.ndarray | None:
 def _turbo_decode(data: bytes, min_width: int) -> np.ndarray | None:
     """libjpeg-turbo through ``simplejpeg``: the fastest decoder here (full size 1.1-1.5× OpenCV's,
     ``benchmarks/results/jpeg.json``), scaled down in the DCT to the smallest size at least ``min_width``
-    wide. ``None`` where it is not installed or declines the file (CMYK, unusual sampling): OpenCV then."""
-    if _simplejpeg is None:
-        return None
+    wide. ``None`` where it declines the file (CMYK, unusual sampling): OpenCV then."""
     try:
-        return _simplejpeg.decode_jpeg(data, colorspace="RGB", min_width=max(0, min_width))
+        return simplejpeg.decode_jpeg(data, colorspace="RGB", min_width=max(0, min_width))
     except ValueError:
         return None
 
