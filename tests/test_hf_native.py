@@ -80,9 +80,10 @@ def test_cora_export_of_a_native_run_is_a_self_contained_hf_folder(tiny, panoram
     assert _answers(exported, AutoProcessor.from_pretrained(out), panoramas) == expected
 
 
-def test_import_cora_registers_once_transformers_is_imported_even_after_a_probe():
-    """`import cora` stays light (no transformers); an `importlib.util.find_spec("transformers")` probe (how
-    libraries ask whether it is installed) does not use the registration up."""
+def test_import_cora_registers_once_transformers_auto_classes_load_even_after_a_probe():
+    """`import cora` stays light (no transformers), `import transformers` too (no cora.model); an
+    `importlib.util.find_spec("transformers")` probe (how libraries ask whether it is installed) does not use
+    the registration up; loading the Auto classes registers."""
     import subprocess
     import sys
 
@@ -91,6 +92,7 @@ def test_import_cora_registers_once_transformers_is_imported_even_after_a_probe(
         "assert 'transformers' not in sys.modules\n"
         "importlib.util.find_spec('transformers')\n"
         "import transformers\n"
+        "assert 'cora.model' not in sys.modules  # plain `import transformers` stays as cheap as without us\n"
         "from transformers.models.auto.configuration_auto import CONFIG_MAPPING\n"
         "print('cora' in CONFIG_MAPPING)\n"
     )
