@@ -281,3 +281,27 @@ def test_jobs_held_for_other_options_still_count_against_the_queue():
         batcher.submit(_job({"max_new_tokens": 5})[0])
     assert refused.value.status == 503 and batcher.stats()["waiting"] == 3
     gen.release.set()
+
+
+def test_a_job_finishes_once_even_when_finishing_the_batch_fails():
+    gen = Ticking(steps=2, tick=0)
+    batcher = Batcher(gen, max_batch=2, max_wait_ms=200, max_queue=4)
+    (good, got), (broken, _) = _job({"max_new_tokens": 2}), _job({"max_new_tokens": 2})
+    gen.release.clear()
+    batcher.submit(_job({"max_new_tokens": 2})[0])  # a first batch the worker waits in: the pair queues
+    time.sleep(0.1)
+
+    def deliver(item: Any) -> None:
+        if isinstance(item, Finished):
+            raise RuntimeError("the request's loop is gone")
+
+    broken.deliver = deliver
+    batcher.submit(good)
+    batcher.submit(broken)
+    gen.release.set()
+    assert _wait_finished(got).error is None
+    time.sleep(0.3)  # the worker handled broken's failure
+    assert sum(isinstance(item, Finished) for item in got) == 1  # one answer, not a second error
+    again, got_again = _job({"max_new_tokens": 2})
+    batcher.submit(again)
+    assert _wait_finished(got_again).error is None  # and the worker goes on

@@ -73,6 +73,7 @@ class Job:
     sent: str = ""
     stopped_at: int | None = None  # where a stop sequence begins in the text
     cancel: threading.Event = field(default_factory=threading.Event)
+    finished: bool = False
 
     # -- TokenSink -------------------------------------------------------------------------
     def token(self, token_id: int) -> None:
@@ -99,6 +100,10 @@ class Job:
         return self.cancel.is_set()
 
     def finish(self, error: BaseException | None = None) -> None:
+        """Deliver the :class:`Finished` item, once (a later call, e.g. after a failure, does nothing)."""
+        if self.finished:
+            return
+        self.finished = True
         if error is not None:
             self.deliver(Finished(list(self.ids), self.sent, "stop", error))
             return
@@ -190,7 +195,8 @@ class Batcher:
                 if batch:
                     self._run(batch)
             except BaseException as exc:  # this thread must not die: every later request would wait forever
-                logger.exception("the batching worker failed; it goes on")
+                # Every job of the batch not yet finished reports it (its route answers 500 or an error event).
+                logger.exception("a batch of %d failed; the batching worker goes on", len(batch))
                 for job in batch:
                     with contextlib.suppress(Exception):
                         job.finish(exc if isinstance(exc, Exception) else RuntimeError(repr(exc)))
@@ -228,11 +234,6 @@ class Batcher:
             self.generator.generate_rows(
                 [j.image for j in batch], [j.query for j in batch], list(batch), **batch[0].options
             )
-        except Exception as exc:  # every job of the batch reports it (their routes answer 500 or an error event)
-            logger.exception("generation failed for a batch of %d", len(batch))
-            for job in batch:
-                job.finish(exc)
-            return
         finally:
             self.batches += 1
             self.answered += len(batch)
