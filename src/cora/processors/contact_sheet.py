@@ -24,11 +24,7 @@ def view_colour(index: int, count: int) -> tuple[int, int, int]:
 
 def footprint(geom: ViewGeometry, width: int, height: int, samples: int = 64) -> list[np.ndarray]:
     """The view's border in ERP pixel coordinates: polylines ``[N, 2]`` int32, split at the seam."""
-    t = np.linspace(0.0, 1.0, samples)
-    w, h = geom.width, geom.height
-    u = np.concatenate([t * w, np.full_like(t, w), (1 - t) * w, np.zeros_like(t)])
-    v = np.concatenate([np.zeros_like(t), t * h, np.full_like(t, h), (1 - t) * h])
-    lon, lat = geom.lonlat(u, v)
+    lon, lat = geom.border_lonlat(samples)
     x, y = erp_lonlat_to_pixel(lon, lat, width, height)
     x, y = np.clip(x + 0.5, 0, width - 1), np.clip(y + 0.5, 0, height - 1)
     points = np.stack([x, y], 1)

@@ -147,6 +147,15 @@ class ViewGeometry:
         uu, vv = np.meshgrid(u, v)
         return self.lonlat(uu, vv, wrap=wrap)
 
+    def border_lonlat(self, per_edge: int, endpoint: bool = True, wrap: bool = True) -> tuple[np.ndarray, np.ndarray]:
+        """(lon, lat) in degrees along the view's border, ``per_edge`` points per edge, top edge first then
+        clockwise (a perspective tile's edges curve on the sphere). ``endpoint=False``: each corner once."""
+        t = np.linspace(0.0, 1.0, per_edge, endpoint=endpoint)
+        w, h = self.width, self.height
+        u = np.concatenate([t * w, np.full_like(t, w), (1 - t) * w, np.zeros_like(t)])
+        v = np.concatenate([np.zeros_like(t), t * h, np.full_like(t, h), (1 - t) * h])
+        return self.lonlat(u, v, wrap=wrap)
+
     def to_dict(self) -> dict:
         return asdict(self)
 

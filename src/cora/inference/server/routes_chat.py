@@ -49,11 +49,10 @@ async def chat_completions(request: Request, service: Service) -> ChatCompletion
         served = f"{body.model!r} is not served here (GET /v1/models lists {service.model_name!r})"
         raise RequestError(404, f"model: {served}", "model")
     options = body.decoding()
-    image, conversation = await run_in_threadpool(_inputs, service, body)
+    image, conversation, prompt_tokens = await run_in_threadpool(_inputs, service, body)
     head = ChatCompletionChunk(
         id=f"chatcmpl-{uuid.uuid4().hex[:24]}", created=int(time.time()), model=service.model_name, choices=[]
     )
-    prompt_tokens = service.usage_prompt_tokens(conversation)
     submitted = service.submit(image, conversation, options, body.stop or ())  # a full queue: 503 before any byte
     if body.stream:
         usage = prompt_tokens if body.include_usage else None
@@ -72,16 +71,17 @@ async def chat_completions(request: Request, service: Service) -> ChatCompletion
     )
 
 
-def _inputs(service: PanoramaService, body: ChatRequest) -> tuple[np.ndarray, Conversation]:
-    """The panorama ``[H, W, 3]`` uint8 (the last ``image_url`` part anywhere) and the conversation."""
+def _inputs(service: PanoramaService, body: ChatRequest) -> tuple[np.ndarray, Conversation, int]:
+    """The panorama ``[H, W, 3]`` uint8 (the last ``image_url`` part anywhere), the conversation, and the
+    prompt's tokens as the model sees them."""
     url, field = body.image_url()
     conversation = body.conversation()
     if not service.generator.conversations and (conversation.history or conversation.system_prompt is not None):
         raise RequestError(
             400, "messages: this model answers single questions (no system message or earlier turns)", "messages"
         )
-    service.check_query(conversation, "messages")  # before decoding: a refused prompt costs no image
-    return service.decode_data_url(url, field), conversation
+    tokens = service.check_query(conversation, "messages")  # before decoding: a refused prompt costs no image
+    return service.decode_data_url(url, field), conversation, tokens
 
 
 async def _chunks(

@@ -7,9 +7,10 @@ copied in with their licenses) live in ``static/``; nothing is fetched from the 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
-import numpy as np
 from fastapi import APIRouter, Depends, Request
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import FileResponse, HTMLResponse
@@ -43,35 +44,26 @@ async def docs() -> HTMLResponse:
 
 
 def outline(view: ViewGeometry, points: int = 8) -> list[list[float]]:
-    """The view's border as (lon, lat) degrees, ``points`` per edge (a perspective tile's edges curve on
-    the sphere); longitudes continuous around the view's centre."""
-    w, h = view.width, view.height
-    t = np.linspace(0.0, 1.0, points, endpoint=False)
-    u = np.concatenate([t * w, np.full(points, w), (1 - t) * w, np.zeros(points)])
-    v = np.concatenate([np.zeros(points), t * h, np.full(points, h), (1 - t) * h])
-    lon, lat = view.lonlat(u, v, wrap=False)
+    """The view's border as (lon, lat) degrees, ``points`` per edge, longitudes continuous around the view's
+    centre."""
+    lon, lat = view.border_lonlat(points, endpoint=False, wrap=False)
     return [[round(float(a), 3), round(float(b), 3)] for a, b in zip(lon, lat, strict=True)]
+
+
+def view_outlines(views: Sequence[ViewGeometry]) -> list[dict[str, Any]]:
+    """``/v1/views``' list: each view's geometry and outline (none for the whole panorama)."""
+    return [
+        {**view.to_dict(), "outline": None if view.projection == "erp" and view.hfov_deg >= 360 else outline(view)}
+        for view in views
+    ]
 
 
 @router.get("/v1/views")
 async def views(service: Service) -> dict:
     """Where each view the model sees of a panorama looks, with its outline (the page draws them)."""
-    out = []
-    for view in service.generator.view_geometries:
-        whole = view.projection == "erp" and view.hfov_deg >= 360
-        out.append(
-            {
-                "index": view.index,
-                "kind": view.kind,
-                "projection": view.projection,
-                "yaw_deg": view.yaw_deg,
-                "pitch_deg": view.pitch_deg,
-                "hfov_deg": view.hfov_deg,
-                "vfov_deg": view.vfov_deg,
-                "outline": None if whole else outline(view),
-            }
-        )
-    return {"object": "list", "data": out}
+    if service.view_outlines is None:  # the same for every request: computed once
+        service.view_outlines = view_outlines(service.generator.view_geometries)
+    return {"object": "list", "data": service.view_outlines}
 
 
 @router.get("/v1/examples")

@@ -93,6 +93,7 @@ class PanoramaService:
         self.examples: Path | None = None
         # measured now, before the batching worker owns the model (one blank panorama through it)
         self.vision_tokens = generator.vision_tokens()
+        self.view_outlines: list[dict[str, Any]] | None = None  # /v1/views' answer, made on its first request
 
     # -- inputs --------------------------------------------------------------------------
     def check_size(self, size: int, field: str) -> None:
@@ -133,9 +134,10 @@ class PanoramaService:
         if width * height > limit:
             raise RequestError(413, f"{field}: {width}×{height} pixels is over the limit of {limit} pixels", field)
 
-    def check_query(self, query: Prompt, field: str = "query") -> None:
-        """413 when the prompt (a question, or a conversation) is longer than the token limit (a cheap
-        character bound first: no tokenizer runs on a megabyte of text)."""
+    def check_query(self, query: Prompt, field: str = "query") -> int:
+        """The prompt's tokens as the model sees them (the template's text and the panorama's vision tokens);
+        413 when the prompt (a question, or a conversation) is longer than the token limit (a cheap character
+        bound first: no tokenizer runs on a megabyte of text)."""
         limit = self.max_query_tokens
         if isinstance(query, Conversation):
             texts = [query.query, query.system_prompt or "", *(t for turn in query.history for t in turn)]
@@ -145,10 +147,7 @@ class PanoramaService:
         if chars > 32 * limit or (tokens := self.generator.prompt_tokens(query)) > limit:
             size = f"{chars} characters" if chars > 32 * limit else f"{tokens} tokens"
             raise RequestError(413, f"{field}: the prompt is {size}, over the limit of {limit} tokens", field)
-
-    def usage_prompt_tokens(self, query: Prompt) -> int:
-        """The prompt's tokens as the model sees them: the template's text, the panorama's vision tokens."""
-        return self.generator.prompt_tokens(query) + self.vision_tokens
+        return tokens + self.vision_tokens
 
     def decode(self, data: bytes, field: str) -> np.ndarray:
         """Encoded image bytes → ``[H, W, 3]`` uint8; 413 when too large, 422 when not an image."""
