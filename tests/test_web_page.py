@@ -194,6 +194,7 @@ def test_feedback_is_validated_and_appended_whole(generator, panoramas, tmp_path
     rows = [json.loads(line) for line in feedback.read_text().splitlines()]
     assert sorted(r["query"] for r in rows) == [f"q{i}" for i in range(8)]
     assert len({r["image"] for r in rows}) == 1 and len(list((tmp_path / "images").iterdir())) == 1
+    assert rows[0]["image"].endswith(".png")  # named by the format its header declares
 
 
 def test_feedback_text_is_bounded(generator, tmp_path):  # noqa: F811

@@ -9,14 +9,11 @@ never leave half a row.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import os
 import threading
 from pathlib import Path
 from typing import Any
-
-from PIL import Image
 
 from cora.inference.server.errors import RequestError
 from cora.utils.io import atomic_open
@@ -33,10 +30,10 @@ class FeedbackStore:
         self.images = self.path.parent / "images"
         self._lock = threading.Lock()
 
-    def save_image(self, data: bytes) -> str:
-        """The image's path relative to the feedback file (written once per distinct content)."""
-        with Image.open(io.BytesIO(data)) as image:
-            suffix = _FORMATS.get(image.format or "", ".img")
+    def save_image(self, data: bytes, image_format: str) -> str:
+        """The image's path relative to the feedback file (written once per distinct content); ``image_format``:
+        PIL's name for it (its file suffix)."""
+        suffix = _FORMATS.get(image_format, ".img")
         name = hashlib.sha256(data).hexdigest()[:32] + suffix
         target = self.images / name
         if not target.is_file():

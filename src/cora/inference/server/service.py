@@ -120,19 +120,21 @@ class PanoramaService:
     def allow_paths(self) -> bool:
         return self.path_root is not None
 
-    def check_pixels(self, source: bytes | Path, field: str) -> None:
-        """413 when the image's header declares more pixels than the limit (nothing decoded yet)."""
+    def check_pixels(self, source: bytes | Path, field: str) -> str | None:
+        """The image's format as its header names it (PIL's ``PNG``, ``JPEG`` ...; None when PIL does not know
+        it); 413 when the header declares more pixels than the limit (nothing decoded yet)."""
         limit = self.max_image_pixels
         try:
             with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as image:
-                width, height = image.size
+                (width, height), image_format = image.size, image.format
         except Image.DecompressionBombError:  # PIL's own guard, raised from the header over 2 × its limit
             size = f"more than {2 * (Image.MAX_IMAGE_PIXELS or 0)}"
             raise RequestError(413, f"{field}: {size} pixels is over the limit of {limit} pixels", field) from None
         except (UnidentifiedImageError, OSError, ValueError):
-            return  # not an image PIL knows: the decoder reports it
+            return None  # not an image PIL knows: the decoder reports it
         if width * height > limit:
             raise RequestError(413, f"{field}: {width}×{height} pixels is over the limit of {limit} pixels", field)
+        return image_format
 
     def check_query(self, query: Prompt, field: str = "query") -> int:
         """The prompt's tokens as the model sees them (the template's text and the panorama's vision tokens);
