@@ -66,25 +66,28 @@ def packaged_configs() -> list[str]:
     return sorted(p.stem for p in PACKAGED_CONFIGS.glob("*.yaml"))
 
 
+def _packaged(name: str | Path) -> Path | None:
+    """The packaged config ``name`` means (``configs/tiny.yaml``, ``tiny.yaml`` or ``tiny``); None when the name
+    has another folder in it or no such config is packaged."""
+    name = Path(name)
+    if name.parent.name not in ("", "configs") or len(name.parts) > 2:
+        return None
+    packaged = PACKAGED_CONFIGS / (name.name if name.suffix in (".yaml", ".yml") else f"{name.name}.yaml")
+    return packaged if packaged.is_file() else None
+
+
 def resolve_config_path(path: str | Path) -> Path:
-    """``path`` when it exists; else the packaged config it names (``configs/tiny.yaml``, ``tiny.yaml`` or
-    ``tiny``), when the name has no other folder in it; else ``path`` unchanged (the caller reports it)."""
+    """``path`` when it exists; else the packaged config it names; else ``path`` unchanged (the caller
+    reports it)."""
     path = Path(path)
-    if path.is_file() or path.parent.name not in ("", "configs") or len(path.parts) > 2:
-        return path
-    packaged = PACKAGED_CONFIGS / (path.name if path.suffix in (".yaml", ".yml") else f"{path.name}.yaml")
-    return packaged if packaged.is_file() else path
+    return path if path.is_file() else _packaged(path) or path
 
 
 def _extended(config: Path, base: str) -> Path:
     """What ``extends: base`` in ``config`` names: the file beside ``config``, else the packaged config of that
     name; never a file of the working directory (the same config must mean the same thing from anywhere)."""
     local = config.parent / base
-    if local.is_file() or Path(base).parent.name not in ("", "configs") or len(Path(base).parts) > 2:
-        return local
-    name = Path(base).name if Path(base).suffix in (".yaml", ".yml") else f"{Path(base).name}.yaml"
-    packaged = PACKAGED_CONFIGS / name
-    return packaged if packaged.is_file() else local
+    return local if local.is_file() else _packaged(base) or local
 
 
 def load_raw(path: str | Path, _chain: tuple[Path, ...] = ()) -> tuple[dict[str, Any], Provenance]:
