@@ -29,7 +29,6 @@ class StandIn:
     """An :class:`AnswerGenerator` that answers "a b c" (three tokens) and records the options it was given."""
 
     options = DecodingOptions(max_new_tokens=3)
-    conversations = True
 
     def __init__(self) -> None:
         self.seen: list[dict[str, Any]] = []
@@ -257,3 +256,23 @@ def test_field_paths_and_overrides():
         URL,
         "messages[0].content[0].image_url.url",
     )
+
+
+def test_a_model_that_answers_single_questions_refuses_a_conversation_with_a_400():
+    from cora.inference import UnsupportedPrompt
+
+    class SingleQuestions(StandIn):  # as an adapted VLM: its prompt builder refuses history and system prompts
+        def prompt_tokens(self, query: Any) -> int:
+            if isinstance(query, Conversation) and (query.history or query.system_prompt is not None):
+                raise UnsupportedPrompt("this model answers single questions (no system message or earlier turns)")
+            return 7
+
+    client = TestClient(create_app(SingleQuestions()))
+    user = {
+        "role": "user",
+        "content": [{"type": "text", "text": "q"}, {"type": "image_url", "image_url": {"url": URL}}],
+    }
+    refused = client.post("/v1/chat/completions", json={"messages": [{"role": "system", "content": "s"}, user]})
+    assert refused.status_code == 400 and refused.json()["error"]["param"] == "messages"
+    assert "single questions" in refused.json()["error"]["message"]
+    assert client.post("/v1/chat/completions", json={"messages": [user]}).status_code == 200

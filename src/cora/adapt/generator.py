@@ -19,7 +19,7 @@ from cora.adapt.encode import EncodedBatch, build_messages, encode_batch
 from cora.adapt.inputs import PanoramaInputs, native_geometry
 from cora.adapt.runtime import PanoramaAdapter
 from cora.config import CoraConfig, load_config
-from cora.inference import DecodingOptions, GeneratorBase
+from cora.inference import DecodingOptions, GeneratorBase, UnsupportedPrompt
 from cora.inference.protocols import Prompt
 from cora.processors.geometry import ViewGeometry
 
@@ -47,7 +47,6 @@ class AdaptGenerator(GeneratorBase):
         self.tokenizer = model.tokenizer
         stops = {self.tokenizer.convert_tokens_to_ids(model.family.end_of_turn), self.tokenizer.eos_token_id}
         self.stop_token_ids = sorted(s for s in stops if s is not None)
-        self.conversations = False  # one question per request (see _question)
 
     @classmethod
     def from_model(cls, model: PanoramaAdapter, config: CoraConfig) -> AdaptGenerator:
@@ -123,10 +122,10 @@ class AdaptGenerator(GeneratorBase):
 
 
 def _question(query: Prompt) -> str:
-    """An adapted VLM answers single questions (``conversations`` is False): a conversation with history or
-    its own system prompt is refused rather than silently cut to its last question."""
+    """An adapted VLM answers single questions: a conversation with history or its own system prompt is
+    refused (:class:`UnsupportedPrompt`, a 400 from the server) rather than silently cut to its last question."""
     if isinstance(query, str):
         return query
     if query.history or query.system_prompt is not None:
-        raise ValueError("an adapted VLM answers single questions: no history or system prompt per request")
+        raise UnsupportedPrompt("this model answers single questions (no system message or earlier turns)")
     return query.query

@@ -5,7 +5,14 @@ loop every generator shares."""
 from cora.inference.base import GeneratorBase
 from cora.inference.decoding import DecodingOptions
 from cora.inference.generator import PanoramaGenerator
-from cora.inference.protocols import AnswerGenerator, BatchGenerator, Conversation, GeneratorInfo, Prompt
+from cora.inference.protocols import (
+    AnswerGenerator,
+    BatchGenerator,
+    Conversation,
+    GeneratorInfo,
+    Prompt,
+    UnsupportedPrompt,
+)
 
 __all__ = [
     "AnswerGenerator",
@@ -16,4 +23,5 @@ __all__ = [
     "GeneratorInfo",
     "PanoramaGenerator",
     "Prompt",
+    "UnsupportedPrompt",
 ]

@@ -56,7 +56,6 @@ class GeneratorBase(ABC):
     batch_size: int
     tokenizer: Any
     stop_token_ids: list[int]
-    conversations: bool = True
     _vision_tokens: int | None = None
 
     # -- what a model provides ----------------------------------------------------------

@@ -16,6 +16,11 @@ from cora.inference.decoding import DecodingOptions
 from cora.processors.geometry import ViewGeometry
 
 
+class UnsupportedPrompt(ValueError):
+    """A prompt this model cannot take (an adapted VLM answers single questions: no history, no system
+    prompt per request); the server answers it with a 400."""
+
+
 class GeneratorInfo(TypedDict):
     """What a generator says about itself (``GET /health``)."""
 
@@ -81,9 +86,6 @@ class AnswerGenerator(BatchGenerator, Protocol):
 
     def decode(self, ids: Sequence[int]) -> str:
         """Token ids of :meth:`generate_ids` → the answer's text."""
-
-    #: whether prompts may be :class:`Conversation` s with history or a system prompt (else plain questions)
-    conversations: bool
 
     def prompt_tokens(self, query: Prompt) -> int:
         """Tokens of the templated prompt for ``query``: image placeholders count as written, not as the many

@@ -76,10 +76,6 @@ def _inputs(service: PanoramaService, body: ChatRequest) -> tuple[np.ndarray, Co
     prompt's tokens as the model sees them."""
     url, field = body.image_url()
     conversation = body.conversation()
-    if not service.generator.conversations and (conversation.history or conversation.system_prompt is not None):
-        raise RequestError(
-            400, "messages: this model answers single questions (no system message or earlier turns)", "messages"
-        )
     tokens = service.check_query(conversation, "messages")  # before decoding: a refused prompt costs no image
     return service.decode_data_url(url, field), conversation, tokens
 

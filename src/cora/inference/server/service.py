@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from cora.inference.protocols import AnswerGenerator, Conversation, Prompt
+from cora.inference.protocols import AnswerGenerator, Conversation, Prompt, UnsupportedPrompt
 from cora.inference.server.batching import (
     DEFAULT_MAX_BATCH,
     DEFAULT_MAX_QUEUE,
@@ -146,7 +146,11 @@ class PanoramaService:
             chars = sum(len(t) for t in texts)
         else:
             chars = len(query)
-        if chars > 32 * limit or (tokens := self.generator.prompt_tokens(query)) > limit:
+        try:
+            tokens = 0 if chars > 32 * limit else self.generator.prompt_tokens(query)
+        except UnsupportedPrompt as exc:
+            raise RequestError(400, f"{field}: {exc}", field) from None
+        if chars > 32 * limit or tokens > limit:
             size = f"{chars} characters" if chars > 32 * limit else f"{tokens} tokens"
             raise RequestError(413, f"{field}: the prompt is {size}, over the limit of {limit} tokens", field)
         return tokens + self.vision_tokens
