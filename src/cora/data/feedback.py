@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from cora.data.readers import _BadRow, _ImageChecks, resolve_image
 from cora.data.records import BadRowLog, DataError, Record, undecodable_byte
@@ -27,26 +28,52 @@ from cora.data.records import BadRowLog, DataError, Record, undecodable_byte
 FEEDBACK_TYPE = "feedback"  # the question type of every feedback row (its reward: rl.rewards.feedback)
 
 
-def _text(row: dict, name: str, required: bool = True) -> str | None:
-    value = row.get(name)
-    if value is None and not required:
-        return None
-    if not isinstance(value, str) or not value.strip():
-        raise _BadRow(f"field {name!r}: expected a non-empty string, got {value!r}")
-    return value.strip()
+class FieldError(ValueError):
+    """A feedback row's field that is missing or wrong (``field`` names it); the reader counts the row as
+    bad, the server answers 400."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+def check_feedback(row: dict[str, Any]) -> dict[str, Any]:
+    """A feedback row's ``query`` and ``answer`` (non-empty, stripped) and its ``rating`` (-1 or +1) and/or
+    ``correction`` (stripped; empty = none), as the feedback file keeps them; :class:`FieldError` else."""
+    out: dict[str, Any] = {}
+    for name in ("query", "answer"):
+        value = row.get(name)
+        if not isinstance(value, str) or not value.strip():
+            raise FieldError(name, f"field {name!r}: expected a non-empty string, got {value!r}")
+        out[name] = value.strip()
+    rating, correction = row.get("rating"), row.get("correction")
+    if rating is not None:
+        if isinstance(rating, bool) or rating not in (-1, 1):
+            raise FieldError("rating", f"field 'rating': expected -1 or +1, got {rating!r}")
+        out["rating"] = rating
+    if correction is not None:
+        if not isinstance(correction, str):
+            raise FieldError("correction", f"field 'correction': expected a string, got {correction!r}")
+        if correction.strip():
+            out["correction"] = correction.strip()
+    if "rating" not in out and "correction" not in out:
+        raise FieldError("rating", "neither 'rating' nor 'correction': the row says nothing about the answer")
+    return out
 
 
 def _record(row: object, path: Path, line: int, kind: str, checks: _ImageChecks) -> Record | None:
     if not isinstance(row, dict):
         raise _BadRow(f"expected a JSON object, got {type(row).__name__}")
-    image, query, answer = _text(row, "image"), _text(row, "query"), _text(row, "answer")
-    correction = _text(row, "correction", required=False)
-    rating = row.get("rating")
-    if rating is not None and (isinstance(rating, bool) or rating not in (-1, 1)):
-        raise _BadRow(f"field 'rating': expected -1 or +1, got {rating!r}")
-    if rating is None and correction is None:
-        raise _BadRow("neither 'rating' nor 'correction': the row says nothing about the answer")
-    ref = resolve_image(image, path.parent)
+    image = row.get("image")
+    if not isinstance(image, str) or not image.strip():
+        raise _BadRow(f"field 'image': expected a non-empty string, got {image!r}")
+    try:
+        fields = check_feedback(row)
+    except FieldError as exc:
+        raise _BadRow(str(exc)) from None
+    query, answer = fields["query"], fields["answer"]
+    rating, correction = fields.get("rating"), fields.get("correction")
+    ref = resolve_image(image.strip(), path.parent)
     problem = checks(ref)
     if problem:
         raise _BadRow(f"field 'image': {problem}")

@@ -15,6 +15,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from cora.data.feedback import FieldError, check_feedback
 from cora.inference.server.errors import RequestError
 from cora.utils.io import atomic_open
 
@@ -53,28 +54,14 @@ class FeedbackStore:
                 os.fsync(handle.fileno())
 
 
-def feedback_row(body: dict[str, Any], image: str) -> dict[str, Any]:
-    """The JSONL row of a feedback request (validated: 400 naming the field)."""
-    row: dict[str, Any] = {"image": image}
+def feedback_row(body: dict[str, Any]) -> dict[str, Any]:
+    """The JSONL row of a feedback request without its image (the file's own rules, ``check_feedback``):
+    413 for a text over ``MAX_TEXT`` characters, 400 naming the field."""
     for name in ("query", "answer", "correction"):
         value = body.get(name)
         if isinstance(value, str) and len(value) > MAX_TEXT:
             raise RequestError(413, f"{name}: {len(value)} characters is over the limit of {MAX_TEXT}", name)
-    for name in ("query", "answer"):
-        value = body.get(name)
-        if not isinstance(value, str) or not value.strip():
-            raise RequestError(400, f"{name}: expected a non-empty string", name)
-        row[name] = value.strip()
-    rating, correction = body.get("rating"), body.get("correction")
-    if rating is not None:
-        if isinstance(rating, bool) or rating not in (-1, 1):
-            raise RequestError(400, f"rating: expected -1 or 1, got {rating!r}", "rating")
-        row["rating"] = rating
-    if correction is not None:
-        if not isinstance(correction, str):
-            raise RequestError(400, "correction: expected a string", "correction")
-        if correction.strip():
-            row["correction"] = correction.strip()
-    if "rating" not in row and "correction" not in row:
-        raise RequestError(400, "rating: give a rating (-1 or 1) or a correction", "rating")
-    return row
+    try:
+        return check_feedback(body)
+    except FieldError as exc:
+        raise RequestError(400, str(exc), exc.field) from None

@@ -98,13 +98,13 @@ async def feedback(request: Request, service: Service) -> dict:
     url = body.get("image")
     if not isinstance(url, str):
         raise RequestError(400, "image: expected the panorama as a data: URL", "image")
-    row = feedback_row(body, "")  # the text fields are checked before the image costs anything
+    fields = feedback_row(body)  # the text fields are checked before the image costs anything
     data = await run_in_threadpool(service.data_url_bytes, url, "image")
     # Its header only (size, pixels, a format PIL knows): the image is kept, not looked at (training reads it).
     service.check_size(len(data), "image")
     image_format = await run_in_threadpool(service.check_pixels, data, "image")
     if image_format is None:
         raise RequestError(422, "image: not an image (its header names no image format)", "image")
-    row["image"] = await run_in_threadpool(store.save_image, data, image_format)
+    row = {"image": await run_in_threadpool(store.save_image, data, image_format), **fields}
     await run_in_threadpool(store.append, row)
     return {"object": "feedback", "image": row["image"]}
