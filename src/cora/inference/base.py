@@ -18,6 +18,7 @@ import torch
 from cora.inference.decoding import DecodingOptions
 from cora.inference.protocols import GeneratorInfo, Prompt, TokenSink
 from cora.processors.geometry import ViewGeometry
+from cora.processors.text import cut_at_stop
 
 
 def stream_text(tokenizer: Any, run: Callable[[Any], None]) -> Iterator[str]:
@@ -116,15 +117,7 @@ class GeneratorBase(ABC):
         return out
 
     def _cut(self, row: list[int]) -> list[int]:
-        """A row up to its first stop token; a row of a batch that finished early is padded after its stop."""
-        stops = set(self.stop_token_ids)
-        for i, token in enumerate(row):
-            if token in stops:
-                return row[:i]
-        pad = self.tokenizer.pad_token_id
-        while row and row[-1] == pad:
-            row = row[:-1]
-        return row
+        return cut_at_stop(row, set(self.stop_token_ids), self.tokenizer.pad_token_id)
 
     def generate_rows(
         self, images: Sequence[Any], queries: Sequence[Prompt], sinks: Sequence[TokenSink], **options: Any

@@ -25,6 +25,7 @@ from transformers import PretrainedConfig, PreTrainedModel
 from cora.config import CoraConfig, load_config
 from cora.model.fusion import left_padded
 from cora.model.vlm import SAVED_CONFIG, PanoramaOutput, PanoramaVLM, saved_model_dir
+from cora.processors.text import cut_at_stop
 from cora.utils.io import atomic_write_json
 
 PROCESSOR_FILE = "cora_processor.json"
@@ -154,9 +155,9 @@ class CoraProcessor:
 
     def batch_decode(self, ids: torch.Tensor | list[list[int]], **kwargs: Any) -> list[str]:
         """Each row's text up to its first stop token (end of turn, eos)."""
-        stops = set(self.formatter.stop_token_ids)
+        stops, pad = set(self.formatter.stop_token_ids), self.tokenizer.pad_token_id
         rows = ids.tolist() if isinstance(ids, torch.Tensor) else ids
-        return [self.formatter.decode(_until(row, stops)) for row in rows]
+        return [self.formatter.decode(cut_at_stop(row, stops, pad)) for row in rows]
 
     def save_pretrained(self, out_dir: str | Path, **kwargs: Any) -> None:
         out = Path(out_dir)
@@ -175,10 +176,6 @@ class CoraProcessor:
         if tokenizer_dir is None:
             tokenizer_dir = Path(config.models.tokenizer_name or config.models.language_model_name)
         return cls(config, AutoTokenizer.from_pretrained(tokenizer_dir))
-
-
-def _until(row: list[int], stops: set[int]) -> list[int]:
-    return next((row[:i] for i, token in enumerate(row) if token in stops), row)
 
 
 def register() -> None:

@@ -15,11 +15,23 @@ block; generation prompts keep it (``<think>\\n\\n</think>\\n\\n`` comes from th
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 IGNORE_INDEX = -100
+
+
+def cut_at_stop(row: Sequence[int], stops: Collection[int], pad_id: int | None = None) -> list[int]:
+    """A generated row up to its first stop token (end of turn, eos); without one, trailing ``pad_id``s
+    dropped (a row of a batch that finished early is padded)."""
+    row = list(row)
+    for i, token in enumerate(row):
+        if token in stops:
+            return row[:i]
+    while row and row[-1] == pad_id:
+        row.pop()
+    return row
 
 
 class ChatTemplateError(ValueError):
