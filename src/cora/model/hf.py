@@ -28,8 +28,6 @@ from cora.model.vlm import SAVED_CONFIG, PanoramaOutput, PanoramaVLM, saved_mode
 from cora.processors.text import cut_at_stop
 from cora.utils.io import atomic_write_json
 
-PROCESSOR_FILE = "cora_processor.json"
-
 
 class CoraHFConfig(PretrainedConfig):
     """``config.json`` of a saved CORA model. ``cora``: the run's config as a dict (``config.yaml``);
@@ -162,8 +160,7 @@ class CoraProcessor:
     def save_pretrained(self, out_dir: str | Path, **kwargs: Any) -> None:
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
-        self.tokenizer.save_pretrained(out)
-        atomic_write_json(out / PROCESSOR_FILE, {"processor_class": "CoraProcessor", "config": SAVED_CONFIG})
+        self.tokenizer.save_pretrained(out)  # found by from_pretrained beside the model's config.yaml
 
     @classmethod
     def from_pretrained(cls, path: str | Path, **kwargs: Any) -> CoraProcessor:
