@@ -16,7 +16,6 @@ whose image failed are left out), ``DIR/fetch_failures.csv`` (url, lines, reason
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import logging
 import os
@@ -36,7 +35,7 @@ from cora.data.fetch import cache_path, image_size, is_url
 from cora.data.readers import IMAGE_COLUMNS, resolve_image
 from cora.data.records import DataError, undecodable_byte
 from cora.utils.http import retry_after_s
-from cora.utils.io import atomic_open
+from cora.utils.io import atomic_open, remove_stale_temp_files
 
 logger = logging.getLogger(__name__)
 
@@ -385,16 +384,6 @@ def _in_threads(
         yield item, result
 
 
-def _remove_stale_temp_files(images: Path) -> None:
-    if not images.is_dir():
-        return
-    cutoff = time.time() - _STALE_TMP_S
-    for tmp in images.glob(".*.tmp"):
-        with contextlib.suppress(FileNotFoundError):  # another process may remove it first
-            if tmp.stat().st_mtime < cutoff:
-                tmp.unlink()
-
-
 # ---------------------------------------------------------------- outputs
 
 
@@ -469,7 +458,7 @@ def fetch_dataset(
     urls = url_lines(table)
     report.urls = len(urls)
     report.local = sum(1 for _, cells in table.rows if (ref := _image_cell(cells, table.image_col)) and not is_url(ref))
-    _remove_stale_temp_files(out / "images")
+    remove_stale_temp_files(out / "images", _STALE_TMP_S)
     policy = FetchPolicy(retries=retries, timeout_s=timeout_s, max_bytes=max_bytes, backoff_s=backoff_s)
     fetch_urls(urls, out, workers, policy, report)
     rows = rewrite_rows(table, source.resolve().parent, out, {f.url for f in report.failures})

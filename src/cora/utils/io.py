@@ -6,6 +6,7 @@ import contextlib
 import json
 import os
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
@@ -41,3 +42,15 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
 
 def atomic_write_json(path: str | os.PathLike[str], data: Any) -> None:
     atomic_write_text(path, json.dumps(data, indent=2, sort_keys=False) + "\n")
+
+
+def remove_stale_temp_files(folder: Path, older_than_s: float) -> None:
+    """Delete the temp files :func:`atomic_open` left in ``folder`` (a process killed mid-write) that are
+    older than ``older_than_s`` seconds (younger ones may still be being written by another process)."""
+    if not folder.is_dir():
+        return
+    cutoff = time.time() - older_than_s
+    for tmp in folder.glob(".*.tmp"):
+        with contextlib.suppress(FileNotFoundError):  # another process may remove it first
+            if tmp.stat().st_mtime < cutoff:
+                tmp.unlink()
