@@ -15,8 +15,8 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from cora.data.feedback import FieldError, check_feedback
 from cora.inference.server.errors import RequestError
+from cora.processors.feedback import FieldError, check_feedback
 from cora.utils.io import atomic_open
 
 MAX_TEXT = 16_384  # characters per text field: a question, an answer, a correction — not a disk filler
